@@ -1,0 +1,289 @@
+//! The one error type of the crate.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+
+use crate::info::OperationInfo;
+
+/// A boxed error, as tower uses for inner service errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong; see [`Error::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operation ended with status `Failed`. [`Error::code`], [`Error::message`],
+    /// [`Error::status`] and [`Error::body`] tell why.
+    Failed,
+    /// The operation ended with status `Canceled` (or `Cancelled`).
+    Canceled,
+    /// A status body could not be read as a status: empty, not JSON, no string `status`.
+    MalformedStatus,
+    /// A poll or the final GET answered with a status code the protocol does not allow there
+    /// (a 404 on the final GET, a 400 on a poll, a transient 503 that outlasted the retries).
+    UnexpectedStatus,
+    /// A monitor URL could not be used: unparseable, not http(s), carrying userinfo.
+    InvalidMonitorUrl,
+    /// A monitor URL is on an origin the layer is not allowed to follow (including a downgrade
+    /// from https to http). See `LongRunningLayer::allow_origin`.
+    CrossOrigin,
+    /// A status body was larger than `LongRunningLayer::max_status_body`.
+    StatusBodyTooLarge,
+    /// The operation was still running after `LongRunningLayer::max_polls` polls.
+    TooManyPolls,
+    /// The operation's deadline (`LongRunningLayer::timeout`) passed, or a poll outlasted
+    /// `LongRunningLayer::poll_timeout` more times in a row than the layer retries.
+    TimedOut,
+    /// The inner service failed; [`std::error::Error::source`] is its error, which
+    /// can be downcast to the inner service's error type.
+    Service,
+    /// Reading a status body failed (a connection closed mid-body, say); the source is the body's
+    /// error.
+    Body,
+    /// The response future was polled again after it completed.
+    PolledAfterCompletion,
+}
+
+impl ErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            ErrorKind::Failed => "long-running operation failed",
+            ErrorKind::Canceled => "long-running operation was canceled",
+            ErrorKind::MalformedStatus => "malformed operation status",
+            ErrorKind::UnexpectedStatus => "unexpected HTTP status while following an operation",
+            ErrorKind::InvalidMonitorUrl => "invalid monitor URL",
+            ErrorKind::CrossOrigin => "monitor URL on a forbidden origin",
+            ErrorKind::StatusBodyTooLarge => "status body too large",
+            ErrorKind::TooManyPolls => "too many polls",
+            ErrorKind::TimedOut => "long-running operation timed out",
+            ErrorKind::Service => "inner service error",
+            ErrorKind::Body => "error reading a status body",
+            ErrorKind::PolledAfterCompletion => "response future polled after completion",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.describe())
+    }
+}
+
+/// Why a long-running operation did not produce a final response.
+///
+/// One type for every failure, `Send + Sync + 'static`, with a [`kind`](Error::kind) to match on
+/// and the details the server gave: for [`ErrorKind::Failed`] and [`ErrorKind::Canceled`] the
+/// error `code` (from the status body's `error.code`, else the `x-ms-error-code` header) and
+/// `message`, and for every error raised by a response its HTTP status, headers and body
+/// (bounded by `max_status_body`). [`operation`](Error::operation) tells how far the operation
+/// got.
+///
+/// ```
+/// use tower_lro::{Error, ErrorKind};
+///
+/// fn explain(err: &Error) -> String {
+///     match err.kind() {
+///         ErrorKind::Failed | ErrorKind::Canceled => format!(
+///             "{}: {}",
+///             err.code().unwrap_or("unknown"),
+///             err.message().unwrap_or("no message")
+///         ),
+///         ErrorKind::TimedOut => "gave up waiting".to_string(),
+///         _ => err.to_string(),
+///     }
+/// }
+/// ```
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    context: Cow<'static, str>,
+    status: Option<StatusCode>,
+    headers: Option<HeaderMap>,
+    code: Option<String>,
+    message: Option<String>,
+    body: Option<Bytes>,
+    operation: Option<OperationInfo>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, context: impl Into<Cow<'static, str>>) -> Error {
+        Error {
+            inner: Box::new(Inner {
+                kind,
+                context: context.into(),
+                status: None,
+                headers: None,
+                code: None,
+                message: None,
+                body: None,
+                operation: None,
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn service(source: impl Into<BoxError>) -> Error {
+        Error::new(ErrorKind::Service, "").with_source(source.into())
+    }
+
+    pub(crate) fn with_source(mut self, source: BoxError) -> Error {
+        self.inner.source = Some(source);
+        self
+    }
+
+    pub(crate) fn with_response(
+        mut self,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Option<Bytes>,
+    ) -> Error {
+        self.inner.status = Some(status);
+        self.inner.headers = Some(headers);
+        self.inner.body = body;
+        self
+    }
+
+    pub(crate) fn with_detail(mut self, code: Option<String>, message: Option<String>) -> Error {
+        self.inner.code = code;
+        self.inner.message = message;
+        self
+    }
+
+    pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {
+        self.inner.operation = Some(operation);
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.inner.kind
+    }
+
+    /// The HTTP status of the response that ended the operation, when a response did.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.inner.status
+    }
+
+    /// The headers of the response that ended the operation (with `x-ms-request-id` and
+    /// friends, which support asks for), when a response did.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.inner.headers.as_ref()
+    }
+
+    /// The body of the response that ended the operation, when it was read (status bodies, and
+    /// error bodies up to `max_status_body`).
+    pub fn body(&self) -> Option<&Bytes> {
+        self.inner.body.as_ref()
+    }
+
+    /// The operation's error code: `error.code` of the status body, else the `x-ms-error-code`
+    /// header.
+    pub fn code(&self) -> Option<&str> {
+        self.inner.code.as_deref()
+    }
+
+    /// The operation's error message: `error.message` of the status body.
+    pub fn message(&self) -> Option<&str> {
+        self.inner.message.as_deref()
+    }
+
+    /// How far the operation got: monitor, polls, elapsed time, last status. `None` when the
+    /// error came before any monitor was known (an inner service error on the initial request,
+    /// an invalid monitor URL on the initial response).
+    pub fn operation(&self) -> Option<&OperationInfo> {
+        self.inner.operation.as_ref()
+    }
+
+    /// Whether the operation itself ended unsuccessfully (`Failed` or `Canceled`), as opposed to
+    /// the layer failing to follow it.
+    pub fn is_operation_error(&self) -> bool {
+        matches!(self.inner.kind, ErrorKind::Failed | ErrorKind::Canceled)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("tower_lro::Error");
+        d.field("kind", &self.inner.kind);
+        if !self.inner.context.is_empty() {
+            d.field("context", &self.inner.context);
+        }
+        if let Some(status) = self.inner.status {
+            d.field("status", &status);
+        }
+        if let Some(code) = &self.inner.code {
+            d.field("code", code);
+        }
+        if let Some(message) = &self.inner.message {
+            d.field("message", message);
+        }
+        if let Some(operation) = &self.inner.operation {
+            d.field("operation", operation);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.inner.kind.describe())?;
+        if let Some(code) = &self.inner.code {
+            write!(f, ": {code}")?;
+        }
+        if let Some(message) = &self.inner.message {
+            write!(f, ": {message}")?;
+        }
+        if !self.inner.context.is_empty() {
+            write!(f, " ({})", self.inner.context)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_a_well_behaved_error() {
+        fn assert_bounds<E: std::error::Error + Send + Sync + 'static>() {}
+        assert_bounds::<Error>();
+        // The `Result` of the response future stays small.
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_carries_the_details() {
+        let err = Error::new(ErrorKind::Failed, "status monitor reported Failed")
+            .with_detail(Some("Conflict".into()), Some("the name is taken".into()));
+        assert_eq!(
+            err.to_string(),
+            "long-running operation failed: Conflict: the name is taken (status monitor reported Failed)"
+        );
+        assert!(err.is_operation_error());
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let err = Error::service(io);
+        assert_eq!(err.to_string(), "inner service error");
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
+}

@@ -1,0 +1,296 @@
+//! [`LongRunningLayer`]: the builder, its defaults, and why.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use crate::protocol::schedule::Delays;
+use crate::protocol::url::{Origin, OriginPolicy};
+use crate::service::LongRunning;
+
+/// The settings shared by every operation of a layer; cloned per call as one `Arc`.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) delays: Delays,
+    pub(crate) max_polls: u32,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) poll_timeout: Option<Duration>,
+    pub(crate) max_status_body: usize,
+    pub(crate) max_transient_retries: u32,
+    pub(crate) origins: OriginPolicy,
+    pub(crate) follow_created_location: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            delays: Delays {
+                initial: LongRunningLayer::DEFAULT_INITIAL_DELAY,
+                min: LongRunningLayer::DEFAULT_MIN_DELAY,
+                max: LongRunningLayer::DEFAULT_MAX_DELAY,
+            },
+            max_polls: LongRunningLayer::DEFAULT_MAX_POLLS,
+            timeout: None,
+            poll_timeout: Some(LongRunningLayer::DEFAULT_POLL_TIMEOUT),
+            max_status_body: LongRunningLayer::DEFAULT_MAX_STATUS_BODY,
+            max_transient_retries: LongRunningLayer::DEFAULT_MAX_TRANSIENT_RETRIES,
+            origins: OriginPolicy::SameOrigin,
+            follow_created_location: false,
+        }
+    }
+}
+
+/// A [`Layer`] that follows HTTP long-running operations to their final response.
+///
+/// Wrap any `Service<http::Request<B>>`: when the server answers `201`/`202` with
+/// `Azure-AsyncOperation` or `Operation-Location`, `202` with `Location`, or a PUT/PATCH body
+/// whose `provisioningState` is not terminal, [`LongRunning`] polls through the same inner service
+/// and its future resolves with the **final** response, or with an [`Error`](crate::Error) saying
+/// why the operation failed, was canceled or could not be followed. Other responses pass through
+/// untouched. See the [crate documentation](crate) for the protocol and where to put the layer.
+///
+/// # Defaults
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | [`initial_delay`](Self::initial_delay) | 1 s, doubling | only for responses without a hint; short operations finish fast, long ones settle at `max_delay` |
+/// | [`min_delay`](Self::min_delay) | 0 | the server's hint is obeyed as given (`retry-after-ms: 50` means 50 ms); only one request per operation is ever in flight and polls are counted |
+/// | [`max_delay`](Self::max_delay) | 60 s | a hostile `Retry-After` of a year costs one minute; Azure's hints are 10–60 s |
+/// | [`max_polls`](Self::max_polls) | 5 000 | about 20 hours at Azure's usual 15 s cadence; stops a server that says "running, poll now" forever |
+/// | [`timeout`](Self::timeout) | none | operations may legitimately take hours; `max_polls × max_delay` bounds them anyway |
+/// | [`poll_timeout`](Self::poll_timeout) | 60 s | a status GET that has not answered in a minute is stuck: it is retried, so a silent server cannot hang the operation |
+/// | [`max_transient_retries`](Self::max_transient_retries) | 8 | rides out a couple of minutes of 503s or resets without losing the operation |
+/// | [`max_status_body`](Self::max_status_body) | 1 MiB | status bodies are a few hundred bytes and resources a few KiB; bounds memory per operation |
+/// | origins | same origin only | monitor URLs come from the network; see [`allow_origin`](Self::allow_origin) |
+/// | [`follow_created_location`](Self::follow_created_location) | off | a `201` with `Location` is HTTP's ordinary "created here" |
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+/// use tower_lro::LongRunningLayer;
+/// # use http::{Request, Response};
+/// # use http_body_util::Full;
+/// # use bytes::Bytes;
+/// # let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+/// #     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("{}"))))
+/// # });
+///
+/// let service = ServiceBuilder::new()
+///     .layer(
+///         LongRunningLayer::new()
+///             .max_delay(Duration::from_secs(30))
+///             .timeout(Duration::from_secs(2 * 60 * 60)),
+///     )
+///     .service(client);
+/// ```
+#[derive(Clone, Default)]
+pub struct LongRunningLayer {
+    pub(crate) config: Arc<Config>,
+}
+
+impl LongRunningLayer {
+    /// Default of [`initial_delay`](Self::initial_delay).
+    pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(1);
+    /// Default of [`min_delay`](Self::min_delay).
+    pub const DEFAULT_MIN_DELAY: Duration = Duration::ZERO;
+    /// Default of [`max_delay`](Self::max_delay).
+    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
+    /// Default of [`max_polls`](Self::max_polls).
+    pub const DEFAULT_MAX_POLLS: u32 = 5_000;
+    /// Default of [`poll_timeout`](Self::poll_timeout).
+    pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default of [`max_transient_retries`](Self::max_transient_retries).
+    pub const DEFAULT_MAX_TRANSIENT_RETRIES: u32 = 8;
+    /// Default of [`max_status_body`](Self::max_status_body).
+    pub const DEFAULT_MAX_STATUS_BODY: usize = 1024 * 1024;
+
+    /// A layer with the defaults listed above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// The wait before a poll when the latest response gave no `Retry-After` (or
+    /// `retry-after-ms`); it doubles with each such wait, up to [`max_delay`](Self::max_delay).
+    /// Also the base of the backoff between transient retries.
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.config().delays.initial = delay;
+        self
+    }
+
+    /// The shortest wait between polls, whatever the server asks. Raise it to protect a server
+    /// that asks for `Retry-After: 0`; when it exceeds [`max_delay`](Self::max_delay), `max_delay`
+    /// wins.
+    pub fn min_delay(mut self, delay: Duration) -> Self {
+        self.config().delays.min = delay;
+        self
+    }
+
+    /// The longest wait between polls, whatever the server asks.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.config().delays.max = delay;
+        self
+    }
+
+    /// How many status requests one operation may send (transient retries included) before it
+    /// ends with [`ErrorKind::TooManyPolls`](crate::ErrorKind::TooManyPolls).
+    pub fn max_polls(mut self, polls: u32) -> Self {
+        self.config().max_polls = polls;
+        self
+    }
+
+    /// A deadline for the whole operation, from the call to the final response's head: past it
+    /// the operation ends with [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut). A wait that
+    /// would end after the deadline fails at once instead of sleeping into it.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config().timeout = Some(timeout);
+        self
+    }
+
+    /// How long one poll or final GET may take to answer (and, for status bodies, to be read)
+    /// before it counts as a transient failure and is retried. `None` waits for ever; the
+    /// initial request is never bounded by it (put a `TimeoutLayer` below this layer for that).
+    pub fn poll_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().poll_timeout = timeout;
+        self
+    }
+
+    /// How many times in a row a poll or final GET that failed transiently (connection errors,
+    /// 408, 429, 500, 502, 503, 504, a poll timeout) is retried before the operation ends with
+    /// that failure.
+    pub fn max_transient_retries(mut self, retries: u32) -> Self {
+        self.config().max_transient_retries = retries;
+        self
+    }
+
+    /// The most bytes of a status body (or a resource body whose `provisioningState` decides) the
+    /// layer reads; a `Content-Length` above it is refused before reading. Final bodies are
+    /// streamed and never limited.
+    pub fn max_status_body(mut self, bytes: usize) -> Self {
+        self.config().max_status_body = bytes;
+        self
+    }
+
+    /// Also follow monitor URLs on `origin` (`scheme://host[:port]`), besides the original
+    /// request's origin. Credentials (`Authorization`, `Cookie`, `Proxy-Authorization`) and
+    /// request extensions are never sent to another origin, and an `https` operation never
+    /// follows an `http` URL.
+    ///
+    /// ```
+    /// let layer = tower_lro::LongRunningLayer::new().allow_origin("https://status.example.com")?;
+    /// # Ok::<(), tower_lro::InvalidOrigin>(())
+    /// ```
+    pub fn allow_origin(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
+        let origin = Origin::parse(origin).map_err(InvalidOrigin)?;
+        let config = self.config();
+        match &mut config.origins {
+            OriginPolicy::SameOrigin => config.origins = OriginPolicy::AllowList(vec![origin]),
+            OriginPolicy::AllowList(list) => list.push(origin),
+            OriginPolicy::Any => {}
+        }
+        Ok(self)
+    }
+
+    /// Follow monitor URLs on any http(s) origin. Credentials and extensions are still withheld
+    /// from other origins, and `https` still never moves to `http`.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.config().origins = OriginPolicy::Any;
+        self
+    }
+
+    /// Also follow a `201 Created` that carries only `Location`, as the Azure SDKs do for
+    /// operations their specs mark long-running. Off by default: for plain HTTP it means "created
+    /// there", not "poll there".
+    pub fn follow_created_location(mut self, follow: bool) -> Self {
+        self.config().follow_created_location = follow;
+        self
+    }
+}
+
+impl<S> Layer<S> for LongRunningLayer {
+    type Service = LongRunning<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LongRunning::from_parts(inner, self.config.clone())
+    }
+}
+
+impl fmt::Debug for LongRunningLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("LongRunningLayer")
+            .field("initial_delay", &c.delays.initial)
+            .field("min_delay", &c.delays.min)
+            .field("max_delay", &c.delays.max)
+            .field("max_polls", &c.max_polls)
+            .field("timeout", &c.timeout)
+            .field("poll_timeout", &c.poll_timeout)
+            .field("max_transient_retries", &c.max_transient_retries)
+            .field("max_status_body", &c.max_status_body)
+            .field("origins", &c.origins)
+            .field("follow_created_location", &c.follow_created_location)
+            .finish()
+    }
+}
+
+/// The error of [`LongRunningLayer::allow_origin`] for a string that is not
+/// `scheme://host[:port]` with an http(s) scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidOrigin(String);
+
+impl fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidOrigin {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_change_only_their_setting_and_clones_are_independent() {
+        let base = LongRunningLayer::new();
+        let tuned = base
+            .clone()
+            .max_polls(3)
+            .min_delay(Duration::from_millis(5));
+        assert_eq!(base.config.max_polls, LongRunningLayer::DEFAULT_MAX_POLLS);
+        assert_eq!(tuned.config.max_polls, 3);
+        assert_eq!(tuned.config.delays.min, Duration::from_millis(5));
+        assert_eq!(tuned.config.delays.max, LongRunningLayer::DEFAULT_MAX_DELAY);
+    }
+
+    #[test]
+    fn allow_lists_accumulate_and_reject_non_origins() {
+        let layer = LongRunningLayer::new()
+            .allow_origin("https://a.example")
+            .and_then(|l| l.allow_origin("https://b.example:8443"))
+            .unwrap();
+        assert!(matches!(&layer.config.origins, OriginPolicy::AllowList(list) if list.len() == 2));
+        assert!(LongRunningLayer::new()
+            .allow_origin("https://a.example/path")
+            .is_err());
+        assert!(LongRunningLayer::new().allow_origin("a.example").is_err());
+        let any = LongRunningLayer::new()
+            .allow_any_origin()
+            .allow_origin("https://a.example")
+            .unwrap();
+        assert!(matches!(any.config.origins, OriginPolicy::Any));
+    }
+
+    #[test]
+    fn debug_lists_the_settings() {
+        let text = format!("{:?}", LongRunningLayer::new());
+        assert!(text.contains("max_polls: 5000"), "{text}");
+    }
+}

@@ -1,0 +1,103 @@
+//! Tower middleware that turns an HTTP long-running operation into one request.
+//!
+//! Azure Resource Manager, Azure data-plane services and many APIs modelled on them answer
+//! slow requests with `201`/`202` and a URL to poll. [`LongRunningLayer`] follows that protocol
+//! for you: the response future of the wrapped service resolves only with the **final**
+//! response, or with an [`Error`] that says why the operation failed, was canceled or could not
+//! be followed.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_lro::LongRunningLayer;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let service = ServiceBuilder::new().layer(LongRunningLayer::new()).service(client);
+//!
+//! let put_storage_account = http::Request::put(
+//!     "http://127.0.0.1:8080/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a?api-version=2016-01-01",
+//! )
+//! .header("content-type", "application/json")
+//! .body(Full::from(r#"{"location":"South Central US","sku":{"name":"Standard_LRS"},"kind":"Storage"}"#))?;
+//!
+//! // Resolves after the 202, the `Retry-After: 17` wait and the polls, with the 200 and the
+//! // storage account's properties.
+//! let response = service.oneshot(put_storage_account).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The protocol
+//!
+//! The original request is sent **exactly once**; only GETs are ever repeated.
+//!
+//! | initial response | what the layer does |
+//! |---|---|
+//! | not 200/201/202/204 | returns it untouched |
+//! | 200/201 whose body has a terminal `provisioningState` | returns it (`Failed`/`Canceled` → error) |
+//! | `Azure-AsyncOperation`, else `Operation-Location` | polls that status monitor until its `status` is terminal, then fetches the final response (by method, or [`FinalStateVia`]) |
+//! | 202 with `Location` | polls it: 202 means running; 200/201/204 is the final response |
+//! | PUT/PATCH 200/201 with a non-terminal `provisioningState` | polls the resource until the state is terminal |
+//! | anything else | returns it untouched |
+//!
+//! Waits follow the latest response's `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After`
+//! (seconds or an HTTP-date), clamped to the layer's bounds. Status strings compare
+//! case-insensitively; `Canceled` and `Cancelled` both count.
+//!
+//! # Where to put the layer
+//!
+//! Layers **below** `LongRunningLayer` (auth, user agent, per-request retry and timeout, the
+//! HTTP client) see the original request and every poll; layers **above** it see the whole
+//! operation as one call. So put authentication below it, so each poll is signed afresh, and a
+//! whole-operation `TimeoutLayer` above it (or use [`LongRunningLayer::timeout`]).
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .layer(TimeoutLayer::new(hours))       // whole operation
+//!     .layer(LongRunningLayer::new())        // follows the operation
+//!     .layer(auth)                           // every request, polls included
+//!     .service(client)
+//! ```
+//!
+//! # What the caller sees
+//!
+//! The final response carries an [`OperationInfo`] in its extensions (monitor, polls, elapsed
+//! time, last status). Errors are one [`Error`] type whose [`ErrorKind`] tells a failed or
+//! canceled operation (with the server's `code`, `message`, status and body) from a protocol or
+//! transport problem.
+//!
+//! Per request, insert [`FinalStateVia`] to choose the final response, or [`Polling::Disabled`]
+//! to pass one request through untouched.
+//!
+//! # Runtime
+//!
+//! Waits use tokio timers, so the future must be polled inside a tokio runtime with the time
+//! driver enabled.
+
+#![warn(
+    missing_docs,
+    rust_2018_idioms,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod body;
+mod error;
+pub mod future;
+mod info;
+mod layer;
+mod options;
+mod protocol;
+mod service;
+
+pub use body::ResponseBody;
+pub use error::{BoxError, Error, ErrorKind};
+pub use info::{MonitorKind, OperationInfo};
+pub use layer::{InvalidOrigin, LongRunningLayer};
+pub use options::{FinalStateVia, Polling, UnknownFinalStateVia};
+pub use service::LongRunning;

@@ -1,0 +1,153 @@
+//! Header names the protocol reads, and the headers that must not travel with polls (PROTOCOL §5).
+
+use http::header::{self, HeaderMap, HeaderName};
+
+pub(crate) const AZURE_ASYNC_OPERATION: HeaderName =
+    HeaderName::from_static("azure-asyncoperation");
+pub(crate) const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
+pub(crate) const X_MS_ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
+
+/// Headers of the original request that a bodiless GET must not repeat: payload descriptions,
+/// conditions meant for the original write, one-shot expectations, and `Host` (the URI decides).
+const NOT_FOR_POLLS: [HeaderName; 10] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::EXPECT,
+    header::HOST,
+];
+
+/// Headers that carry credentials; they never reach another origin (tower-http's
+/// `FilterCredentials` block list).
+const CREDENTIALS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The original request's headers as polls send them.
+pub(crate) fn for_polls(mut headers: HeaderMap) -> HeaderMap {
+    for name in &NOT_FOR_POLLS {
+        headers.remove(name);
+    }
+    headers
+}
+
+pub(crate) fn strip_credentials(headers: &mut HeaderMap) {
+    for name in &CREDENTIALS {
+        headers.remove(name);
+    }
+}
+
+/// Whether a body could be JSON: declared JSON (`application/json`, `…+json`) or undeclared.
+pub(crate) fn may_be_json(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE) {
+        None => true,
+        Some(value) => value
+            .to_str()
+            .map(|v| {
+                let mime = v.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json")
+                    || mime.eq_ignore_ascii_case("text/json")
+            })
+            .unwrap_or(false),
+    }
+}
+
+/// The value of a `Content-Length` header, when there is exactly one well-formed one.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn polls_drop_payload_conditional_and_host_headers() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/json"),
+            ("content-length", "12"),
+            ("content-encoding", "gzip"),
+            ("transfer-encoding", "chunked"),
+            ("if-match", "\"etag\""),
+            ("if-none-match", "*"),
+            ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("expect", "100-continue"),
+            ("host", "management.example"),
+            ("x-ms-client-request-id", "abc"),
+            ("authorization", "Bearer t"),
+            ("user-agent", "me"),
+            ("accept", "application/json"),
+        ] {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let names = |h: &HeaderMap| {
+            let mut names: Vec<_> = h.keys().map(|k| k.as_str().to_owned()).collect();
+            names.sort();
+            names
+        };
+        let mut kept = for_polls(headers);
+        assert_eq!(
+            names(&kept),
+            [
+                "accept",
+                "authorization",
+                "user-agent",
+                "x-ms-client-request-id"
+            ]
+        );
+        strip_credentials(&mut kept);
+        assert_eq!(
+            names(&kept),
+            ["accept", "user-agent", "x-ms-client-request-id"]
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            may_be_json(&h)
+        };
+        assert!(may_be_json(&HeaderMap::new()));
+        assert!(with("application/json"));
+        assert!(with("application/json; charset=utf-8"));
+        assert!(with("Application/JSON"));
+        assert!(with("application/problem+json"));
+        assert!(with("text/json"));
+        assert!(!with("text/html"));
+        assert!(!with("application/octet-stream"));
+        assert!(!with("json"));
+    }
+
+    #[test]
+    fn content_length_is_read_strictly() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_length(&h), None);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(content_length(&h), Some(42));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(content_length(&h), None);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("-1"));
+        assert_eq!(content_length(&h), None);
+    }
+}

@@ -1,0 +1,406 @@
+//! The protocol's decisions as pure functions of methods, status codes and headers. The future
+//! drives I/O and asks these what to do.
+
+pub(crate) mod headers;
+pub(crate) mod retry_after;
+pub(crate) mod schedule;
+pub(crate) mod status;
+pub(crate) mod url;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::info::MonitorKind;
+use crate::options::FinalStateVia;
+
+/// What the initial response is (PROTOCOL §1, tried top to bottom).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Initial<'a> {
+    /// Not long-running: return it untouched.
+    PassThrough,
+    /// Follow `reference`. When `sniff`, the response is a 200/201 whose body must be read first:
+    /// a terminal `provisioningState` there settles the operation inline.
+    Monitor {
+        kind: MonitorKind,
+        reference: &'a HeaderValue,
+        sniff: bool,
+    },
+    /// A PUT/PATCH 200/201 without monitor headers: its body decides between "done inline" and a
+    /// resource monitor.
+    MaybeResource,
+}
+
+pub(crate) fn classify<'a>(
+    method: &Method,
+    status: StatusCode,
+    headers: &'a HeaderMap,
+    follow_created_location: bool,
+) -> Initial<'a> {
+    let created_or_ok = status == StatusCode::OK || status == StatusCode::CREATED;
+    if !(created_or_ok || status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT) {
+        return Initial::PassThrough;
+    }
+    // A body that cannot be JSON has no provisioningState to find.
+    let sniff = created_or_ok && headers::may_be_json(headers);
+    if let Some(reference) = headers.get(headers::AZURE_ASYNC_OPERATION) {
+        return Initial::Monitor {
+            kind: MonitorKind::AsyncOperation,
+            reference,
+            sniff,
+        };
+    }
+    if let Some(reference) = headers.get(headers::OPERATION_LOCATION) {
+        return Initial::Monitor {
+            kind: MonitorKind::OperationLocation,
+            reference,
+            sniff,
+        };
+    }
+    if let Some(reference) = headers.get(http::header::LOCATION) {
+        if status == StatusCode::ACCEPTED
+            || status == StatusCode::CREATED && follow_created_location
+        {
+            return Initial::Monitor {
+                kind: MonitorKind::Location,
+                reference,
+                sniff,
+            };
+        }
+    }
+    if created_or_ok && (method == Method::PUT || method == Method::PATCH) && sniff {
+        return Initial::MaybeResource;
+    }
+    Initial::PassThrough
+}
+
+/// The header a poll response uses to move the monitor elsewhere.
+pub(crate) fn moved_monitor(kind: MonitorKind, headers: &HeaderMap) -> Option<&HeaderValue> {
+    match kind {
+        MonitorKind::AsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
+        MonitorKind::OperationLocation => headers.get(headers::OPERATION_LOCATION),
+        MonitorKind::Location => headers.get(http::header::LOCATION),
+        MonitorKind::Resource => None,
+    }
+}
+
+/// 408, 429, 500, 502, 503, 504: worth the same GET again later (PROTOCOL §3).
+pub(crate) fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// What a poll response's status code means for each monitor (PROTOCOL §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollReply {
+    /// Read the body as a status-monitor body.
+    ReadStatus,
+    /// Read the body as a resource (its `provisioningState`).
+    ReadResource,
+    /// Still running; the body is not needed.
+    Running,
+    /// Done: this response is the final one, returned untouched.
+    Final,
+    /// A status monitor answered without a body to read.
+    NoStatusBody,
+    /// Worth retrying.
+    Transient,
+    /// Anything else: an error.
+    Unexpected,
+}
+
+pub(crate) fn poll_reply(kind: MonitorKind, status: StatusCode) -> PollReply {
+    if is_transient(status) {
+        return PollReply::Transient;
+    }
+    match (kind, status.as_u16()) {
+        (MonitorKind::AsyncOperation | MonitorKind::OperationLocation, 200..=202) => {
+            PollReply::ReadStatus
+        }
+        (MonitorKind::AsyncOperation | MonitorKind::OperationLocation, 204) => {
+            PollReply::NoStatusBody
+        }
+        (MonitorKind::Location | MonitorKind::Resource, 202) => PollReply::Running,
+        (MonitorKind::Location, 200 | 201 | 204) | (MonitorKind::Resource, 204) => PollReply::Final,
+        (MonitorKind::Resource, 200 | 201) => PollReply::ReadResource,
+        _ => PollReply::Unexpected,
+    }
+}
+
+/// Where the final response comes from after a status monitor said `Succeeded` (PROTOCOL §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FinalTarget {
+    /// The last status-monitor response.
+    LastStatus,
+    /// GET the original request URI.
+    OriginalUri,
+    /// GET the initial response's `Location`.
+    InitialLocation,
+    /// GET the status body's `resourceLocation`.
+    ResourceLocation,
+}
+
+pub(crate) fn final_target(
+    method: &Method,
+    kind: MonitorKind,
+    via: Option<FinalStateVia>,
+    has_initial_location: bool,
+    has_resource_location: bool,
+) -> FinalTarget {
+    match via {
+        Some(FinalStateVia::AzureAsyncOperation | FinalStateVia::OperationLocation) => {
+            return FinalTarget::LastStatus;
+        }
+        Some(FinalStateVia::OriginalUri) => return FinalTarget::OriginalUri,
+        Some(FinalStateVia::Location) if has_initial_location => {
+            return FinalTarget::InitialLocation
+        }
+        Some(FinalStateVia::Location) | None => {}
+    }
+    if method == Method::PUT || method == Method::PATCH {
+        if kind == MonitorKind::OperationLocation && has_resource_location {
+            FinalTarget::ResourceLocation
+        } else {
+            FinalTarget::OriginalUri
+        }
+    } else if method == Method::POST {
+        if has_initial_location {
+            FinalTarget::InitialLocation
+        } else if has_resource_location {
+            FinalTarget::ResourceLocation
+        } else {
+            FinalTarget::LastStatus
+        }
+    } else {
+        FinalTarget::LastStatus
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{CONTENT_TYPE, LOCATION};
+
+    fn headers(pairs: &[(&str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static(value),
+            );
+        }
+        map
+    }
+
+    fn kind_of(initial: Initial<'_>) -> Option<(MonitorKind, &str, bool)> {
+        match initial {
+            Initial::Monitor {
+                kind,
+                reference,
+                sniff,
+            } => Some((kind, reference.to_str().unwrap(), sniff)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn decision_table_rows() {
+        let aao = ("azure-asyncoperation", "/aao");
+        let ol = ("operation-location", "/ol");
+        let loc = ("location", "/loc");
+        let put = Method::PUT;
+        let post = Method::POST;
+        // Not 200/201/202/204: untouched, whatever the headers.
+        for code in [100, 203, 206, 301, 302, 400, 404, 409, 500, 503] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(
+                classify(&put, status, &headers(&[aao, ol, loc]), true),
+                Initial::PassThrough,
+                "{code}"
+            );
+        }
+        // Azure-AsyncOperation wins over everything else.
+        let h = headers(&[loc, ol, aao]);
+        assert_eq!(
+            kind_of(classify(&post, StatusCode::ACCEPTED, &h, false)),
+            Some((MonitorKind::AsyncOperation, "/aao", false))
+        );
+        assert_eq!(
+            kind_of(classify(&put, StatusCode::CREATED, &h, false)),
+            Some((MonitorKind::AsyncOperation, "/aao", true))
+        );
+        assert_eq!(
+            kind_of(classify(&put, StatusCode::OK, &h, false)),
+            Some((MonitorKind::AsyncOperation, "/aao", true))
+        );
+        assert_eq!(
+            kind_of(classify(&put, StatusCode::NO_CONTENT, &h, false)),
+            Some((MonitorKind::AsyncOperation, "/aao", false))
+        );
+        // Then Operation-Location.
+        let h = headers(&[loc, ol]);
+        assert_eq!(
+            kind_of(classify(&post, StatusCode::ACCEPTED, &h, false)),
+            Some((MonitorKind::OperationLocation, "/ol", false))
+        );
+        // Then 202 + Location.
+        let h = headers(&[loc]);
+        assert_eq!(
+            kind_of(classify(&put, StatusCode::ACCEPTED, &h, false)),
+            Some((MonitorKind::Location, "/loc", false))
+        );
+        // A 201 with only Location is "created here", unless the builder opts in.
+        assert_eq!(
+            classify(&put, StatusCode::CREATED, &h, false),
+            Initial::MaybeResource
+        );
+        assert_eq!(
+            classify(&post, StatusCode::CREATED, &h, false),
+            Initial::PassThrough
+        );
+        assert_eq!(
+            kind_of(classify(&post, StatusCode::CREATED, &h, true)),
+            Some((MonitorKind::Location, "/loc", true))
+        );
+        assert_eq!(
+            classify(&post, StatusCode::OK, &h, true),
+            Initial::PassThrough
+        );
+        // PUT/PATCH 200/201 without headers: the body decides.
+        for m in [Method::PUT, Method::PATCH] {
+            assert_eq!(
+                classify(&m, StatusCode::OK, &HeaderMap::new(), false),
+                Initial::MaybeResource
+            );
+            assert_eq!(
+                classify(&m, StatusCode::CREATED, &HeaderMap::new(), false),
+                Initial::MaybeResource
+            );
+            assert_eq!(
+                classify(&m, StatusCode::NO_CONTENT, &HeaderMap::new(), false),
+                Initial::PassThrough
+            );
+            assert_eq!(
+                classify(&m, StatusCode::ACCEPTED, &HeaderMap::new(), false),
+                Initial::PassThrough
+            );
+        }
+        // Other methods: done inline.
+        for m in [Method::GET, Method::POST, Method::DELETE] {
+            assert_eq!(
+                classify(&m, StatusCode::OK, &HeaderMap::new(), false),
+                Initial::PassThrough
+            );
+            assert_eq!(
+                classify(&m, StatusCode::ACCEPTED, &HeaderMap::new(), false),
+                Initial::PassThrough
+            );
+        }
+        // A body declared as something else than JSON is not sniffed.
+        let h = headers(&[("content-type", "text/html")]);
+        assert_eq!(
+            classify(&put, StatusCode::OK, &h, false),
+            Initial::PassThrough
+        );
+        let h = headers(&[aao, ("content-type", "application/octet-stream")]);
+        assert_eq!(
+            kind_of(classify(&put, StatusCode::CREATED, &h, false)),
+            Some((MonitorKind::AsyncOperation, "/aao", false))
+        );
+        let _ = (CONTENT_TYPE, LOCATION);
+    }
+
+    #[test]
+    fn poll_replies() {
+        use MonitorKind::*;
+        use PollReply::*;
+        let table: &[(MonitorKind, u16, PollReply)] = &[
+            (AsyncOperation, 200, ReadStatus),
+            (AsyncOperation, 201, ReadStatus),
+            (AsyncOperation, 202, ReadStatus),
+            (OperationLocation, 200, ReadStatus),
+            (AsyncOperation, 204, NoStatusBody),
+            (AsyncOperation, 404, Unexpected),
+            (AsyncOperation, 203, Unexpected),
+            (Location, 202, Running),
+            (Location, 200, Final),
+            (Location, 201, Final),
+            (Location, 204, Final),
+            (Location, 404, Unexpected),
+            (Location, 302, Unexpected),
+            (Resource, 202, Running),
+            (Resource, 200, ReadResource),
+            (Resource, 201, ReadResource),
+            (Resource, 204, Final),
+            (Resource, 400, Unexpected),
+        ];
+        for &(kind, code, reply) in table {
+            assert_eq!(
+                poll_reply(kind, StatusCode::from_u16(code).unwrap()),
+                reply,
+                "{kind:?} {code}"
+            );
+        }
+        for code in [408, 429, 500, 502, 503, 504] {
+            for kind in [AsyncOperation, OperationLocation, Location, Resource] {
+                assert_eq!(
+                    poll_reply(kind, StatusCode::from_u16(code).unwrap()),
+                    Transient
+                );
+            }
+        }
+        for code in [400, 401, 403, 404, 409, 410, 501, 505] {
+            assert!(!is_transient(StatusCode::from_u16(code).unwrap()));
+        }
+    }
+
+    #[test]
+    fn final_targets() {
+        use FinalTarget::*;
+        use MonitorKind::{AsyncOperation as Aao, OperationLocation as Ol};
+        let (put, patch, post, delete) = (Method::PUT, Method::PATCH, Method::POST, Method::DELETE);
+        // Defaults by method.
+        assert_eq!(final_target(&put, Aao, None, false, false), OriginalUri);
+        assert_eq!(final_target(&patch, Aao, None, true, true), OriginalUri);
+        assert_eq!(final_target(&put, Ol, None, false, true), ResourceLocation);
+        assert_eq!(final_target(&put, Ol, None, true, false), OriginalUri);
+        assert_eq!(final_target(&post, Aao, None, true, true), InitialLocation);
+        assert_eq!(
+            final_target(&post, Aao, None, false, true),
+            ResourceLocation
+        );
+        assert_eq!(final_target(&post, Aao, None, false, false), LastStatus);
+        assert_eq!(final_target(&delete, Aao, None, true, true), LastStatus);
+        assert_eq!(final_target(&delete, Ol, None, true, true), LastStatus);
+        // Overrides.
+        for via in [
+            FinalStateVia::AzureAsyncOperation,
+            FinalStateVia::OperationLocation,
+        ] {
+            assert_eq!(final_target(&put, Aao, Some(via), true, true), LastStatus);
+            assert_eq!(final_target(&post, Ol, Some(via), true, true), LastStatus);
+        }
+        assert_eq!(
+            final_target(&delete, Aao, Some(FinalStateVia::OriginalUri), true, true),
+            OriginalUri
+        );
+        assert_eq!(
+            final_target(&post, Aao, Some(FinalStateVia::OriginalUri), true, true),
+            OriginalUri
+        );
+        assert_eq!(
+            final_target(&put, Aao, Some(FinalStateVia::Location), true, false),
+            InitialLocation
+        );
+        assert_eq!(
+            final_target(&delete, Aao, Some(FinalStateVia::Location), true, false),
+            InitialLocation
+        );
+        // `location` without a Location header falls back to the default.
+        assert_eq!(
+            final_target(&put, Aao, Some(FinalStateVia::Location), false, false),
+            OriginalUri
+        );
+        assert_eq!(
+            final_target(&post, Aao, Some(FinalStateVia::Location), false, false),
+            LastStatus
+        );
+    }
+}

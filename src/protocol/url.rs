@@ -1,0 +1,369 @@
+//! Monitor URLs: resolve against the original request, validate, compare origins (PROTOCOL §1, §5,
+//! §6). Everything here is pure; the caller decides what a rejection means.
+
+use std::fmt;
+
+use http::Uri;
+use url::Url;
+
+/// An origin a monitor URL may point at: scheme, host and port (the default port filled in).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin(url::Origin);
+
+impl Origin {
+    pub(crate) fn of(url: &Url) -> Origin {
+        Origin(url.origin())
+    }
+
+    /// Parses `https://host[:port]`; anything with a path beyond `/`, a query, userinfo or another
+    /// scheme is refused so a typo in an allow-list cannot widen it.
+    pub(crate) fn parse(text: &str) -> Result<Origin, String> {
+        let url = Url::parse(text).map_err(|e| format!("{text:?} is not an origin: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{text:?} is not an http or https origin"));
+        }
+        if url.host().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(format!("{text:?} must be only scheme://host[:port]"));
+        }
+        Ok(Origin(url.origin()))
+    }
+
+    fn is_https(&self) -> bool {
+        matches!(&self.0, url::Origin::Tuple(scheme, ..) if scheme == "https")
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.ascii_serialization())
+    }
+}
+
+/// Which origins monitor URLs may point at.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum OriginPolicy {
+    /// Only the original request's origin.
+    #[default]
+    SameOrigin,
+    /// The original origin plus these.
+    AllowList(Vec<Origin>),
+    /// Any http(s) origin (never an https → http downgrade).
+    Any,
+}
+
+/// Why a monitor URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// Not a usable absolute http(s) URL.
+    Invalid(String),
+    /// A valid URL on an origin the policy does not allow (including a downgrade to http).
+    CrossOrigin(String),
+}
+
+/// The original request's URI, parsed once, against which monitor URLs are resolved and judged.
+#[derive(Clone, Debug)]
+pub(crate) struct Base {
+    url: Url,
+    origin: Origin,
+    api_version: Option<String>,
+}
+
+/// A monitor URL that passed validation.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) uri: Uri,
+    /// Whether it is on another origin than the original request (credentials must not go there).
+    pub(crate) cross_origin: bool,
+}
+
+impl Base {
+    pub(crate) fn new(original: &Uri) -> Result<Base, Rejection> {
+        let url = Url::parse(&original.to_string()).map_err(|e| {
+            Rejection::Invalid(format!(
+                "the original request URI {original} is not absolute: {e}"
+            ))
+        })?;
+        let api_version = url
+            .query_pairs()
+            .find(|(name, _)| name == "api-version")
+            .map(|(_, value)| value.into_owned());
+        Ok(Base {
+            origin: Origin::of(&url),
+            url,
+            api_version,
+        })
+    }
+
+    /// Resolves `reference` (an RFC 3986 reference: absolute, `//host/x`, `/x`, `x`) against the
+    /// original URI, then validates the result and checks it against `policy`. Resolution comes
+    /// first, so `//evil.example/x` is judged as the cross-origin URL it is.
+    pub(crate) fn admit(
+        &self,
+        reference: &[u8],
+        policy: &OriginPolicy,
+    ) -> Result<Admitted, Rejection> {
+        let text = std::str::from_utf8(reference)
+            .map_err(|_| Rejection::Invalid("the monitor URL is not UTF-8".into()))?
+            .trim();
+        if text.is_empty() {
+            return Err(Rejection::Invalid("the monitor URL is empty".into()));
+        }
+        let mut url = self
+            .url
+            .join(text)
+            .map_err(|e| Rejection::Invalid(format!("cannot resolve monitor URL {text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Rejection::Invalid(format!(
+                "monitor URL {text:?} has scheme {:?}; only http and https are followed",
+                url.scheme()
+            )));
+        }
+        if url.host().is_none() {
+            return Err(Rejection::Invalid(format!(
+                "monitor URL {text:?} has no host"
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Rejection::Invalid(format!(
+                "monitor URL {text:?} carries userinfo"
+            )));
+        }
+        let origin = Origin::of(&url);
+        let cross_origin = origin != self.origin;
+        if cross_origin {
+            if self.origin.is_https() && !origin.is_https() {
+                return Err(Rejection::CrossOrigin(format!(
+                    "monitor URL {text:?} downgrades https to http"
+                )));
+            }
+            let allowed = match policy {
+                OriginPolicy::SameOrigin => false,
+                OriginPolicy::AllowList(list) => list.contains(&origin),
+                OriginPolicy::Any => true,
+            };
+            if !allowed {
+                return Err(Rejection::CrossOrigin(format!(
+                    "monitor URL {text:?} is on {origin:?}, not on the request's origin {:?}",
+                    self.origin
+                )));
+            }
+        }
+        // Fragments are never sent to a server.
+        url.set_fragment(None);
+        if let Some(version) = &self.api_version {
+            if !url.query_pairs().any(|(name, _)| name == "api-version") {
+                url.query_pairs_mut().append_pair("api-version", version);
+            }
+        }
+        let uri = Uri::try_from(url.as_str()).map_err(|e| {
+            Rejection::Invalid(format!("monitor URL {text:?} is not a valid URI: {e}"))
+        })?;
+        Ok(Admitted { uri, cross_origin })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(uri: &str) -> Base {
+        Base::new(&uri.parse().unwrap()).unwrap()
+    }
+
+    fn admit(
+        base_uri: &str,
+        reference: &str,
+        policy: &OriginPolicy,
+    ) -> Result<(String, bool), Rejection> {
+        base(base_uri)
+            .admit(reference.as_bytes(), policy)
+            .map(|a| (a.uri.to_string(), a.cross_origin))
+    }
+
+    const ORIG: &str = "https://management.example/subs/1/accounts/a?api-version=2016-01-01";
+
+    #[test]
+    fn resolves_relative_references_and_keeps_api_version() {
+        let same = OriginPolicy::SameOrigin;
+        let cases = [
+            (
+                "https://management.example/ops/1?monitor=true&api-version=2016-01-01",
+                "https://management.example/ops/1?monitor=true&api-version=2016-01-01",
+            ),
+            (
+                "/ops/2",
+                "https://management.example/ops/2?api-version=2016-01-01",
+            ),
+            (
+                "ops/3",
+                "https://management.example/subs/1/accounts/ops/3?api-version=2016-01-01",
+            ),
+            (
+                "../x",
+                "https://management.example/subs/1/x?api-version=2016-01-01",
+            ),
+            (
+                "?q=1",
+                "https://management.example/subs/1/accounts/a?q=1&api-version=2016-01-01",
+            ),
+            (
+                "/ops/4?api-version=2099-01-01",
+                "https://management.example/ops/4?api-version=2099-01-01",
+            ),
+            (
+                "/ops/5#frag",
+                "https://management.example/ops/5?api-version=2016-01-01",
+            ),
+            (
+                "HTTPS://MANAGEMENT.EXAMPLE:443/ops/6",
+                "https://management.example/ops/6?api-version=2016-01-01",
+            ),
+            (
+                "  /ops/7  ",
+                "https://management.example/ops/7?api-version=2016-01-01",
+            ),
+        ];
+        for (reference, expected) in cases {
+            assert_eq!(
+                admit(ORIG, reference, &same),
+                Ok((expected.to_string(), false)),
+                "{reference}"
+            );
+        }
+        // Without api-version on the original request nothing is added.
+        assert_eq!(
+            admit("http://127.0.0.1:8080/a", "/ops/1", &same),
+            Ok(("http://127.0.0.1:8080/ops/1".to_string(), false))
+        );
+    }
+
+    #[test]
+    fn rejects_unusable_urls() {
+        for reference in [
+            "",
+            "   ",
+            "file:///etc/passwd",
+            "ftp://management.example/x",
+            "javascript:alert(1)",
+            "data:text/plain,hi",
+            "https://user:pw@management.example/x",
+            "https://user@management.example/x",
+            "//user@management.example/x",
+            "http://[::1",
+            "https://",
+        ] {
+            assert!(
+                matches!(
+                    admit(ORIG, reference, &OriginPolicy::Any),
+                    Err(Rejection::Invalid(_))
+                ),
+                "{reference:?} -> {:?}",
+                admit(ORIG, reference, &OriginPolicy::Any)
+            );
+        }
+        assert!(matches!(
+            base(ORIG).admit(b"/x\xff", &OriginPolicy::SameOrigin),
+            Err(Rejection::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn other_origins_need_the_policy() {
+        let same = OriginPolicy::SameOrigin;
+        for reference in [
+            "//evil.example/x",
+            "https://evil.example/x",
+            "https://management.example:8443/x",
+            "https://sub.management.example/x",
+        ] {
+            assert!(
+                matches!(
+                    admit(ORIG, reference, &same),
+                    Err(Rejection::CrossOrigin(_))
+                ),
+                "{reference}"
+            );
+        }
+        let allow = OriginPolicy::AllowList(vec![Origin::parse("https://status.example").unwrap()]);
+        assert_eq!(
+            admit(ORIG, "https://status.example/op", &allow),
+            Ok((
+                "https://status.example/op?api-version=2016-01-01".into(),
+                true
+            ))
+        );
+        assert_eq!(
+            admit(ORIG, "https://STATUS.example:443/op?api-version=1", &allow),
+            Ok(("https://status.example/op?api-version=1".into(), true))
+        );
+        assert!(matches!(
+            admit(ORIG, "https://evil.example/x", &allow),
+            Err(Rejection::CrossOrigin(_))
+        ));
+        assert_eq!(
+            admit(ORIG, "//evil.example/x", &OriginPolicy::Any),
+            Ok(("https://evil.example/x?api-version=2016-01-01".into(), true))
+        );
+    }
+
+    #[test]
+    fn never_downgrades_https_to_http() {
+        let allow_http =
+            OriginPolicy::AllowList(vec![Origin::parse("http://management.example").unwrap()]);
+        for policy in [OriginPolicy::SameOrigin, allow_http, OriginPolicy::Any] {
+            assert!(matches!(
+                admit(ORIG, "http://management.example/ops/1", &policy),
+                Err(Rejection::CrossOrigin(_))
+            ));
+        }
+        // An upgrade is another origin too, allowed only by the policy.
+        assert!(matches!(
+            admit(
+                "http://127.0.0.1/a",
+                "https://127.0.0.1/ops",
+                &OriginPolicy::SameOrigin
+            ),
+            Err(Rejection::CrossOrigin(_))
+        ));
+        assert!(admit(
+            "http://127.0.0.1/a",
+            "https://127.0.0.1/ops",
+            &OriginPolicy::Any
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn origins_in_allow_lists_are_strict() {
+        assert!(Origin::parse("https://status.example").is_ok());
+        assert!(Origin::parse("https://status.example/").is_ok());
+        assert!(Origin::parse("http://127.0.0.1:8080").is_ok());
+        for bad in [
+            "status.example",
+            "https://status.example/path",
+            "ftp://x.example",
+            "https://u@x.example",
+            "https://x.example?q",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Origin::parse("https://status.example:443").unwrap(),
+            Origin::parse("https://status.example").unwrap()
+        );
+    }
+
+    #[test]
+    fn the_original_uri_must_be_absolute() {
+        assert!(matches!(
+            Base::new(&"/relative".parse().unwrap()),
+            Err(Rejection::Invalid(_))
+        ));
+    }
+}

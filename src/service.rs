@@ -1,0 +1,100 @@
+//! [`LongRunning`]: the service the layer produces.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::error::{BoxError, Error};
+use crate::future::ResponseFuture;
+use crate::layer::{Config, LongRunningLayer};
+
+/// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`];
+/// see it for the settings and the [crate documentation](crate) for the protocol.
+///
+/// The inner service must be `Clone`: the ready service sends the original request, and the
+/// future keeps it to send each poll, driving it to readiness again before every GET. For a
+/// service that is not `Clone`, put a `Buffer` below this layer.
+#[derive(Clone)]
+pub struct LongRunning<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> LongRunning<S> {
+    /// Wraps `inner` with the default settings of [`LongRunningLayer::new`].
+    pub fn new(inner: S) -> Self {
+        LongRunning {
+            inner,
+            config: Arc::default(),
+        }
+    }
+
+    pub(crate) fn from_parts(inner: S, config: Arc<Config>) -> Self {
+        LongRunning { inner, config }
+    }
+
+    /// A [`LongRunningLayer`] with the default settings.
+    pub fn layer() -> LongRunningLayer {
+        LongRunningLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for LongRunning<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LongRunning")
+            .field("inner", &self.inner)
+            .field(
+                "layer",
+                &LongRunningLayer {
+                    config: self.config.clone(),
+                },
+            )
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LongRunning<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: Default,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Error;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Error::service)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // The service our caller drove to readiness sends the request; a fresh clone takes its
+        // place for the next call (tower's "be careful when cloning inner services").
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::start(ready, self.config.clone(), req)
+    }
+}
