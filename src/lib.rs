@@ -89,11 +89,18 @@
 mod body;
 mod error;
 pub mod future;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[allow(missing_docs, unreachable_pub)]
+pub mod fuzzing;
 mod info;
 mod layer;
 mod options;
 mod protocol;
 mod service;
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim;
 
 pub use body::ResponseBody;
 pub use error::{BoxError, Error, ErrorKind};

@@ -1,0 +1,86 @@
+//! Entry points into the pure protocol parsers for fuzz targets and property tests. Not a stable
+//! API: enabled only by the `fuzzing` feature, hidden from the documentation.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::info::MonitorKind;
+use crate::protocol::{self, status, url};
+
+/// What a status body says: the raw `status` and its phase (`succeeded`, `failed`, `canceled`,
+/// `running`), `percentComplete`, `error.code`, `error.message`, `resourceLocation`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReading {
+    pub status: String,
+    pub phase: &'static str,
+    pub percent_complete: Option<f64>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub resource_location: Option<String>,
+}
+
+/// How the layer reads a status string.
+pub fn phase(status: &str) -> &'static str {
+    match status::Phase::of(status) {
+        status::Phase::Succeeded => "succeeded",
+        status::Phase::Failed => "failed",
+        status::Phase::Canceled => "canceled",
+        status::Phase::Running => "running",
+    }
+}
+
+/// Parses a status-monitor body; `Err` is the malformed-status reason.
+pub fn status_body(body: &[u8]) -> Result<StatusReading, String> {
+    let parsed = status::parse_status(body).map_err(|m| m.0)?;
+    Ok(StatusReading {
+        phase: phase(&parsed.status),
+        status: parsed.status.into_owned(),
+        percent_complete: parsed.percent_complete,
+        code: parsed.error.code.map(|c| c.into_owned()),
+        message: parsed.error.message.map(|m| m.into_owned()),
+        resource_location: parsed.resource_location.map(|r| r.into_owned()),
+    })
+}
+
+/// The `provisioningState` of a resource body; `Err` when the body is not a JSON object.
+pub fn provisioning_state(body: &[u8]) -> Result<Option<String>, String> {
+    status::parse_resource(body)
+        .map(|r| r.provisioning_state.map(|s| s.into_owned()))
+        .map_err(|m| m.0)
+}
+
+/// The wait a response's headers ask for, relative to `now`.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    protocol::retry_after::retry_after(headers, now)
+}
+
+/// Resolves and validates a monitor URL against the original request URI. `Ok((uri,
+/// cross_origin))`, or `Err((is_cross_origin_rejection, reason))`.
+pub fn monitor_url(
+    original: &Uri,
+    reference: &[u8],
+    any_origin: bool,
+) -> Result<(Uri, bool), (bool, String)> {
+    let policy = if any_origin {
+        url::OriginPolicy::Any
+    } else {
+        url::OriginPolicy::SameOrigin
+    };
+    let rejection = |r: url::Rejection| match r {
+        url::Rejection::Invalid(why) => (false, why),
+        url::Rejection::CrossOrigin(why) => (true, why),
+    };
+    let base = url::Base::new(original).map_err(rejection)?;
+    base.admit(reference, &policy)
+        .map(|a| (a.uri, a.cross_origin))
+        .map_err(rejection)
+}
+
+/// Which monitor an initial response names, if any (`None` also for "read the body first").
+pub fn monitor_of(method: &Method, status: StatusCode, headers: &HeaderMap) -> Option<MonitorKind> {
+    match protocol::classify(method, status, headers, false) {
+        protocol::Initial::Monitor { kind, .. } => Some(kind),
+        protocol::Initial::MaybeResource | protocol::Initial::PassThrough => None,
+    }
+}
