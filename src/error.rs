@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::info::OperationInfo;
+use crate::resume::ResumeToken;
 
 /// A boxed error, as tower uses for inner service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,6 +44,9 @@ pub enum ErrorKind {
     /// Reading a status body failed (a connection closed mid-body, say); the source is the body's
     /// error.
     Body,
+    /// A [`ResumeToken`](crate::ResumeToken) could not be used: not a token, another version,
+    /// a malformed field, or a monitor URL the layer's origin policy refuses.
+    InvalidResumeToken,
     /// The response future was polled again after it completed.
     PolledAfterCompletion,
 }
@@ -61,6 +65,7 @@ impl ErrorKind {
             ErrorKind::TimedOut => "long-running operation timed out",
             ErrorKind::Service => "inner service error",
             ErrorKind::Body => "error reading a status body",
+            ErrorKind::InvalidResumeToken => "invalid resume token",
             ErrorKind::PolledAfterCompletion => "response future polled after completion",
         }
     }
@@ -109,6 +114,7 @@ struct Inner {
     message: Option<String>,
     body: Option<Bytes>,
     operation: Option<OperationInfo>,
+    resume_token: Option<ResumeToken>,
     source: Option<BoxError>,
 }
 
@@ -124,6 +130,7 @@ impl Error {
                 message: None,
                 body: None,
                 operation: None,
+                resume_token: None,
                 source: None,
             }),
         }
@@ -158,6 +165,11 @@ impl Error {
 
     pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {
         self.inner.operation = Some(operation);
+        self
+    }
+
+    pub(crate) fn with_resume_token(mut self, token: ResumeToken) -> Error {
+        self.inner.resume_token = Some(token);
         self
     }
 
@@ -199,6 +211,13 @@ impl Error {
     /// an invalid monitor URL on the initial response).
     pub fn operation(&self) -> Option<&OperationInfo> {
         self.inner.operation.as_ref()
+    }
+
+    /// A token to continue the operation later, when the layer gave up on an operation that may
+    /// still be running (a deadline, the poll limit, a server that stayed unreachable, an
+    /// unexpected answer). `None` once the operation is known to have ended.
+    pub fn resume_token(&self) -> Option<&ResumeToken> {
+        self.inner.resume_token.as_ref()
     }
 
     /// Whether the operation itself ended unsuccessfully (`Failed` or `Canceled`), as opposed to

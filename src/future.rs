@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::LOCATION;
@@ -24,13 +24,16 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::info::{MonitorKind, OperationInfo};
 use crate::layer::Config;
 use crate::options::{FinalStateVia, Polling};
+use crate::progress::{Progress, ProgressSender};
 use crate::protocol::status::{self, Phase};
 use crate::protocol::url::{Base, Rejection};
 use crate::protocol::{self, headers, retry_after::retry_after, FinalTarget, Initial, PollReply};
+use crate::resume::{ResumeToken, Snapshot};
 
 pin_project! {
     /// The future of [`LongRunning`](crate::LongRunning): resolves with the operation's final
-    /// response, or the [`Error`] that ended it. Dropping it stops the operation's polling at once.
+    /// response, or the [`Error`] that ended it. Dropping it stops the operation's polling at once:
+    /// it owns every timer and connection it uses and spawns nothing.
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, ReqBody, ResBody>
     where
@@ -95,6 +98,14 @@ enum Target {
     Final(Uri),
 }
 
+/// The initial response's body, as far as it was read when a monitor is followed.
+enum InitialBody<B> {
+    Unread(B),
+    Read(Bytes, Option<HeaderMap>),
+    Partial(Bytes, Pin<Box<B>>),
+    Gone,
+}
+
 /// The transition a state asks for.
 enum Step<B> {
     Finish(Result<Response<ResponseBody<B>>, Error>),
@@ -119,6 +130,7 @@ struct Operation<S, ReqBody> {
     service: S,
     config: Arc<Config>,
     polling: Polling,
+    progress: Option<ProgressSender>,
     started: Instant,
     deadline: Option<Instant>,
     // The original request, as polls repeat it (PROTOCOL §5).
@@ -132,7 +144,6 @@ struct Operation<S, ReqBody> {
     // What is being followed.
     monitor: Option<(MonitorKind, Uri)>,
     initial_location: Option<HeaderValue>,
-    resource_location: Option<String>,
     target: Target,
     // Counters and the last thing the server said.
     polls: u32,
@@ -144,9 +155,13 @@ struct Operation<S, ReqBody> {
     operation_id: Option<String>,
     operation_name: Option<String>,
     final_uri: Option<Uri>,
-    // When the timer is set for, if it is.
+    // When the next request goes out, and when the timer is set for, if it is.
     wake_at: Instant,
     timer_at: Option<Instant>,
+    // An error found before anything was sent (a bad resume token), returned on first poll.
+    rejected: Option<Error>,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
     _request_body: PhantomData<fn() -> ReqBody>,
 }
 
@@ -154,58 +169,63 @@ impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    /// Sends `req` through `service`, which the caller has driven to readiness.
+    /// Sends `req` through `service`, which the caller has driven to readiness, unless `req`
+    /// carries a [`ResumeToken`]: then it resumes that operation instead.
     pub(crate) fn start(mut service: S, config: Arc<Config>, mut req: Request<ReqBody>) -> Self {
-        let started = Instant::now();
         // Our own extensions steer this layer only; layers below never see them.
-        let polling = req.extensions_mut().remove::<Polling>().unwrap_or_default();
-        let via = req.extensions_mut().remove::<FinalStateVia>();
-        let (headers, extensions) = match polling {
-            Polling::Disabled => (HeaderMap::new(), Extensions::new()),
-            Polling::Enabled => (
-                headers::for_polls(req.headers().clone()),
-                req.extensions().clone(),
-            ),
-        };
-        let (method, uri, version) = (req.method().clone(), req.uri().clone(), req.version());
-        let deadline = config.timeout.map(|t| started + t);
+        let extensions = req.extensions_mut();
+        let polling = extensions.remove::<Polling>().unwrap_or_default();
+        let via = extensions.remove::<FinalStateVia>();
+        let progress = extensions.remove::<ProgressSender>();
+        if let Some(token) = extensions.remove::<ResumeToken>() {
+            return Self::resume(service, config, token, &req, progress);
+        }
+        let original = Original::of(&req, polling);
         let future = service.call(req);
-        let mut op = Operation {
-            service,
-            config,
-            polling,
-            started,
-            deadline,
-            method,
-            uri,
-            version,
-            headers,
-            extensions,
-            via,
-            base: None,
-            monitor: None,
-            initial_location: None,
-            resource_location: None,
-            target: Target::Poll,
-            polls: 0,
-            retries: 0,
-            unhinted_waits: 0,
-            status: None,
-            last_http_status: None,
-            percent_complete: None,
-            operation_id: None,
-            operation_name: None,
-            final_uri: None,
-            wake_at: started,
-            timer_at: None,
-            _request_body: PhantomData,
-        };
-        let timer = deadline.map(|at| {
+        let mut op = Operation::new(service, config, original, polling);
+        op.via = via;
+        op.progress = progress;
+        let timer = op.deadline.map(|at| {
             op.timer_at = Some(at);
             tokio::time::sleep_until(at)
         });
         ResponseFuture {
             state: State::Initial { future },
+            timer,
+            op,
+        }
+    }
+
+    /// Continues the operation of `token`, polling at once; `req` contributes extra headers and
+    /// extensions.
+    fn resume(
+        service: S,
+        config: Arc<Config>,
+        token: ResumeToken,
+        req: &Request<ReqBody>,
+        progress: Option<ProgressSender>,
+    ) -> Self {
+        let mut op = Operation::new(
+            service,
+            config,
+            Original::of(req, Polling::Enabled),
+            Polling::Enabled,
+        );
+        op.progress = progress;
+        if let Err(error) = op.adopt(&token) {
+            op.rejected = Some(error);
+            return ResponseFuture {
+                state: State::Done,
+                timer: None,
+                op,
+            };
+        }
+        let timer = op.deadline.map(|at| {
+            op.timer_at = Some(at);
+            tokio::time::sleep_until(at)
+        });
+        ResponseFuture {
+            state: State::Ready,
             timer,
             op,
         }
@@ -225,6 +245,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let op = this.op;
+        #[cfg(feature = "tracing")]
+        let _entered = op.span.clone().entered();
         loop {
             let step = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
@@ -291,34 +313,35 @@ where
                     parts,
                     collector,
                     purpose,
-                } => {
-                    let limit = op.config.max_status_body;
-                    match collector.poll_read(body, limit, cx) {
-                        Poll::Ready(Ok(read)) => {
-                            let parts = std::mem::replace(parts, empty_parts());
-                            let collector = std::mem::take(collector);
-                            op.on_read(parts, collector, *purpose, read)
-                        }
-                        Poll::Ready(Err(e)) => {
-                            let error = Error::new(
-                                ErrorKind::Body,
-                                "the connection failed while reading a poll response",
-                            )
-                            .with_source(e.into());
-                            op.on_transient(None, error, None)
-                        }
-                        Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
-                            Some(expired) => op.on_request_timer(expired),
-                            None => return Poll::Pending,
-                        },
+                } => match collector.poll_read(body, op.config.max_status_body, cx) {
+                    Poll::Ready(Ok(read)) => {
+                        let parts = std::mem::replace(parts, empty_parts());
+                        let collector = std::mem::take(collector);
+                        op.on_read(parts, collector, *purpose, read)
                     }
-                }
+                    Poll::Ready(Err(e)) => {
+                        let why = "the connection failed while reading a poll response";
+                        op.on_transient(
+                            None,
+                            Error::new(ErrorKind::Body, why).with_source(e.into()),
+                            None,
+                        )
+                    }
+                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                        Some(expired) => op.on_request_timer(expired),
+                        None => return Poll::Pending,
+                    },
+                },
                 StateProj::Done => {
-                    return Poll::Ready(Err(Error::new(ErrorKind::PolledAfterCompletion, "")))
+                    let error = op.rejected.take();
+                    return Poll::Ready(Err(
+                        error.unwrap_or_else(|| Error::new(ErrorKind::PolledAfterCompletion, ""))
+                    ));
                 }
             };
             match step {
                 Step::Finish(result) => {
+                    op.conclude(&result);
                     this.state.set(State::Done);
                     return Poll::Ready(result);
                 }
@@ -364,7 +387,73 @@ fn empty_parts() -> response::Parts {
     Response::new(()).into_parts().0
 }
 
+/// The parts of the original request that polls repeat (PROTOCOL §5).
+struct Original {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+}
+
+impl Original {
+    fn of<B>(req: &Request<B>, polling: Polling) -> Original {
+        let (headers, extensions) = match polling {
+            // Nothing will be repeated: copy nothing.
+            Polling::Disabled => (HeaderMap::new(), Extensions::new()),
+            Polling::Enabled | Polling::AcceptOnly => (
+                headers::for_polls(req.headers().clone()),
+                req.extensions().clone(),
+            ),
+        };
+        Original {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers,
+            extensions,
+        }
+    }
+}
+
 impl<S, ReqBody> Operation<S, ReqBody> {
+    fn new(service: S, config: Arc<Config>, original: Original, polling: Polling) -> Self {
+        let started = Instant::now();
+        Operation {
+            service,
+            deadline: config.timeout.map(|t| started + t),
+            config,
+            polling,
+            progress: None,
+            started,
+            method: original.method,
+            uri: original.uri,
+            version: original.version,
+            headers: original.headers,
+            extensions: original.extensions,
+            via: None,
+            base: None,
+            monitor: None,
+            initial_location: None,
+            target: Target::Poll,
+            polls: 0,
+            retries: 0,
+            unhinted_waits: 0,
+            status: None,
+            last_http_status: None,
+            percent_complete: None,
+            operation_id: None,
+            operation_name: None,
+            final_uri: None,
+            wake_at: started,
+            timer_at: None,
+            rejected: None,
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+            _request_body: PhantomData,
+        }
+    }
+
     /// Arms the timer for `at` (or disarms it), resetting the one `Sleep` rather than making a new
     /// one.
     fn arm(&mut self, mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>) {
@@ -393,22 +482,25 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             return None;
         }
         self.timer_at = None;
-        let past_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
-        let error = if past_deadline {
-            Error::new(ErrorKind::TimedOut, "the operation's deadline passed")
+        let why = if self.past_deadline() {
+            "the operation's deadline passed"
         } else {
-            Error::new(
-                ErrorKind::TimedOut,
-                "a poll did not answer within the poll timeout",
-            )
+            "a poll did not answer within the poll timeout"
         };
-        Some(self.fail(error))
+        Some(self.fail(Error::new(ErrorKind::TimedOut, why)))
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// The deadline of a request being sent now: the poll timeout or the operation's deadline,
     /// whichever comes first.
     fn request_deadline(&self) -> Option<Instant> {
-        let poll_deadline = self.config.poll_timeout.map(|t| Instant::now() + t);
+        let poll_deadline = self
+            .config
+            .poll_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         match (poll_deadline, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -431,12 +523,79 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         })
     }
 
-    /// Attaches what happened so far to an error.
+    fn token(&self) -> Option<ResumeToken> {
+        let (kind, url) = self.monitor.as_ref()?;
+        Some(ResumeToken::new(Snapshot {
+            monitor: *kind,
+            monitor_url: url,
+            method: &self.method,
+            uri: &self.uri,
+            location: self.initial_location.as_ref(),
+            via: self.via,
+            final_uri: match &self.target {
+                Target::Final(uri) => Some(uri),
+                Target::Poll => None,
+            },
+            headers: &self.headers,
+            polls: self.polls,
+            elapsed: self.started.elapsed(),
+            status: self.status.as_deref(),
+        }))
+    }
+
+    /// Attaches what happened so far to an error and, unless the operation is known to have
+    /// ended, a token to continue it.
     fn fail(&self, error: Error) -> Error {
-        match self.info() {
-            Some(info) => error.with_operation(info),
-            None => error,
+        let Some(info) = self.info() else {
+            return error;
+        };
+        let error = error.with_operation(info);
+        match self.token() {
+            Some(token) if !error.is_operation_error() => error.with_resume_token(token),
+            _ => error,
         }
+    }
+
+    /// Tells the observers where the operation stands.
+    fn observe(&self, next_poll_in: Option<Duration>, finished: bool) {
+        let sender = self.progress.as_ref().filter(|p| p.is_observed());
+        if sender.is_none() && self.config.on_poll.is_none() {
+            return;
+        }
+        let (Some(operation), Some(resume_token)) = (self.info(), self.token()) else {
+            return;
+        };
+        let progress = Progress {
+            operation,
+            next_poll_in,
+            finished,
+            resume_token,
+        };
+        if let Some(hook) = &self.config.on_poll {
+            (hook.0)(&progress);
+        }
+        if let Some(sender) = sender {
+            sender.send(progress);
+        }
+    }
+
+    /// The future is about to complete with `result`.
+    fn conclude<B>(&self, result: &Result<Response<B>, Error>) {
+        if self.monitor.is_none() {
+            return;
+        }
+        #[cfg(feature = "tracing")]
+        match result {
+            Ok(response) => {
+                tracing::debug!(polls = self.polls, status = %response.status(), "operation finished")
+            }
+            Err(error) => {
+                tracing::debug!(polls = self.polls, %error, "operation ended with an error")
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = result;
+        self.observe(None, true);
     }
 
     fn finish<B>(&self, parts: response::Parts, body: ResponseBody<B>) -> Step<B> {
@@ -480,8 +639,57 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         Ok(admitted.uri)
     }
 
+    fn trace_monitor(&mut self) {
+        #[cfg(feature = "tracing")]
+        if let Some((kind, url)) = &self.monitor {
+            self.span = tracing::debug_span!(
+                "long_running_operation",
+                method = %self.method,
+                uri = %self.uri,
+                monitor = kind.as_str(),
+                monitor_url = %url,
+            );
+        }
+    }
+
+    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy like
+    /// any URL a server names.
+    fn adopt(&mut self, token: &ResumeToken) -> Result<(), Error> {
+        let resumption = token.resumption()?;
+        let mut headers = resumption.headers;
+        for name in self.headers.keys() {
+            headers.remove(name);
+        }
+        headers.extend(std::mem::take(&mut self.headers));
+        self.headers = headers;
+        self.method = resumption.method;
+        self.uri = resumption.uri;
+        self.via = resumption.via;
+        self.initial_location = resumption.location;
+        self.polls = resumption.polls;
+        self.status = resumption.status;
+        let now = Instant::now();
+        self.started = now.checked_sub(resumption.elapsed).unwrap_or(now);
+        self.deadline = self.config.timeout.map(|t| self.started + t);
+        let untrusted = |e: Error| {
+            Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
+        };
+        let monitor_url = self
+            .admit(resumption.monitor_url.to_string().as_bytes())
+            .map_err(untrusted)?;
+        if let Some(final_uri) = resumption.final_uri {
+            self.target = Target::Final(
+                self.admit(final_uri.to_string().as_bytes())
+                    .map_err(untrusted)?,
+            );
+        }
+        self.monitor = Some((resumption.monitor, monitor_url));
+        self.trace_monitor();
+        Ok(())
+    }
+
     /// Checks the bounds and sets the time of the next poll.
-    fn schedule_poll(&mut self, hint: Option<std::time::Duration>) -> Result<(), Error> {
+    fn schedule_poll(&mut self, hint: Option<Duration>) -> Result<(), Error> {
         if self.polls >= self.config.max_polls {
             let why = format!("still running after {} polls", self.polls);
             return Err(self.fail(Error::new(ErrorKind::TooManyPolls, why)));
@@ -490,30 +698,39 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         if hint.is_none() {
             self.unhinted_waits = self.unhinted_waits.saturating_add(1);
         }
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            status = self.status.as_deref(),
+            percent_complete = self.percent_complete,
+            http_status = self.last_http_status.map(|s| s.as_u16()),
+            polls = self.polls,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "operation running"
+        );
         self.wait(delay)
     }
 
-    fn wait(&mut self, delay: std::time::Duration) -> Result<(), Error> {
-        let at = Instant::now().checked_add(delay).unwrap_or_else(far_future);
-        if let Some(deadline) = self.deadline {
-            if at > deadline {
-                let why = format!(
-                    "the next request would be after the operation's deadline (in {delay:?})"
-                );
-                return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
-            }
+    fn wait(&mut self, delay: Duration) -> Result<(), Error> {
+        let now = Instant::now();
+        let at = now.checked_add(delay).unwrap_or_else(|| far_future(now));
+        if self.deadline.is_some_and(|deadline| at > deadline) {
+            let why =
+                format!("the next request would be after the operation's deadline (in {delay:?})");
+            return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
         }
         self.wake_at = at;
+        self.observe(Some(delay), false);
         Ok(())
     }
 
-    /// Starts following a monitor named by the initial response.
+    /// Starts following a monitor named by the initial response, or, for
+    /// [`Polling::AcceptOnly`], hands the initial response back with a token.
     fn follow<B>(
         &mut self,
         kind: MonitorKind,
         reference: Option<&HeaderValue>,
-        initial: &HeaderMap,
-        drain: Option<B>,
+        parts: response::Parts,
+        body: InitialBody<B>,
     ) -> Step<B> {
         let uri = match reference {
             Some(reference) => match self.admit(reference.as_bytes()) {
@@ -523,9 +740,31 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             None => self.uri.clone(),
         };
         self.monitor = Some((kind, uri));
+        self.trace_monitor();
+        if self.polling == Polling::AcceptOnly {
+            let body = match body {
+                InitialBody::Unread(body) => ResponseBody::streaming(body),
+                InitialBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
+                InitialBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
+                InitialBody::Gone => ResponseBody::buffered(Bytes::new(), None),
+            };
+            let mut response = Response::from_parts(parts, body);
+            if let Some(token) = self.token() {
+                response.extensions_mut().insert(token);
+            }
+            if let Some(info) = self.info() {
+                response.extensions_mut().insert(info);
+            }
+            return Step::Finish(Ok(response));
+        }
         // The initial response's hint governs the first poll (PROTOCOL §2).
-        match self.schedule_poll(retry_after(initial, SystemTime::now())) {
-            Ok(()) => Step::Wait { drain },
+        match self.schedule_poll(retry_after(&parts.headers, SystemTime::now())) {
+            Ok(()) => Step::Wait {
+                drain: match body {
+                    InitialBody::Unread(body) => Some(body),
+                    _ => None,
+                },
+            },
             Err(e) => Step::Finish(Err(e)),
         }
     }
@@ -565,7 +804,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                         sniff: Sniff::Monitor { kind, reference },
                     }
                 } else {
-                    self.follow(kind, Some(&reference), &parts.headers, Some(body))
+                    self.follow(kind, Some(&reference), parts, InitialBody::Unread(body))
                 }
             }
             Initial::MaybeResource if too_large(&parts.headers, &body, limit) => Step::Finish(Ok(
@@ -591,36 +830,59 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         B: Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        let broken = |e: B::Error| {
+            let why = "the connection failed while reading the initial response";
+            Step::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e.into())))
+        };
         match (sniff, read) {
-            // Too large to be a status, or broken: not settled inline, so follow the monitor.
-            (Sniff::Monitor { kind, reference }, Ok(Read::TooLarge) | Err(_)) => {
-                self.follow(kind, Some(&reference), &parts.headers, None::<B>)
+            (Sniff::Monitor { .. } | Sniff::Resource, Err(e))
+                if self.polling == Polling::AcceptOnly =>
+            {
+                broken(e)
+            }
+            // The initial body only might have settled the operation inline; the monitor still can.
+            (Sniff::Monitor { kind, reference }, Err(_)) => {
+                self.follow(kind, Some(&reference), parts, InitialBody::Gone)
+            }
+            // Too large to be a resource with a state: the monitor decides.
+            (Sniff::Monitor { kind, reference }, Ok(Read::TooLarge)) => {
+                let (prefix, _) = collector.finish();
+                self.follow(
+                    kind,
+                    Some(&reference),
+                    parts,
+                    InitialBody::Partial(prefix, body),
+                )
             }
             (Sniff::Monitor { kind, reference }, Ok(Read::Complete)) => {
                 let (bytes, trailers) = collector.finish();
                 // The initial body is not a status body: anything unreadable just means "no
                 // inline state", and the monitor decides.
-                let state = status::parse_resource(&bytes)
-                    .ok()
-                    .and_then(|r| Some((Phase::of(r.provisioning_state.as_deref()?), r)));
-                match state {
-                    Some((Phase::Succeeded, _)) => {
-                        self.finish(parts, ResponseBody::buffered(bytes, trailers))
-                    }
-                    Some((phase @ (Phase::Failed | Phase::Canceled), resource)) => {
-                        let error = operation_error(
-                            phase,
-                            &parts,
-                            resource.error,
-                            resource.provisioning_state.as_deref(),
-                        );
+                let resource = status::parse_resource(&bytes).ok();
+                let phase = resource
+                    .as_ref()
+                    .and_then(|r| r.provisioning_state.as_deref())
+                    .map(Phase::of);
+                match (phase, resource) {
+                    (Some(Phase::Succeeded), _) => Step::Finish(Ok(Response::from_parts(
+                        parts,
+                        ResponseBody::buffered(bytes, trailers),
+                    ))),
+                    (Some(phase @ (Phase::Failed | Phase::Canceled)), Some(resource)) => {
+                        let reported = resource.provisioning_state.as_deref();
+                        let error = operation_error(phase, &parts, resource.error, reported);
                         Step::Finish(Err(error.with_response(
                             parts.status,
                             parts.headers,
                             Some(bytes.clone()),
                         )))
                     }
-                    _ => self.follow(kind, Some(&reference), &parts.headers, None::<B>),
+                    _ => self.follow(
+                        kind,
+                        Some(&reference),
+                        parts,
+                        InitialBody::Read(bytes, trailers),
+                    ),
                 }
             }
             (Sniff::Resource, Ok(Read::TooLarge)) => {
@@ -630,11 +892,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                     ResponseBody::resumed(prefix, body),
                 )))
             }
-            (Sniff::Resource, Err(e)) => Step::Finish(Err(Error::new(
-                ErrorKind::Body,
-                "the connection failed while reading the initial response",
-            )
-            .with_source(e.into()))),
+            (Sniff::Resource, Err(e)) => broken(e),
             (Sniff::Resource, Ok(Read::Complete)) => {
                 let (bytes, trailers) = collector.finish();
                 let Ok(resource) = status::parse_resource(&bytes) else {
@@ -650,12 +908,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                         ResponseBody::buffered(bytes, trailers),
                     ))),
                     Some(phase @ (Phase::Failed | Phase::Canceled)) => {
-                        let error = operation_error(
-                            phase,
-                            &parts,
-                            resource.error,
-                            resource.provisioning_state.as_deref(),
-                        );
+                        let reported = resource.provisioning_state.as_deref();
+                        let error = operation_error(phase, &parts, resource.error, reported);
                         Step::Finish(Err(error.with_response(
                             parts.status,
                             parts.headers,
@@ -664,7 +918,12 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                     }
                     Some(Phase::Running) => {
                         self.status = resource.provisioning_state.map(|s| s.into_owned());
-                        self.follow(MonitorKind::Resource, None, &parts.headers, None::<B>)
+                        self.follow(
+                            MonitorKind::Resource,
+                            None,
+                            parts,
+                            InitialBody::Read(bytes, trailers),
+                        )
                     }
                 }
             }
@@ -693,7 +952,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// unless that has happened too often in a row.
     fn on_transient<B>(
         &mut self,
-        hint: Option<std::time::Duration>,
+        hint: Option<Duration>,
         failure: Error,
         drain: Option<B>,
     ) -> Step<B> {
@@ -709,6 +968,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             .config
             .delays
             .retry(hint, self.retries, protocol::schedule::jitter());
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            attempt = self.retries,
+            error = %failure,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "transient failure while following an operation; retrying"
+        );
         match self.wait(delay) {
             Ok(()) => Step::Wait { drain },
             Err(e) => Step::Finish(Err(e)),
@@ -718,7 +984,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// The timer fired while a request was in flight: the deadline ends the operation, a poll
     /// timeout is a transient failure.
     fn on_request_timer<B>(&mut self, expired: Error) -> Step<B> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.past_deadline() {
             return Step::Finish(Err(expired));
         }
         self.on_transient(None, expired, None)
@@ -787,11 +1053,10 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     /// Starts reading a poll response body, unless its declared length is already over the limit.
     fn read<B: Body>(&mut self, parts: response::Parts, body: B, purpose: Purpose) -> Step<B> {
-        let limit = self.config.max_status_body;
-        if too_large(&parts.headers, &body, limit) {
+        if too_large(&parts.headers, &body, self.config.max_status_body) {
             return match purpose {
                 Purpose::ErrorBody => {
-                    let error = unexpected(&parts, "a request").with_response(
+                    let error = unexpected(&parts, self.request_name()).with_response(
                         parts.status,
                         parts.headers,
                         None,
@@ -805,6 +1070,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             parts,
             body,
             purpose,
+        }
+    }
+
+    fn request_name(&self) -> &'static str {
+        match self.target {
+            Target::Final(_) => "the final GET",
+            Target::Poll => "a poll",
         }
     }
 
@@ -827,15 +1099,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     ) -> Step<B> {
         match (purpose, read) {
             (Purpose::ErrorBody, _) => {
-                let what = if matches!(self.target, Target::Final(_)) {
-                    "the final GET"
-                } else {
-                    "a poll"
-                };
                 let (bytes, _) = collector.finish();
                 let body = bytes.slice(..bytes.len().min(self.config.max_status_body));
-                let error =
-                    unexpected(&parts, what).with_response(parts.status, parts.headers, Some(body));
+                let error = unexpected(&parts, self.request_name()).with_response(
+                    parts.status,
+                    parts.headers,
+                    Some(body),
+                );
                 Step::Finish(Err(self.fail(error)))
             }
             (Purpose::Status | Purpose::Resource, Read::TooLarge) => {
@@ -852,6 +1122,15 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
     }
 
+    fn malformed<B>(&self, why: String, parts: response::Parts, bytes: Bytes) -> Step<B> {
+        let error = Error::new(ErrorKind::MalformedStatus, why).with_response(
+            parts.status,
+            parts.headers,
+            Some(bytes),
+        );
+        Step::Finish(Err(self.fail(error)))
+    }
+
     fn on_status<B>(
         &mut self,
         parts: response::Parts,
@@ -860,14 +1139,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     ) -> Step<B> {
         let parsed = match status::parse_status(&bytes) {
             Ok(parsed) => parsed,
-            Err(malformed) => {
-                let error = Error::new(ErrorKind::MalformedStatus, malformed.0).with_response(
-                    parts.status,
-                    parts.headers,
-                    Some(bytes.clone()),
-                );
-                return Step::Finish(Err(self.fail(error)));
-            }
+            Err(malformed) => return self.malformed(malformed.0, parts, bytes.clone()),
         };
         self.retries = 0;
         let phase = Phase::of(&parsed.status);
@@ -894,31 +1166,28 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 Step::Finish(Err(self.fail(error)))
             }
             Phase::Succeeded => {
-                self.resource_location = parsed.resource_location.map(|r| r.into_owned());
                 let Some((kind, _)) = self.monitor else {
                     return Step::Finish(Err(lost_state()));
                 };
+                let resource_location = parsed.resource_location.as_deref();
                 let target = protocol::final_target(
                     &self.method,
                     kind,
                     self.via,
                     self.initial_location.is_some(),
-                    self.resource_location.is_some(),
+                    resource_location.is_some(),
                 );
                 let uri = match target {
                     FinalTarget::LastStatus => {
-                        return self.finish(parts, ResponseBody::buffered(bytes, trailers));
+                        return self.finish(parts, ResponseBody::buffered(bytes, trailers))
                     }
                     FinalTarget::OriginalUri => Ok(self.uri.clone()),
-                    FinalTarget::InitialLocation => {
-                        let location = self
-                            .initial_location
-                            .clone()
-                            .unwrap_or(HeaderValue::from_static(""));
-                        self.admit(location.as_bytes())
-                    }
+                    FinalTarget::InitialLocation => match self.initial_location.clone() {
+                        Some(location) => self.admit(location.as_bytes()),
+                        None => Err(lost_state()),
+                    },
                     FinalTarget::ResourceLocation => {
-                        let location = self.resource_location.clone().unwrap_or_default();
+                        let location = resource_location.unwrap_or_default().to_owned();
                         self.admit(location.as_bytes())
                     }
                 };
@@ -941,14 +1210,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     ) -> Step<B> {
         let resource = match status::parse_resource(&bytes) {
             Ok(resource) => resource,
-            Err(malformed) => {
-                let error = Error::new(ErrorKind::MalformedStatus, malformed.0).with_response(
-                    parts.status,
-                    parts.headers,
-                    Some(bytes.clone()),
-                );
-                return Step::Finish(Err(self.fail(error)));
-            }
+            Err(malformed) => return self.malformed(malformed.0, parts, bytes.clone()),
         };
         self.retries = 0;
         let phase = resource.provisioning_state.as_deref().map(Phase::of);
@@ -986,9 +1248,9 @@ fn remember(slot: &mut Option<String>, value: &str) {
     }
 }
 
-fn far_future() -> Instant {
+fn far_future(now: Instant) -> Instant {
     // About 30 years: `Instant` has no MAX, and nothing waits that long after clamping anyway.
-    Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
+    now + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Whether a body is declared larger than `limit`, so it need not be read to be refused.
@@ -1025,10 +1287,9 @@ fn operation_error(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let context = match reported {
-        Some(status) => format!("the server reported {status:?}"),
-        None => String::new(),
-    };
+    let context = reported
+        .map(|status| format!("the server reported {status:?}"))
+        .unwrap_or_default();
     Error::new(kind, context).with_detail(code, detail.message.map(|m| m.into_owned()))
 }
 

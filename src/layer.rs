@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::progress::{OnPoll, Progress};
 use crate::protocol::schedule::Delays;
 use crate::protocol::url::{Origin, OriginPolicy};
 use crate::service::LongRunning;
@@ -21,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) max_transient_retries: u32,
     pub(crate) origins: OriginPolicy,
     pub(crate) follow_created_location: bool,
+    pub(crate) on_poll: Option<OnPoll>,
 }
 
 impl Default for Config {
@@ -38,6 +40,7 @@ impl Default for Config {
             max_transient_retries: LongRunningLayer::DEFAULT_MAX_TRANSIENT_RETRIES,
             origins: OriginPolicy::SameOrigin,
             follow_created_location: false,
+            on_poll: None,
         }
     }
 }
@@ -214,6 +217,32 @@ impl LongRunningLayer {
     }
 }
 
+impl LongRunningLayer {
+    /// Calls `hook` after the initial response of every operation, after every poll and when
+    /// the operation ends, with where it stands: for metrics and logs, in the style of
+    /// tower-http's `on_*` callbacks. It runs inline, so keep it quick.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let polls = Arc::new(AtomicU64::new(0));
+    /// let counter = polls.clone();
+    /// let layer = tower_lro::LongRunningLayer::new().on_poll(move |progress| {
+    ///     if !progress.finished {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// ```
+    pub fn on_poll<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Progress) + Send + Sync + 'static,
+    {
+        self.config().on_poll = Some(OnPoll(Arc::new(hook)));
+        self
+    }
+}
+
 impl<S> Layer<S> for LongRunningLayer {
     type Service = LongRunning<S>;
 
@@ -236,6 +265,7 @@ impl fmt::Debug for LongRunningLayer {
             .field("max_status_body", &c.max_status_body)
             .field("origins", &c.origins)
             .field("follow_created_location", &c.follow_created_location)
+            .field("on_poll", &c.on_poll)
             .finish()
     }
 }

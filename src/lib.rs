@@ -96,7 +96,9 @@ pub mod fuzzing;
 mod info;
 mod layer;
 mod options;
+pub mod progress;
 mod protocol;
+mod resume;
 mod service;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
@@ -107,4 +109,5 @@ pub use error::{BoxError, Error, ErrorKind};
 pub use info::{MonitorKind, OperationInfo};
 pub use layer::{InvalidOrigin, LongRunningLayer};
 pub use options::{FinalStateVia, Polling, UnknownFinalStateVia};
+pub use resume::ResumeToken;
 pub use service::LongRunning;

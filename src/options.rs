@@ -87,4 +87,8 @@ pub enum Polling {
     Enabled,
     /// Send the request and return its response untouched, whatever it says.
     Disabled,
+    /// Send the request and return its response as soon as it arrives; when it starts a
+    /// long-running operation, its extensions carry a [`ResumeToken`](crate::ResumeToken) to
+    /// follow it later (for job queues: store the token, answer your own caller 202).
+    AcceptOnly,
 }

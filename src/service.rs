@@ -13,6 +13,7 @@ use crate::body::ResponseBody;
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 use crate::layer::{Config, LongRunningLayer};
+use crate::resume::ResumeToken;
 
 /// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`];
 /// see it for the settings and the [crate documentation](crate) for the protocol.
@@ -57,6 +58,44 @@ impl<S> LongRunning<S> {
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner
+    }
+}
+
+impl<S> LongRunning<S> {
+    /// Continues the operation `token` describes, polling at once, and returns the same future a
+    /// call returns. The token is validated first: a malformed token, another version, or a
+    /// monitor URL this layer's origin policy refuses ends the future with
+    /// [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken). Nothing is sent
+    /// but GETs.
+    ///
+    /// Through a stack (a `Buffer`, `ServiceExt::oneshot`), send
+    /// [`ResumeToken::into_request`] instead.
+    ///
+    /// ```
+    /// # async fn run<S, B>(mut service: tower_lro::LongRunning<S>, saved: &str) -> Result<(), tower_lro::Error>
+    /// # where
+    /// #     S: tower::Service<http::Request<B>, Response = http::Response<http_body_util::Full<bytes::Bytes>>> + Clone,
+    /// #     S::Error: Into<tower_lro::BoxError>,
+    /// #     B: Default,
+    /// # {
+    /// let token = tower_lro::ResumeToken::from_json(saved)?;
+    /// let response = service.resume(token).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn resume<ReqBody, ResBody>(
+        &self,
+        token: ResumeToken,
+    ) -> ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        ReqBody: Default,
+    {
+        // The clone is not assumed ready: the future drives it to readiness before each GET.
+        ResponseFuture::start(
+            self.inner.clone(),
+            self.config.clone(),
+            token.into_request(),
+        )
     }
 }
 
