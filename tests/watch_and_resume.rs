@@ -1,0 +1,252 @@
+//! Watching progress, the on_poll hook, accept-only mode, and resuming an operation elsewhere
+//! (issue 4), end to end against the simulator on tokio's paused clock.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use support::{request, stack, text};
+use tower::{Service, ServiceExt};
+use tower_lro::progress::{self, Progress};
+use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, Polling, ResumeToken};
+
+const PATH: &str =
+    "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
+
+async fn sim_with(polls: u32) -> Simulator {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::POST, PATH, MonitorKind::AsyncOperation)
+            .retry_after(RetryAfter::Seconds(10))
+            .percent_complete(true)
+            .completes_after_polls(polls),
+    );
+    sim
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_updates_after_every_poll_and_closes_at_the_end() {
+    let sim = sim_with(3).await;
+    let (sender, mut updates) = progress::channel();
+    let mut req = request(Method::POST, &sim.url(&format!("{PATH}?api-version=1")), "");
+    req.extensions_mut().insert(sender);
+
+    let watcher = tokio::spawn(async move {
+        let mut seen: Vec<Progress> = Vec::new();
+        while updates.changed().await.is_ok() {
+            if let Some(p) = updates.borrow_and_update().clone() {
+                seen.push(p);
+            }
+        }
+        seen
+    });
+    let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let seen = tokio::time::timeout(Duration::from_secs(1), watcher)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // After the initial response, after each of the 3 running polls, and the final one.
+    let polls: Vec<u32> = seen.iter().map(|p| p.operation.polls).collect();
+    assert_eq!(polls, [0, 1, 2, 3, 4]);
+    let percents: Vec<Option<f64>> = seen.iter().map(|p| p.operation.percent_complete).collect();
+    assert_eq!(
+        percents,
+        [None, Some(25.0), Some(50.0), Some(75.0), Some(100.0)]
+    );
+    assert_eq!(seen[1].operation.status.as_deref(), Some("InProgress"));
+    assert_eq!(seen[1].next_poll_in, Some(Duration::from_secs(10)));
+    assert_eq!(seen[1].operation.elapsed, Duration::from_secs(10));
+    let last = seen.last().unwrap();
+    assert!(last.finished && last.next_poll_in.is_none());
+    assert_eq!(last.operation.status.as_deref(), Some("Succeeded"));
+    assert!(seen[..4].iter().all(|p| !p.finished));
+    assert_eq!(seen[2].resume_token.polls(), 2);
+    // The sender never reached the server's side of the stack.
+    assert_eq!(sim.count(&Method::POST, PATH), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_observer_sees_only_the_latest_update() {
+    let sim = sim_with(5).await;
+    let (sender, updates) = progress::channel();
+    let mut req = request(Method::POST, &sim.url(PATH), "");
+    req.extensions_mut().insert(sender);
+    // Nobody reads until the end: polling is not slowed, and only one value is kept.
+    stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+    let latest = updates.borrow().clone().unwrap();
+    assert!(latest.finished);
+    assert_eq!(latest.operation.polls, 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_on_poll_hook_sees_every_update_of_every_operation() {
+    let sim = sim_with(2).await;
+    let seen: Arc<Mutex<Vec<(u32, bool)>>> = Arc::default();
+    let log = seen.clone();
+    let layer = LongRunningLayer::new()
+        .on_poll(move |p| log.lock().unwrap().push((p.operation.polls, p.finished)));
+    let mut service = stack(layer);
+    for _ in 0..2 {
+        let req = request(Method::POST, &sim.url(PATH), "");
+        service.ready().await.unwrap().call(req).await.unwrap();
+    }
+    let expected = [(0, false), (1, false), (2, false), (3, true)];
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen, [expected, expected].concat());
+}
+
+#[tokio::test(start_paused = true)]
+async fn accept_only_returns_the_initial_response_with_a_token() {
+    let sim = sim_with(2).await;
+    let mut req = request(Method::POST, &sim.url(&format!("{PATH}?api-version=1")), "");
+    req.extensions_mut().insert(Polling::AcceptOnly);
+    let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let token = response.extensions().get::<ResumeToken>().cloned().unwrap();
+    assert_eq!(token.polls(), 0);
+    assert!(
+        token.monitor_url().ends_with("/operations/1?api-version=1"),
+        "{}",
+        token.monitor_url()
+    );
+    let info = response.extensions().get::<OperationInfo>().unwrap();
+    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(sim.requests().len(), 1, "nothing polled");
+
+    // The token, sent through the stack as a request, finishes the job.
+    let done = stack(LongRunningLayer::new())
+        .oneshot(token.into_request())
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(text(done).await.contains("Succeeded"));
+    assert_eq!(sim.count(&Method::POST, PATH), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn accept_only_leaves_ordinary_responses_alone() {
+    let sim = Simulator::start().await.unwrap();
+    let mut req = request(Method::GET, &sim.url("/nothing-here"), "");
+    req.extensions_mut().insert(Polling::AcceptOnly);
+    let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.extensions().get::<ResumeToken>().is_none());
+}
+
+/// The hand-off of issue 4: start, take the token from progress, drop the future, resume from
+/// the JSON string in a service built from scratch, reach the same final response; the initial
+/// request was sent once.
+#[tokio::test(start_paused = true)]
+async fn an_operation_resumes_in_a_new_service_from_its_json_token() {
+    let sim = sim_with(4).await;
+    let (sender, mut updates) = progress::channel();
+    let mut req = request(Method::POST, &sim.url(&format!("{PATH}?api-version=1")), "");
+    req.headers_mut()
+        .insert("x-ms-client-request-id", "req-1".parse().unwrap());
+    req.headers_mut()
+        .insert("authorization", "Bearer first-process".parse().unwrap());
+    req.extensions_mut().insert(sender);
+
+    let first = stack(LongRunningLayer::new()).oneshot(req);
+    let saved = {
+        tokio::pin!(first);
+        loop {
+            tokio::select! {
+                _ = &mut first => panic!("the operation must not finish before the hand-off"),
+                changed = updates.changed() => {
+                    changed.unwrap();
+                    let progress = updates.borrow_and_update().clone().unwrap();
+                    if progress.operation.polls == 2 {
+                        break progress.resume_token.to_json();
+                    }
+                }
+            }
+        }
+        // `first` is dropped here: its polling stops.
+    };
+    assert!(
+        !saved.contains("first-process"),
+        "credentials never go into a token"
+    );
+    let before = sim.requests().len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        sim.requests().len(),
+        before,
+        "the dropped future polls no more"
+    );
+
+    let token = ResumeToken::from_json(&saved).unwrap();
+    let mut fresh = stack(LongRunningLayer::new());
+    let response = fresh.resume(token).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let info = response
+        .extensions()
+        .get::<OperationInfo>()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.polls, 5, "polls before the hand-off count too");
+    assert!(text(response).await.contains("Succeeded"));
+
+    assert_eq!(sim.count(&Method::POST, PATH), 1);
+    let resumed_polls: Vec<_> = sim.requests()[before..].to_vec();
+    assert_eq!(resumed_polls.len(), 3);
+    for poll in &resumed_polls {
+        assert_eq!(poll.method, Method::GET);
+        assert_eq!(poll.headers["x-ms-client-request-id"], "req-1");
+        assert!(!poll.headers.contains_key("authorization"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_tokens_are_typed_errors() {
+    let sim = Simulator::start().await.unwrap();
+    let good = {
+        let sim2 = sim_with(1).await;
+        let mut req = request(Method::POST, &sim2.url(PATH), "");
+        req.extensions_mut().insert(Polling::AcceptOnly);
+        let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+        response.extensions().get::<ResumeToken>().cloned().unwrap()
+    };
+    // A token whose monitor is on another origin than its original URI is refused by the
+    // resuming layer's origin policy, like any URL a server names.
+    let mut forged: serde_json::Value = serde_json::from_str(&good.to_json()).unwrap();
+    forged["monitor_url"] = format!("http://{}/operations/1", sim.addr()).into();
+    let forged = ResumeToken::from_json(&forged.to_string()).unwrap();
+    let err = stack(LongRunningLayer::new())
+        .resume(forged)
+        .await
+        .unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+    assert!(sim.requests().is_empty());
+
+    let err = ResumeToken::from_json(r#"{"version":99}"#).unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_that_gives_up_carries_a_token_to_continue() {
+    let sim = sim_with(10).await;
+    let layer = LongRunningLayer::new().max_polls(3);
+    let err = stack(layer)
+        .oneshot(request(Method::POST, &sim.url(PATH), ""))
+        .await
+        .unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::TooManyPolls);
+    let token = err.resume_token().cloned().unwrap();
+    assert_eq!(token.polls(), 3);
+    assert_eq!(token.status(), Some("InProgress"));
+    // A more patient layer takes it from there.
+    let response = stack(LongRunningLayer::new()).resume(token).await.unwrap();
+    assert_eq!(
+        response.extensions().get::<OperationInfo>().unwrap().polls,
+        11
+    );
+    assert_eq!(sim.count(&Method::POST, PATH), 1);
+}
