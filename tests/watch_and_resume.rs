@@ -183,7 +183,7 @@ async fn an_operation_resumes_in_a_new_service_from_its_json_token() {
     );
 
     let token = ResumeToken::from_json(&saved).unwrap();
-    let mut fresh = stack(LongRunningLayer::new());
+    let fresh = stack(LongRunningLayer::new());
     let response = fresh.resume(token).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let info = response
