@@ -254,6 +254,8 @@ pub struct RecordedRequest {
     pub method: Method,
     /// Its URI (path and query).
     pub uri: Uri,
+    /// Its HTTP version.
+    pub version: http::Version,
     /// Its headers.
     pub headers: HeaderMap,
     /// When it arrived, on tokio's clock.
@@ -385,6 +387,7 @@ fn respond(shared: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Byte
     state.requests.push(RecordedRequest {
         method: req.method().clone(),
         uri: req.uri().clone(),
+        version: req.version(),
         headers: req.headers().clone(),
         at: Instant::now(),
     });
