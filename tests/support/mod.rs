@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -79,6 +80,7 @@ pub struct RawServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     bodies: Arc<Mutex<Vec<(usize, Bytes)>>>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -118,12 +120,15 @@ impl RawServer {
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
         let (log, body_log) = (seen.clone(), bodies.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let (handler, log, body_log) = (handler.clone(), log.clone(), body_log.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -160,8 +165,14 @@ impl RawServer {
             addr,
             seen,
             bodies,
+            connections,
             task,
         }
+    }
+
+    /// How many TCP connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// The body of request number `n`, once it was read.
