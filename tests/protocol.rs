@@ -20,7 +20,7 @@ use support::{
 };
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{Error, ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody};
 
 type Reply = Response<ResponseBody<Incoming>>;
@@ -33,6 +33,23 @@ fn json(status: u16, headers: &[(&str, &str)], body: &str) -> Response<Full<Byte
     let mut all = vec![("content-type", "application/json")];
     all.extend_from_slice(headers);
     reply(status, &all, body.to_owned())
+}
+
+/// The same, with a body fed through a channel that is already complete.
+fn channel_json(status: u16, headers: &[(&str, &str)], body: &str) -> Response<ChannelBody> {
+    let (tx, channel) = ChannelBody::new();
+    if !body.is_empty() {
+        tx.send(Bytes::from(body.to_owned())).unwrap();
+    }
+    let mut response = Response::new(channel);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    for (name, value) in std::iter::once(&("content-type", "application/json")).chain(headers) {
+        response.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    response
 }
 
 /// The time between consecutive requests.
@@ -62,6 +79,28 @@ fn owned(trail: &[(Method, &str)]) -> Vec<(Method, String)> {
 
 async fn send(layer: LongRunningLayer, req: Request<Full<Bytes>>) -> Result<Reply, Error> {
     stack(layer).oneshot(req).await
+}
+
+/// `DELETE /things/a` → 202 `Azure-AsyncOperation: /ops/1` with `Retry-After: 0`; the monitor
+/// answers with `poll(n)` for its n-th poll (from 1).
+async fn status_monitor(
+    poll: impl Fn(usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> (Result<Reply, Error>, RawServer) {
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            202,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            "",
+        ),
+        n => poll(n),
+    })
+    .await;
+    let result = send(
+        LongRunningLayer::new(),
+        request(Method::DELETE, &server.url("/things/a"), ""),
+    )
+    .await;
+    (result, server)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -921,4 +960,936 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(trail.len(), 4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3 Reading a status
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn terminal_statuses_match_in_any_letter_case() {
+    let cases = [
+        ("succeeded", Outcome::Succeeded, None),
+        ("SUCCEEDED", Outcome::Succeeded, None),
+        ("Cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
+        ("CANCELED", Outcome::Canceled, Some(ErrorKind::Canceled)),
+        ("cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
+        (
+            "FAILED",
+            Outcome::Failed {
+                code: "Boom".into(),
+                message: "it broke".into(),
+            },
+            Some(ErrorKind::Failed),
+        ),
+    ];
+    for (spelling, outcome, error) in cases {
+        let sim = Simulator::start().await.unwrap();
+        sim.add(
+            Scenario::new(Method::DELETE, "/things/a", MonitorKind::AsyncOperation)
+                .terminal_status(spelling)
+                .outcome(outcome)
+                .completes_after_polls(1),
+        );
+        let result = send(
+            LongRunningLayer::new(),
+            request(Method::DELETE, &sim.url("/things/a"), ""),
+        )
+        .await;
+        let op = match (&result, error) {
+            (Ok(response), None) => info(response),
+            (Err(err), Some(kind)) => {
+                assert_eq!(*err.kind(), kind, "{spelling}");
+                err.operation().unwrap().clone()
+            }
+            _ => panic!("{spelling}: {result:?}"),
+        };
+        assert_eq!(op.status.as_deref(), Some(spelling), "kept as spelled");
+        assert_eq!(op.polls, 2, "{spelling}");
+        let trail = sim_trail(&sim.requests());
+        assert_sent_once(&trail, &Method::DELETE, "/things/a");
+        assert_eq!(trail.len(), 3, "{spelling}: stopped at the terminal status");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn provider_specific_statuses_mean_still_running() {
+    for running in ["Running", "Accepted", "Creating", "NotStarted", "Deleting"] {
+        let sim = Simulator::start().await.unwrap();
+        sim.add(
+            Scenario::new(Method::DELETE, "/things/a", MonitorKind::OperationLocation)
+                .running_status(running)
+                .completes_after_polls(3),
+        );
+        let response = send(
+            LongRunningLayer::new(),
+            request(Method::DELETE, &sim.url("/things/a"), ""),
+        )
+        .await
+        .unwrap();
+
+        let info = info(&response);
+        assert_eq!(info.polls, 4, "{running}");
+        assert_eq!(info.status.as_deref(), Some("Succeeded"));
+        let trail = sim_trail(&sim.requests());
+        assert_sent_once(&trail, &Method::DELETE, "/things/a");
+        assert_eq!(trail.len(), 5, "{running}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn percent_complete_of_the_final_status_is_in_operation_info() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
+            .percent_complete(true)
+            .completes_after_polls(3),
+    );
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::POST, &sim.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(info(&response).percent_complete, Some(100.0));
+    assert_sent_once(&sim_trail(&sim.requests()), &Method::POST, "/things/a/run");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_keeps_the_last_reported_percent_complete() {
+    let (result, server) = status_monitor(|n| match n {
+        1 => json(200, &[], r#"{"status":"Running","percentComplete":40}"#),
+        2 => json(200, &[], r#"{"status":"Running","percentComplete":75.5}"#),
+        _ => json(200, &[], r#"{"status":"Failed"}"#),
+    })
+    .await;
+
+    let err = result.unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.operation().unwrap().percent_complete, Some(75.5));
+    assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
+            .retry_after(RetryAfter::Seconds(1))
+            .completes_after_polls(2)
+            .outcome(Outcome::Failed {
+                code: "QuotaExceeded".into(),
+                message: "Operation results in exceeding quota limits of Core.".into(),
+            }),
+    );
+    let err = send(
+        LongRunningLayer::new(),
+        request(Method::POST, &sim.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert!(err.is_operation_error());
+    assert_eq!(err.code(), Some("QuotaExceeded"));
+    assert_eq!(
+        err.message(),
+        Some("Operation results in exceeding quota limits of Core.")
+    );
+    assert_eq!(err.status(), Some(StatusCode::OK));
+    let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
+    assert_eq!(body["status"], "Failed");
+    assert_eq!(body["error"]["code"], "QuotaExceeded");
+    let op = err.operation().unwrap();
+    assert_eq!(op.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(op.polls, 3);
+    assert_eq!(op.status.as_deref(), Some("Failed"));
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 4, "no final GET after Failed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_status_without_error_code_takes_the_code_from_x_ms_error_code() {
+    let body = r#"{"status":"Failed","error":{"message":"disk full"}}"#;
+    let (result, server) = status_monitor(move |_| {
+        json(
+            200,
+            &[("x-ms-error-code", "DiskFull"), ("x-ms-request-id", "q9")],
+            body,
+        )
+    })
+    .await;
+
+    let err = result.unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.code(), Some("DiskFull"));
+    assert_eq!(err.message(), Some("disk full"));
+    assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+    assert_eq!(err.headers().unwrap()["x-ms-request-id"], "q9");
+    assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
+    let (result, server) = status_monitor(|_| {
+        json(
+            200,
+            &[("x-ms-error-code", "FromHeader")],
+            r#"{"status":"Failed","error":{"code":"FromBody","message":"m"}}"#,
+        )
+    })
+    .await;
+
+    assert_eq!(result.unwrap_err().code(), Some("FromBody"));
+    assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn canceled_status_is_a_typed_canceled_error() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::PUT, "/things/a", MonitorKind::OperationLocation)
+            .completes_after_polls(1)
+            .outcome(Outcome::Canceled),
+    );
+    let err = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &sim.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert!(err.is_operation_error());
+    assert_eq!(err.code(), Some("OperationCanceled"));
+    assert_eq!(err.message(), Some("the operation was canceled"));
+    assert_eq!(err.status(), Some(StatusCode::OK));
+    assert_eq!(
+        err.operation().unwrap().monitor,
+        MonitorKind::OperationLocation
+    );
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(trail.len(), 3, "no final GET after Canceled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn location_monitor_202_is_running_and_its_200_201_or_204_is_returned_untouched() {
+    for code in [200u16, 201, 204] {
+        let result = r#"{"result":42}"#;
+        let server = RawServer::start(move |n, _| match n {
+            0 => json(202, &[("location", "/ops/1"), ("retry-after", "1")], ""),
+            1 => json(202, &[("retry-after", "1")], r#"{"note":"still going"}"#),
+            _ => json(code, &[("x-result", "yes")], result),
+        })
+        .await;
+        let response = send(
+            LongRunningLayer::new(),
+            request(Method::POST, &server.url("/things/a/run"), ""),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(response.status().as_u16(), code);
+        assert_eq!(response.headers()["x-result"], "yes");
+        let info = info(&response);
+        assert_eq!(info.monitor, MonitorKind::Location);
+        assert_eq!(info.polls, 2);
+        assert_eq!(info.last_http_status.map(|s| s.as_u16()), Some(code));
+        assert_eq!(info.final_uri, None, "{code}: the poll response is final");
+        let expected = if code == 204 { "" } else { result };
+        assert_eq!(text(response).await, expected);
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::POST, "/things/a/run");
+        assert_eq!(
+            trail,
+            owned(&[
+                (Method::POST, "/things/a/run"),
+                (Method::GET, "/ops/1"),
+                (Method::GET, "/ops/1"),
+            ])
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn location_monitor_final_body_is_streamed_not_buffered() {
+    let (tx, body) = ChannelBody::new();
+    let held = Mutex::new(Some(body));
+    let server = RawServer::start_with_body(move |n, _| {
+        let response = match n {
+            0 => channel_json(202, &[("location", "/ops/1"), ("retry-after", "1")], ""),
+            _ => {
+                let mut response = Response::new(held.lock().unwrap().take().unwrap());
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+        };
+        async move { response }
+    })
+    .await;
+    tx.send(Bytes::from_static(b"{\"part\":1,")).unwrap();
+
+    let mut response = tokio::time::timeout(
+        secs(600),
+        send(
+            LongRunningLayer::new().max_status_body(4),
+            request(Method::POST, &server.url("/things/a/run"), ""),
+        ),
+    )
+    .await
+    .expect("the final response arrives before its body is complete")
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let first = response.body_mut().frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "{\"part\":1,");
+    tx.send(Bytes::from_static(b"\"done\":true}")).unwrap();
+    drop(tx);
+    assert_eq!(text(response).await, "\"done\":true}");
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_monitor_202_is_running_and_204_is_final() {
+    let server = RawServer::start(|n, _| match n {
+        0 => json(
+            201,
+            &[("retry-after", "1")],
+            r#"{"properties":{"provisioningState":"Accepted"}}"#,
+        ),
+        1 => json(202, &[("retry-after", "1")], ""),
+        2 => json(
+            200,
+            &[("retry-after", "1")],
+            r#"{"properties":{"provisioningState":"Running"}}"#,
+        ),
+        _ => reply(204, &[("x-final", "1")], ""),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.headers()["x-final"], "1");
+    let info = info(&response);
+    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.polls, 3);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_monitor_body_without_provisioning_state_is_done() {
+    let done = r#"{"id":"a","properties":{"size":3}}"#;
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            200,
+            &[("retry-after", "1")],
+            r#"{"properties":{"provisioningState":"Updating"}}"#,
+        ),
+        _ => json(200, &[], done),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(info(&response).polls, 1);
+    assert_eq!(text(response).await, done);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(trail.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
+    let cases = [
+        (
+            Outcome::Failed {
+                code: "Conflict".into(),
+                message: "name taken".into(),
+            },
+            ErrorKind::Failed,
+            "Conflict",
+        ),
+        (Outcome::Canceled, ErrorKind::Canceled, "OperationCanceled"),
+    ];
+    for (outcome, kind, code) in cases {
+        let sim = Simulator::start().await.unwrap();
+        sim.add(
+            Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
+                .running_status("Provisioning")
+                .completes_after_polls(1)
+                .outcome(outcome),
+        );
+        let err = send(
+            LongRunningLayer::new(),
+            request(Method::PUT, &sim.url("/things/a"), r#"{"size":3}"#),
+        )
+        .await
+        .unwrap_err();
+
+        assert_eq!(*err.kind(), kind);
+        assert_eq!(err.code(), Some(code));
+        assert_eq!(err.status(), Some(StatusCode::OK));
+        let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], code);
+        let op = err.operation().unwrap();
+        assert_eq!(op.monitor, MonitorKind::Resource);
+        assert_eq!(op.polls, 2);
+        let trail = sim_trail(&sim.requests());
+        assert_sent_once(&trail, &Method::PUT, "/things/a");
+        assert_eq!(trail.len(), 3);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
+    for kind in [
+        MonitorKind::AsyncOperation,
+        MonitorKind::OperationLocation,
+        MonitorKind::Location,
+    ] {
+        let sim = Simulator::start().await.unwrap();
+        sim.add(
+            Scenario::new(Method::DELETE, "/things/a", kind)
+                .moves_monitor(true)
+                .completes_after_polls(2),
+        );
+        let response = send(
+            LongRunningLayer::new(),
+            request(Method::DELETE, &sim.url("/things/a"), ""),
+        )
+        .await
+        .unwrap();
+
+        let info = info(&response);
+        assert_eq!(info.monitor, kind);
+        assert_eq!(info.monitor_url.path(), "/operations/1-moved", "{kind:?}");
+        let trail = sim_trail(&sim.requests());
+        assert_sent_once(&trail, &Method::DELETE, "/things/a");
+        let paths: Vec<_> = trail
+            .iter()
+            .map(|(_, p)| p.split('?').next().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/things/a",
+                "/operations/1",
+                "/operations/1-moved",
+                "/operations/1-moved"
+            ],
+            "{kind:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relative_moved_monitor_resolves_against_the_original_uri() {
+    let server = RawServer::start(|n, seen| match (n, seen.uri.path()) {
+        (0, _) => json(
+            202,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            "",
+        ),
+        (_, "/ops/1") => json(200, &[("azure-asyncoperation", "../ops/2")], RUNNING),
+        (_, "/subs/1/ops/2") => json(200, &[], SUCCEEDED),
+        _ => json(404, &[], ""),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(
+            Method::DELETE,
+            &server.url("/subs/1/things/a?api-version=2024-01-01"),
+            "",
+        ),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        info(&response).monitor_url.path_and_query().unwrap(),
+        "/subs/1/ops/2?api-version=2024-01-01"
+    );
+    let trail = trail(&server.seen());
+    assert_sent_once(
+        &trail,
+        &Method::DELETE,
+        "/subs/1/things/a?api-version=2024-01-01",
+    );
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::DELETE, "/subs/1/things/a?api-version=2024-01-01"),
+            (Method::GET, "/ops/1?api-version=2024-01-01"),
+            (Method::GET, "/subs/1/ops/2?api-version=2024-01-01"),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn relative_monitor_urls_from_the_simulator_resolve_against_the_original_uri() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+            .relative_monitor(true)
+            .completes_after_polls(1),
+    );
+    let response = send(
+        LongRunningLayer::new(),
+        request(
+            Method::PUT,
+            &sim.url("/things/a?api-version=2024-01-01"),
+            r#"{"size":3}"#,
+        ),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let monitor = "/operations/1?monitor=true&api-version=2024-01-01";
+    assert_eq!(
+        info(&response).monitor_url.to_string(),
+        sim.url(monitor),
+        "an absolute URL on the original origin"
+    );
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::PUT, "/things/a?api-version=2024-01-01");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a?api-version=2024-01-01"),
+            (Method::GET, monitor),
+            (Method::GET, monitor),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn relative_references_of_every_form_resolve_against_the_original_uri() {
+    let original = "/subs/1/accounts/a?api-version=2016-01-01";
+    let cases = [
+        (
+            "../operations/9?monitor=true",
+            "/subs/1/operations/9?monitor=true&api-version=2016-01-01",
+        ),
+        ("ops/3", "/subs/1/accounts/ops/3?api-version=2016-01-01"),
+        ("/ops/2", "/ops/2?api-version=2016-01-01"),
+        (
+            "./a/status",
+            "/subs/1/accounts/a/status?api-version=2016-01-01",
+        ),
+    ];
+    for (reference, expected) in cases {
+        let server = RawServer::start(move |n, _| match n {
+            0 => json(202, &[("location", reference), ("retry-after", "0")], ""),
+            _ => json(200, &[], r#"{"id":"a"}"#),
+        })
+        .await;
+        let response = send(
+            LongRunningLayer::new(),
+            request(Method::PUT, &server.url(original), r#"{"size":3}"#),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(response.status(), StatusCode::OK, "{reference}");
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::PUT, original);
+        assert_eq!(
+            trail,
+            owned(&[(Method::PUT, original), (Method::GET, expected)]),
+            "{reference}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn api_version_is_added_to_a_monitor_url_that_lacks_it() {
+    let server = RawServer::start(|n, seen| {
+        let host = seen.headers["host"].to_str().unwrap().to_owned();
+        match (n, seen.uri.path()) {
+            (0, _) => json(
+                201,
+                &[
+                    ("azure-asyncoperation", &format!("http://{host}/ops/1")),
+                    ("retry-after", "0"),
+                ],
+                r#"{"properties":{"provisioningState":"Accepted"}}"#,
+            ),
+            (_, "/ops/1") => json(200, &[], SUCCEEDED),
+            _ => json(200, &[], r#"{"id":"a"}"#),
+        }
+    })
+    .await;
+    send(
+        LongRunningLayer::new(),
+        request(
+            Method::PUT,
+            &server.url("/things/a?api-version=2024-05-01"),
+            r#"{"size":3}"#,
+        ),
+    )
+    .await
+    .unwrap();
+
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/things/a?api-version=2024-05-01");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a?api-version=2024-05-01"),
+            (Method::GET, "/ops/1?api-version=2024-05-01"),
+            (Method::GET, "/things/a?api-version=2024-05-01"),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_monitor_url_with_its_own_api_version_keeps_it() {
+    let server = RawServer::start(|n, _| match n {
+        0 => json(
+            202,
+            &[
+                ("operation-location", "/ops/1?api-version=2099-01-01"),
+                ("retry-after", "0"),
+            ],
+            "",
+        ),
+        _ => json(200, &[], SUCCEEDED),
+    })
+    .await;
+    send(
+        LongRunningLayer::new(),
+        request(
+            Method::DELETE,
+            &server.url("/things/a?api-version=2024-05-01"),
+            "",
+        ),
+    )
+    .await
+    .unwrap();
+
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::DELETE, "/things/a?api-version=2024-05-01");
+    assert_eq!(
+        trail[1],
+        (Method::GET, "/ops/1?api-version=2099-01-01".into())
+    );
+    assert_eq!(trail.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_503_on_a_poll_is_retried_after_its_retry_after() {
+    let (result, server) = status_monitor(|n| match n {
+        1 => json(503, &[("retry-after", "4")], r#"{"error":{"code":"Busy"}}"#),
+        _ => json(200, &[], SUCCEEDED),
+    })
+    .await;
+
+    let response = result.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(info(&response).polls, 2, "the retry counts as a poll");
+    let seen = server.seen();
+    let trail = trail(&seen);
+    assert_sent_once(&trail, &Method::DELETE, "/things/a");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::DELETE, "/things/a"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/ops/1"),
+        ])
+    );
+    assert_eq!(seen_gaps(&seen), [Duration::ZERO, secs(4)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_status_that_outlasts_the_retries_is_unexpected_status() {
+    let server = RawServer::start(|n, _| match n {
+        0 => json(
+            202,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            "",
+        ),
+        _ => json(503, &[("retry-after", "1")], r#"{"error":{"code":"Busy"}}"#),
+    })
+    .await;
+    let err = send(
+        LongRunningLayer::new().max_transient_retries(2),
+        request(Method::DELETE, &server.url("/things/a"), ""),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        err.operation().unwrap().polls,
+        3,
+        "the poll and two retries"
+    );
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::DELETE, "/things/a");
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_503_on_the_final_get_is_retried() {
+    let server = RawServer::start(|n, _| match n {
+        0 => json(
+            201,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            r#"{"properties":{"provisioningState":"Accepted"}}"#,
+        ),
+        1 => json(200, &[], SUCCEEDED),
+        2 => json(503, &[("retry-after", "6")], ""),
+        _ => json(200, &[], r#"{"id":"a"}"#),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+    let seen = server.seen();
+    let trail = trail(&seen);
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/things/a"),
+            (Method::GET, "/things/a"),
+        ])
+    );
+    assert_eq!(seen_gaps(&seen), [Duration::ZERO, Duration::ZERO, secs(6)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unneeded_poll_bodies_are_drained_so_one_connection_serves_the_operation() {
+    let filler = format!(r#"{{"note":"{}"}}"#, "x".repeat(16 * 1024));
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            202,
+            &[("location", "/ops/1"), ("retry-after", "1")],
+            &filler,
+        ),
+        1..=3 => json(202, &[("retry-after", "1")], &filler),
+        _ => json(200, &[], r#"{"id":"a"}"#),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::POST, &server.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 5);
+    assert_eq!(
+        server.connections(),
+        1,
+        "every request reused the connection"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §3/§7 Bad input: typed errors with details, never a panic or a hang
+// ---------------------------------------------------------------------------------------------
+
+/// The status monitor's first answer is `body` with `code`: a malformed-status error that keeps
+/// the response and knows the operation (one poll of `/ops/1`).
+async fn assert_malformed_status(code: u16, body: &'static str) -> Error {
+    let (result, server) =
+        status_monitor(move |_| json(code, &[("x-ms-request-id", "m1")], body)).await;
+    let err = result.unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
+    assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
+    assert_eq!(err.headers().unwrap()["x-ms-request-id"], "m1");
+    let op = err.operation().expect("the monitor was known");
+    assert_eq!(op.polls, 1);
+    assert_eq!(op.monitor_url.path(), "/ops/1");
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::DELETE, "/things/a");
+    assert_eq!(trail.len(), 2, "stopped at the malformed status");
+    err
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_json_status_body_is_malformed_status() {
+    let body = r#"{"status":"Succeeded""#;
+    let err = assert_malformed_status(200, body).await;
+    assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_body_without_status_is_malformed_not_success() {
+    let body =
+        r#"{"id":"/ops/1","percentComplete":100,"properties":{"provisioningState":"Succeeded"}}"#;
+    let err = assert_malformed_status(200, body).await;
+    assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_status_body_is_malformed_status() {
+    assert_malformed_status(200, "").await;
+    assert_malformed_status(202, "").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_string_status_is_malformed_status() {
+    for body in [
+        r#"{"status":true}"#,
+        r#"{"status":1}"#,
+        r#"{"status":null}"#,
+        r#"{"status":{"value":"Succeeded"}}"#,
+        r#"{"status":""}"#,
+        r#"["Succeeded"]"#,
+        r#""Succeeded""#,
+    ] {
+        let err = assert_malformed_status(200, body).await;
+        assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_content_on_a_status_monitor_is_malformed_status() {
+    assert_malformed_status(204, "").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unparseable_monitor_header_is_invalid_monitor_url() {
+    for reference in [
+        "http://[::1",
+        "ftp://127.0.0.1/ops/1",
+        "http://user:secret@127.0.0.1/ops/1",
+        "javascript:alert(1)",
+        "   ",
+    ] {
+        let server = RawServer::start(move |_, _| {
+            json(
+                202,
+                &[("azure-asyncoperation", reference), ("retry-after", "0")],
+                "",
+            )
+        })
+        .await;
+        let err = send(
+            LongRunningLayer::new(),
+            request(Method::POST, &server.url("/things/a/run"), ""),
+        )
+        .await
+        .unwrap_err();
+
+        assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
+        assert!(err.operation().is_none(), "no monitor was ever known");
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::POST, "/things/a/run");
+        assert_eq!(trail.len(), 1, "{reference:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unparseable_moved_monitor_in_a_poll_is_invalid_monitor_url_with_the_operation() {
+    let (result, server) =
+        status_monitor(|_| json(200, &[("azure-asyncoperation", "http://[::1")], RUNNING)).await;
+
+    let err = result.unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl);
+    let op = err.operation().unwrap();
+    assert_eq!(op.polls, 1);
+    assert_eq!(op.monitor_url.path(), "/ops/1");
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::DELETE, "/things/a");
+    assert_eq!(trail.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
+    for code in [400u16, 401, 404, 410] {
+        let body = format!(r#"{{"error":{{"code":"E{code}","message":"nope"}}}}"#);
+        let answer = body.clone();
+        let (result, server) =
+            status_monitor(move |_| json(code, &[("x-ms-request-id", "p1")], &answer)).await;
+
+        let err = result.unwrap_err();
+        assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus, "{code}");
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
+        assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+        assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
+        let op = err.operation().unwrap();
+        assert_eq!(op.polls, 1);
+        assert_eq!(op.monitor, MonitorKind::AsyncOperation);
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::DELETE, "/things/a");
+        assert_eq!(trail.len(), 2, "{code}: a 4xx is not retried");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn not_found_on_the_final_get_is_unexpected_status() {
+    let body = r#"{"error":{"code":"ResourceNotFound","message":"gone"}}"#;
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            201,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            r#"{"properties":{"provisioningState":"Accepted"}}"#,
+        ),
+        1 => json(200, &[], SUCCEEDED),
+        _ => json(404, &[], body),
+    })
+    .await;
+    let url = server.url("/things/a");
+    let err = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &url, r#"{"size":3}"#),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+    let op = err.operation().unwrap();
+    assert_eq!(op.polls, 1);
+    assert_eq!(op.status.as_deref(), Some("Succeeded"));
+    assert_eq!(op.final_uri.as_ref().map(ToString::to_string), Some(url));
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/things/a"),
+        ])
+    );
 }
