@@ -21,7 +21,10 @@ use support::{
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{Error, ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody};
+use tower_lro::{
+    Error, ErrorKind, FinalStateVia, LongRunningLayer, MonitorKind, OperationInfo, Polling,
+    ResponseBody,
+};
 
 type Reply = Response<ResponseBody<Incoming>>;
 
@@ -1892,4 +1895,536 @@ async fn not_found_on_the_final_get_is_unexpected_status() {
             (Method::GET, "/things/a"),
         ])
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §4 Which response is final
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one operation against a fresh simulator; returns the result and the request trail.
+async fn sim_operation(
+    scenario: Scenario,
+    method: Method,
+    path: &str,
+    via: Option<FinalStateVia>,
+) -> (Result<Reply, Error>, Vec<(Method, String)>, Simulator) {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(scenario.completes_after_polls(1));
+    let body = if method == Method::PUT || method == Method::PATCH {
+        r#"{"size":3}"#
+    } else {
+        ""
+    };
+    let mut req = request(method.clone(), &sim.url(path), body);
+    if let Some(via) = via {
+        req.extensions_mut().insert(via);
+    }
+    let result = send(LongRunningLayer::new(), req).await;
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &method, path);
+    (result, trail, sim)
+}
+
+fn aao(method: Method, path: &str) -> Scenario {
+    Scenario::new(method, path, MonitorKind::AsyncOperation)
+}
+
+fn ol(method: Method, path: &str) -> Scenario {
+    Scenario::new(method, path, MonitorKind::OperationLocation)
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_and_patch_get_the_original_uri_after_success() {
+    for method in [Method::PUT, Method::PATCH] {
+        let resource = r#"{"id":"a","properties":{"provisioningState":"Succeeded"}}"#;
+        let (result, trail, sim) = sim_operation(
+            aao(method.clone(), "/things/a").resource_body(resource),
+            method.clone(),
+            "/things/a",
+            None,
+        )
+        .await;
+
+        let response = result.unwrap();
+        assert_eq!(
+            info(&response).final_uri.map(|u| u.to_string()),
+            Some(sim.url("/things/a"))
+        );
+        assert_eq!(text(response).await, resource);
+        assert_eq!(
+            trail,
+            owned(&[
+                (method.clone(), "/things/a"),
+                (Method::GET, "/operations/1"),
+                (Method::GET, "/operations/1"),
+                (Method::GET, "/things/a"),
+            ])
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_with_operation_location_gets_the_resource_location() {
+    let (result, trail, sim) = sim_operation(
+        ol(Method::PUT, "/things/a").resource_location(true),
+        Method::PUT,
+        "/things/a",
+        None,
+    )
+    .await;
+
+    let response = result.unwrap();
+    assert_eq!(
+        info(&response).final_uri.map(|u| u.to_string()),
+        Some(sim.url("/resources/1"))
+    );
+    assert_eq!(trail.last(), Some(&(Method::GET, "/resources/1".into())));
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn put_with_azure_async_operation_gets_the_original_uri_despite_resource_location() {
+    let (result, trail, _sim) = sim_operation(
+        aao(Method::PUT, "/things/a").resource_location(true),
+        Method::PUT,
+        "/things/a",
+        None,
+    )
+    .await;
+
+    assert!(result.is_ok());
+    assert_eq!(trail.last(), Some(&(Method::GET, "/things/a".into())));
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_with_an_initial_location_gets_it() {
+    let (result, trail, _sim) = sim_operation(
+        aao(Method::POST, "/things/a/run")
+            .location_header(true)
+            .resource_location(true),
+        Method::POST,
+        "/things/a/run",
+        None,
+    )
+    .await;
+
+    let response = result.unwrap();
+    assert!(info(&response)
+        .final_uri
+        .is_some_and(|u| u.path() == "/results/1"));
+    assert_eq!(trail.last(), Some(&(Method::GET, "/results/1".into())));
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_with_only_resource_location_gets_it() {
+    let (result, trail, _sim) = sim_operation(
+        ol(Method::POST, "/things/a/run").resource_location(true),
+        Method::POST,
+        "/things/a/run",
+        None,
+    )
+    .await;
+
+    assert!(result.is_ok());
+    assert_eq!(trail.last(), Some(&(Method::GET, "/resources/1".into())));
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_without_location_returns_the_last_status_response_byte_for_byte() {
+    let last = "{ \"status\" : \"Succeeded\",\n  \"properties\": {\"output\": [1, 2, 3]} }\n";
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            202,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            "",
+        ),
+        1 => json(200, &[("retry-after", "0")], RUNNING),
+        _ => json(200, &[("x-ms-request-id", "last"), ("etag", "\"7\"")], last),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::POST, &server.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-ms-request-id"], "last");
+    assert_eq!(response.headers()["etag"], "\"7\"");
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(info(&response).final_uri, None);
+    assert_eq!(text(response).await, last);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 3, "no final GET");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_returns_the_last_status_response_without_a_final_get() {
+    for scenario in [
+        aao(Method::DELETE, "/things/a").location_header(true),
+        ol(Method::DELETE, "/things/a").resource_location(true),
+    ] {
+        let (result, trail, _sim) =
+            sim_operation(scenario, Method::DELETE, "/things/a", None).await;
+
+        let response = result.unwrap();
+        assert_eq!(info(&response).final_uri, None);
+        let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
+        assert_eq!(body["status"], "Succeeded");
+        assert!(
+            trail[1..].iter().all(|(_, p)| p == "/operations/1"),
+            "{trail:?}"
+        );
+        assert_eq!(trail.len(), 3);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_state_via_azure_async_operation_makes_the_last_status_final_for_a_put() {
+    let (result, trail, _sim) = sim_operation(
+        aao(Method::PUT, "/things/a").location_header(true),
+        Method::PUT,
+        "/things/a",
+        Some(FinalStateVia::AzureAsyncOperation),
+    )
+    .await;
+
+    let response = result.unwrap();
+    assert_eq!(info(&response).final_uri, None);
+    let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
+    assert_eq!(body["status"], "Succeeded");
+    assert_eq!(trail.len(), 3, "no final GET: {trail:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_state_via_operation_location_makes_the_last_status_final_despite_resource_location()
+{
+    let (result, trail, _sim) = sim_operation(
+        ol(Method::PUT, "/things/a").resource_location(true),
+        Method::PUT,
+        "/things/a",
+        Some(FinalStateVia::OperationLocation),
+    )
+    .await;
+
+    let response = result.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
+    assert_eq!(body["status"], "Succeeded");
+    assert!(body["resourceLocation"].is_string());
+    assert_eq!(trail.len(), 3, "no final GET: {trail:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_state_via_location_gets_the_initial_location_even_for_put_and_delete() {
+    for method in [Method::PUT, Method::DELETE] {
+        let (result, trail, _sim) = sim_operation(
+            aao(method.clone(), "/things/a").location_header(true),
+            method.clone(),
+            "/things/a",
+            Some(FinalStateVia::Location),
+        )
+        .await;
+
+        assert!(result.is_ok());
+        assert_eq!(
+            trail.last(),
+            Some(&(Method::GET, "/results/1".into())),
+            "{method}"
+        );
+        assert_eq!(trail.len(), 4);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_state_via_location_without_a_location_falls_back_to_the_default() {
+    // PUT: the default is the original URI.
+    let (result, trail, _sim) = sim_operation(
+        aao(Method::PUT, "/things/a"),
+        Method::PUT,
+        "/things/a",
+        Some(FinalStateVia::Location),
+    )
+    .await;
+    assert!(result.is_ok());
+    assert_eq!(trail.last(), Some(&(Method::GET, "/things/a".into())));
+    assert_eq!(trail.len(), 4);
+
+    // POST without Location or resourceLocation: the default is the last status.
+    let (result, trail, _sim) = sim_operation(
+        aao(Method::POST, "/things/a/run"),
+        Method::POST,
+        "/things/a/run",
+        Some(FinalStateVia::Location),
+    )
+    .await;
+    assert_eq!(info(&result.unwrap()).final_uri, None);
+    assert_eq!(trail.len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn final_state_via_original_uri_gets_the_original_uri_for_post_and_delete() {
+    for (method, path) in [
+        (Method::POST, "/things/a/run"),
+        (Method::DELETE, "/things/a"),
+    ] {
+        let (result, trail, sim) = sim_operation(
+            aao(method.clone(), path).location_header(true),
+            method.clone(),
+            path,
+            Some(FinalStateVia::OriginalUri),
+        )
+        .await;
+
+        let response = result.unwrap();
+        assert_eq!(
+            info(&response).final_uri.map(|u| u.to_string()),
+            Some(sim.url(path))
+        );
+        assert_eq!(trail.last(), Some(&(Method::GET, path.into())), "{method}");
+        assert_eq!(trail.len(), 4);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §5 Poll and final-GET requests
+// ---------------------------------------------------------------------------------------------
+
+/// `PUT /things/a` with `headers` → 201 `Azure-AsyncOperation`; one running poll, `Succeeded`,
+/// then the final GET of the original URI. Returns the server once done.
+async fn put_with_headers(headers: &[(&str, &str)]) -> RawServer {
+    let server = RawServer::start(|n, _| match n {
+        0 => json(
+            201,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            r#"{"properties":{"provisioningState":"Accepted"}}"#,
+        ),
+        1 => json(200, &[("retry-after", "0")], RUNNING),
+        2 => json(200, &[], SUCCEEDED),
+        _ => json(200, &[], r#"{"id":"a"}"#),
+    })
+    .await;
+    let mut builder = Request::put(server.url("/things/a"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let req = builder
+        .body(Full::new(Bytes::from_static(br#"{"size":3}"#)))
+        .unwrap();
+    let response = send(LongRunningLayer::new(), req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/things/a"),
+        ])
+    );
+    server
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_and_the_final_get_are_bodiless_gets() {
+    let server = put_with_headers(&[("content-type", "application/json")]).await;
+
+    assert_eq!(server.body(0).unwrap(), r#"{"size":3}"#);
+    for (n, seen) in server.seen().iter().enumerate().skip(1) {
+        assert_eq!(seen.method, Method::GET);
+        assert_eq!(server.body(n).unwrap(), "", "request {n} has no body");
+        assert!(!seen.headers.contains_key("content-length"), "request {n}");
+        assert!(
+            !seen.headers.contains_key("transfer-encoding"),
+            "request {n}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn original_headers_travel_with_every_poll_and_the_final_get() {
+    let kept = [
+        (
+            "x-ms-client-request-id",
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+        ),
+        ("authorization", "Bearer token-1"),
+        ("user-agent", "tower-lro-tests/1"),
+        ("accept", "application/json"),
+        ("x-custom", "v"),
+    ];
+    let server = put_with_headers(&kept).await;
+
+    for (n, seen) in server.seen().iter().enumerate() {
+        for (name, value) in kept {
+            assert_eq!(
+                seen.headers.get(name).map(|v| v.to_str().unwrap()),
+                Some(value),
+                "request {n}: {name}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn payload_conditional_and_host_headers_are_not_sent_with_polls() {
+    let dropped = [
+        ("content-type", "application/json"),
+        ("content-encoding", "identity"),
+        ("if-match", "\"etag-1\""),
+        ("if-none-match", "*"),
+        ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ("host", "api.example.test"),
+    ];
+    let server = put_with_headers(&dropped).await;
+
+    let seen = server.seen();
+    // The original request carried them all, so their absence below is the layer's doing.
+    for (name, value) in dropped {
+        assert_eq!(seen[0].headers[name], value, "original: {name}");
+    }
+    assert!(seen[0].headers.contains_key("content-length"));
+    let own_host = server.addr.to_string();
+    for (n, poll) in seen.iter().enumerate().skip(1) {
+        for (name, _) in dropped.iter().filter(|(name, _)| *name != "host") {
+            assert!(!poll.headers.contains_key(*name), "request {n}: {name}");
+        }
+        assert!(!poll.headers.contains_key("content-length"), "request {n}");
+        assert_eq!(poll.headers["host"], own_host.as_str(), "request {n}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_disabled_returns_the_accepted_response_untouched() {
+    let server = RawServer::start(|_, _| {
+        json(
+            202,
+            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            r#"{"accepted":true}"#,
+        )
+    })
+    .await;
+    let mut req = request(Method::POST, &server.url("/things/a/run"), "");
+    req.extensions_mut().insert(Polling::Disabled);
+    let response = send(LongRunningLayer::new(), req).await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["azure-asyncoperation"], "/ops/1");
+    assert!(response.extensions().get::<OperationInfo>().is_none());
+    assert_eq!(text(response).await, r#"{"accepted":true}"#);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// §7 What the caller can see: OperationInfo
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn operation_info_describes_a_status_monitor_operation() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        aao(Method::PUT, "/things/a")
+            .initial_status(StatusCode::CREATED)
+            .initial_body(r#"{"properties":{"provisioningState":"Accepted"}}"#)
+            .retry_after(RetryAfter::Seconds(5))
+            .completes_after_polls(2),
+    );
+    let url = sim.url("/things/a?api-version=2024-01-01");
+    let started = Instant::now();
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &url, r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    let info = info(&response);
+    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(
+        info.monitor_url.to_string(),
+        sim.url("/operations/1?api-version=2024-01-01")
+    );
+    assert_eq!(info.polls, 3);
+    assert_eq!(info.elapsed, secs(15));
+    assert_eq!(started.elapsed(), secs(15));
+    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.last_http_status, Some(StatusCode::OK));
+    assert_eq!(info.operation_id.as_deref(), Some("/operations/1"));
+    assert_eq!(info.operation_name.as_deref(), Some("1"));
+    assert_eq!(info.percent_complete, None);
+    assert_eq!(info.final_uri.map(|u| u.to_string()), Some(url));
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::PUT, "/things/a?api-version=2024-01-01");
+    assert_eq!(trail.len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operation_info_describes_a_location_monitor_operation() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+            .retry_after(RetryAfter::Millis(1500))
+            .completes_after_polls(2),
+    );
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &sim.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    let info = info(&response);
+    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(
+        info.monitor_url.to_string(),
+        sim.url("/operations/1?monitor=true")
+    );
+    assert_eq!(info.polls, 3);
+    assert_eq!(info.elapsed, ms(4500));
+    assert_eq!(info.status, None, "a Location monitor has no status string");
+    assert_eq!(info.last_http_status, Some(StatusCode::OK));
+    assert_eq!(info.final_uri, None);
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::PUT, "/things/a");
+    assert_eq!(trail.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn operation_info_describes_a_resource_monitor_operation() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::PATCH, "/things/a", MonitorKind::Resource)
+            .initial_status(StatusCode::OK)
+            .running_status("Updating")
+            .retry_after(RetryAfter::Seconds(2))
+            .completes_after_polls(1),
+    );
+    let url = sim.url("/things/a");
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::PATCH, &url, r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    let info = info(&response);
+    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor_url.to_string(), url);
+    assert_eq!(info.polls, 2);
+    assert_eq!(info.elapsed, secs(4));
+    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.last_http_status, Some(StatusCode::OK));
+    assert_eq!(info.final_uri, None, "the last resource GET is a poll");
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::PATCH, "/things/a");
+    assert_eq!(trail.len(), 3);
 }
