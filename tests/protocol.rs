@@ -2428,3 +2428,116 @@ async fn operation_info_describes_a_resource_monitor_operation() {
     assert_sent_once(&trail, &Method::PATCH, "/things/a");
     assert_eq!(trail.len(), 3);
 }
+/// The final response of a `Location` monitor is returned untouched (§3). Its own `Location`
+/// header (a `201 Created` naming the new resource, here on a storage origin) names no next
+/// poll: there is none. Only a poll response that is still running can move the monitor.
+#[tokio::test(start_paused = true)]
+async fn location_monitor_final_201_is_returned_untouched_whatever_its_own_location_says() {
+    let created = "https://storage.example.net/accounts/a";
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(202, &[("location", "/ops/1"), ("retry-after", "1")], ""),
+        _ => json(201, &[("location", created)], r#"{"id":"a"}"#),
+    })
+    .await;
+    let result = send(
+        LongRunningLayer::new(),
+        request(Method::PUT, &server.url("/accounts/a"), r#"{"size":3}"#),
+    )
+    .await;
+
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::PUT, "/accounts/a");
+    assert_eq!(
+        trail,
+        owned(&[(Method::PUT, "/accounts/a"), (Method::GET, "/ops/1")])
+    );
+    let response = result.expect("the final 201 is the operation's result");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["location"], created);
+    assert_eq!(
+        info(&response).monitor_url.path(),
+        "/ops/1",
+        "the monitor polled last"
+    );
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+}
+
+/// §3: "Poll bodies that are not needed are drained (bounded) so the connection can be reused."
+/// With `Retry-After: 0` the next poll is due at once, yet the 202's body (well under the
+/// limit) must still be drained rather than dropped, or every poll costs a new connection.
+#[tokio::test(start_paused = true)]
+async fn a_zero_wait_still_drains_the_unneeded_poll_body_so_the_connection_is_reused() {
+    let filler = format!(r#"{{"note":"{}"}}"#, "x".repeat(256 * 1024));
+    let server = RawServer::start(move |n, _| match n {
+        0 => json(
+            202,
+            &[("location", "/ops/1"), ("retry-after", "0")],
+            &filler,
+        ),
+        1..=3 => json(202, &[("retry-after", "0")], &filler),
+        _ => json(200, &[], r#"{"id":"a"}"#),
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new(),
+        request(Method::POST, &server.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 5);
+    assert_eq!(
+        server.connections(),
+        1,
+        "every request reused the connection"
+    );
+}
+
+/// §3/§6: unneeded poll bodies are drained *bounded*: the layer reads at most
+/// `max_status_body` of one, then gives the connection up. Here a 4 MiB 202 body arrives in
+/// 16 KiB pieces and the limit is 64 KiB: a bounded drain drops the body (so the next poll
+/// needs a new connection); reading it all and reusing the connection means the bound was not
+/// applied.
+#[tokio::test(start_paused = true)]
+async fn an_unneeded_poll_body_is_drained_only_up_to_the_status_body_limit() {
+    let server = RawServer::start_with_body(move |n, _| {
+        let response = match n {
+            0 => channel_json(202, &[("location", "/ops/1"), ("retry-after", "1")], ""),
+            1 => {
+                let (tx, body) = ChannelBody::new();
+                for _ in 0..256 {
+                    tx.send(Bytes::from(vec![b'x'; 16 * 1024])).unwrap();
+                }
+                let mut response = Response::new(body);
+                *response.status_mut() = StatusCode::ACCEPTED;
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("1"),
+                );
+                response
+            }
+            _ => channel_json(200, &[], r#"{"id":"a"}"#),
+        };
+        async move { response }
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new().max_status_body(64 * 1024),
+        request(Method::POST, &server.url("/things/a/run"), ""),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+    let trail = trail(&server.seen());
+    assert_sent_once(&trail, &Method::POST, "/things/a/run");
+    assert_eq!(trail.len(), 3);
+    assert_eq!(
+        server.connections(),
+        2,
+        "the 4 MiB body was read to its end despite the 64 KiB bound"
+    );
+}
