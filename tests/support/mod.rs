@@ -5,20 +5,26 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
-use tower_lro::{LongRunning, LongRunningLayer};
+use tower_lro::sim::RecordedRequest;
+use tower_lro::{LongRunning, LongRunningLayer, OperationInfo};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub type Stack = LongRunning<HttpClient>;
@@ -73,6 +79,8 @@ type Handler = Arc<dyn Fn(usize, &Seen) -> Response<Full<Bytes>> + Send + Sync>;
 pub struct RawServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    bodies: Arc<Mutex<Vec<(usize, Bytes)>>>,
+    connections: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -94,18 +102,34 @@ impl RawServer {
         F: Fn(usize, &Seen) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
+        Self::start_with_body(handler).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with any response body (a [`ChannelBody`] to send
+    /// a body piece by piece, say).
+    pub async fn start_with_body<F, Fut, B>(handler: F) -> RawServer
+    where
+        F: Fn(usize, &Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(handler);
-        let log = seen.clone();
+        let (log, body_log) = (seen.clone(), bodies.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (handler, log) = (handler.clone(), log.clone());
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (handler, log, body_log) = (handler.clone(), log.clone(), body_log.clone());
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let seen = Seen {
@@ -120,7 +144,16 @@ impl RawServer {
                             log.len() - 1
                         };
                         let response = handler(n, &seen);
-                        async move { Ok::<_, Infallible>(response.await) }
+                        let body_log = body_log.clone();
+                        async move {
+                            // The request body, read before answering, for `RawServer::body`.
+                            let body = match req.into_body().collect().await {
+                                Ok(collected) => collected.to_bytes(),
+                                Err(_) => Bytes::new(),
+                            };
+                            body_log.lock().unwrap().push((n, body));
+                            Ok::<_, Infallible>(response.await)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -128,7 +161,24 @@ impl RawServer {
                 });
             }
         });
-        RawServer { addr, seen, task }
+        RawServer {
+            addr,
+            seen,
+            bodies,
+            connections,
+            task,
+        }
+    }
+
+    /// How many TCP connections the server accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The body of request number `n`, once it was read.
+    pub fn body(&self, n: usize) -> Option<Bytes> {
+        let bodies = self.bodies.lock().unwrap();
+        bodies.iter().find(|(i, _)| *i == n).map(|(_, b)| b.clone())
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -165,4 +215,80 @@ pub fn reply(
         );
     }
     response
+}
+
+/// A response body fed through a channel: each `Bytes` sent is one data frame; dropping the
+/// sender ends the body. Lets a server hold a body open to show the client streams it.
+pub struct ChannelBody(mpsc::UnboundedReceiver<Bytes>);
+
+impl ChannelBody {
+    pub fn new() -> (mpsc::UnboundedSender<Bytes>, ChannelBody) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (tx, ChannelBody(rx))
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|data| data.map(|d| Ok(Frame::data(d))))
+    }
+}
+
+/// `(method, path and query)` of each request the raw server saw, in order.
+pub fn trail(seen: &[Seen]) -> Vec<(Method, String)> {
+    seen.iter()
+        .map(|s| (s.method.clone(), path_and_query(&s.uri)))
+        .collect()
+}
+
+/// `(method, path and query)` of each request the simulator saw, in order.
+pub fn sim_trail(requests: &[RecordedRequest]) -> Vec<(Method, String)> {
+    requests
+        .iter()
+        .map(|r| (r.method.clone(), path_and_query(&r.uri)))
+        .collect()
+}
+
+fn path_and_query(uri: &http::Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_owned(), ToString::to_string)
+}
+
+/// The original request is the first one, arrived exactly once, and every later request is a GET
+/// (only GETs are ever repeated).
+pub fn assert_sent_once(trail: &[(Method, String)], method: &Method, path_and_query: &str) {
+    let original = (method.clone(), path_and_query.to_owned());
+    assert_eq!(
+        trail.first(),
+        Some(&original),
+        "the original request comes first: {trail:?}"
+    );
+    if method != Method::GET {
+        assert_eq!(
+            trail.iter().filter(|r| **r == original).count(),
+            1,
+            "the original request arrived exactly once: {trail:?}"
+        );
+    }
+    assert!(
+        trail[1..].iter().all(|(m, _)| m == Method::GET),
+        "only GETs follow the original request: {trail:?}"
+    );
+}
+
+/// The [`OperationInfo`] of a followed operation's final response.
+pub fn info<B>(response: &Response<B>) -> OperationInfo {
+    response
+        .extensions()
+        .get::<OperationInfo>()
+        .cloned()
+        .expect("a followed operation's final response carries OperationInfo")
 }
