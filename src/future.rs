@@ -58,8 +58,11 @@ pin_project! {
         // Reading a 200/201 initial body for a `provisioningState`. Boxed, because when the body
         // turns out too large to be a status it is handed back whole, behind what was read.
         Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector, sniff: Sniff },
-        // Until `op.wake_at`, while draining a body we do not need so the connection is reused.
-        Waiting { #[pin] drain: Option<B> },
+        // Reading and discarding a response body we do not need, so the connection is reused;
+        // bounded by `budget` bytes and the request timer. Counts into the wait that follows.
+        Draining { #[pin] body: B, budget: usize },
+        // Until `op.wake_at`.
+        Waiting,
         // Waiting for the inner service to be ready for the next GET.
         Ready,
         // A poll or the final GET, in flight.
@@ -274,13 +277,21 @@ where
                         None => return Poll::Pending,
                     },
                 },
-                StateProj::Waiting { mut drain } => {
-                    if let Some(body) = drain.as_mut().as_pin_mut() {
-                        let mut budget = op.config.max_status_body;
-                        if poll_drain(body, &mut budget, cx).is_ready() {
-                            drain.set(None);
-                        }
+                StateProj::Draining { body, budget } => {
+                    let drained = poll_drain(body, budget, cx).is_ready();
+                    if !drained && !op.timer_fired(this.timer.as_mut(), cx) {
+                        return Poll::Pending;
                     }
+                    if !drained && op.past_deadline() {
+                        let expired =
+                            Error::new(ErrorKind::TimedOut, "the operation's deadline passed");
+                        Step::Finish(Err(op.fail(expired)))
+                    } else {
+                        // Drained, or too slow to be worth it: then the connection is dropped.
+                        Step::Wait { drain: None }
+                    }
+                }
+                StateProj::Waiting => {
                     if op.wake_at > Instant::now() && !op.timer_fired(this.timer.as_mut(), cx) {
                         return Poll::Pending;
                     }
@@ -353,8 +364,13 @@ where
                         sniff,
                     });
                 }
-                Step::Wait { drain } => {
-                    this.state.set(State::Waiting { drain });
+                Step::Wait { drain: Some(body) } if !body.is_end_stream() => {
+                    let budget = op.config.max_status_body;
+                    this.state.set(State::Draining { body, budget });
+                    op.arm(this.timer.as_mut(), op.request_deadline());
+                }
+                Step::Wait { .. } => {
+                    this.state.set(State::Waiting);
                     op.arm(this.timer.as_mut(), Some(op.wake_at));
                 }
                 Step::Send => {
@@ -688,6 +704,18 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         Ok(())
     }
 
+    /// The operation is still running: follow the monitor if this answer moved it (only a
+    /// "running" answer can: a final one is the end), then schedule the next poll by its hint.
+    fn keep_polling(&mut self, headers: &HeaderMap) -> Result<(), Error> {
+        if let Some((kind, _)) = self.monitor {
+            if let Some(moved) = protocol::moved_monitor(kind, headers) {
+                let uri = self.admit(moved.as_bytes())?;
+                self.monitor = Some((kind, uri));
+            }
+        }
+        self.schedule_poll(retry_after(headers, SystemTime::now()))
+    }
+
     /// Checks the bounds and sets the time of the next poll.
     fn schedule_poll(&mut self, hint: Option<Duration>) -> Result<(), Error> {
         if self.polls >= self.config.max_polls {
@@ -1012,21 +1040,12 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         let Some((kind, _)) = self.monitor else {
             return Step::Finish(Err(lost_state()));
         };
-        let reply = protocol::poll_reply(kind, status);
-        if !matches!(reply, PollReply::Transient | PollReply::Unexpected) {
-            if let Some(moved) = protocol::moved_monitor(kind, &parts.headers) {
-                match self.admit(moved.as_bytes()) {
-                    Ok(uri) => self.monitor = Some((kind, uri)),
-                    Err(e) => return Step::Finish(Err(e)),
-                }
-            }
-        }
-        match reply {
+        match protocol::poll_reply(kind, status) {
             PollReply::ReadStatus => self.read(parts, body, Purpose::Status),
             PollReply::ReadResource => self.read(parts, body, Purpose::Resource),
             PollReply::Running => {
                 self.retries = 0;
-                match self.schedule_poll(hint()) {
+                match self.keep_polling(&parts.headers) {
                     Ok(()) => Step::Wait { drain: Some(body) },
                     Err(e) => Step::Finish(Err(e)),
                 }
@@ -1154,12 +1173,10 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             remember(&mut self.operation_name, name);
         }
         match phase {
-            Phase::Running => {
-                match self.schedule_poll(retry_after(&parts.headers, SystemTime::now())) {
-                    Ok(()) => Step::Wait { drain: None },
-                    Err(e) => Step::Finish(Err(e)),
-                }
-            }
+            Phase::Running => match self.keep_polling(&parts.headers) {
+                Ok(()) => Step::Wait { drain: None },
+                Err(e) => Step::Finish(Err(e)),
+            },
             Phase::Failed | Phase::Canceled => {
                 let error = operation_error(phase, &parts, parsed.error, Some(&parsed.status));
                 let error = error.with_response(parts.status, parts.headers, Some(bytes.clone()));
@@ -1231,12 +1248,10 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 let error = error.with_response(parts.status, parts.headers, Some(bytes.clone()));
                 Step::Finish(Err(self.fail(error)))
             }
-            Some(Phase::Running) => {
-                match self.schedule_poll(retry_after(&parts.headers, SystemTime::now())) {
-                    Ok(()) => Step::Wait { drain: None },
-                    Err(e) => Step::Finish(Err(e)),
-                }
-            }
+            Some(Phase::Running) => match self.keep_polling(&parts.headers) {
+                Ok(()) => Step::Wait { drain: None },
+                Err(e) => Step::Finish(Err(e)),
+            },
         }
     }
 }
@@ -1301,7 +1316,8 @@ where
         let state = match &self.state {
             State::Initial { .. } => "Initial",
             State::Sniffing { .. } => "Sniffing",
-            State::Waiting { .. } => "Waiting",
+            State::Draining { .. } => "Draining",
+            State::Waiting => "Waiting",
             State::Ready => "Ready",
             State::Requesting { .. } => "Requesting",
             State::Reading { .. } => "Reading",
