@@ -6,13 +6,14 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body::Frame;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,6 +29,9 @@ use tower_lro::{LongRunning, LongRunningLayer, OperationInfo};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub type Stack = LongRunning<HttpClient>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of [`RawServer::start_streaming`] handlers.
+pub type AnyBody = BoxBody<Bytes, BoxError>;
 
 /// A hyper-util legacy client over HTTP/1, with no timers of its own (paused-clock safe).
 pub fn client() -> HttpClient {
@@ -101,6 +105,16 @@ impl RawServer {
     where
         F: Fn(usize, &Seen) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        Self::start_with_body(handler).await
+    }
+
+    /// Like [`start_with`](Self::start_with), with any body (a [`Generated`] one, say: huge,
+    /// failing or stalling part-way).
+    pub async fn start_streaming<F, Fut>(handler: F) -> RawServer
+    where
+        F: Fn(usize, &Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<AnyBody>> + Send + 'static,
     {
         Self::start_with_body(handler).await
     }
@@ -291,4 +305,145 @@ pub fn info<B>(response: &Response<B>) -> OperationInfo {
         .get::<OperationInfo>()
         .cloned()
         .expect("a followed operation's final response carries OperationInfo")
+}
+
+/// Like [`reply`], with raw header-value bytes (obs-text, non-UTF-8) and any body.
+pub fn reply_raw(status: u16, headers: &[(&str, &[u8])], body: AnyBody) -> Response<AnyBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    for (name, value) in headers {
+        response.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    response
+}
+
+/// A whole body for [`RawServer::start_streaming`] handlers.
+pub fn full(body: impl Into<Bytes>) -> AnyBody {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A port on 127.0.0.1 that nobody listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A body produced lazily, chunk by chunk, as the connection asks for it: `total` bytes of `fill`
+/// that are never all in memory. It counts what it produced, can declare its length (so hyper
+/// sends `Content-Length`), and can fail (the connection is cut mid-body) or stall for ever after
+/// a number of bytes.
+pub struct Generated {
+    left: u64,
+    total: u64,
+    chunk: Bytes,
+    exact: bool,
+    fail_after: Option<u64>,
+    stall_after: Option<u64>,
+    paused: bool,
+    produced: Arc<AtomicU64>,
+}
+
+impl Generated {
+    pub fn new(total: u64, fill: u8) -> Generated {
+        Generated {
+            left: total,
+            total,
+            chunk: Bytes::from(vec![fill; 64 * 1024]),
+            exact: false,
+            fail_after: None,
+            stall_after: None,
+            paused: false,
+            produced: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Declare the length: hyper then sends `Content-Length` instead of chunked encoding.
+    pub fn with_length(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+
+    /// Fail once `bytes` were produced: hyper closes the connection mid-body. The body pauses
+    /// once first, so hyper flushes the head and the bytes so far: the client really gets a
+    /// response cut part-way, not a connection closed before any answer.
+    pub fn fail_after(mut self, bytes: u64) -> Self {
+        self.fail_after = Some(bytes);
+        self
+    }
+
+    /// Fail at once, before hyper has flushed anything: the connection closes before any answer.
+    pub fn fail_before_head(mut self) -> Self {
+        self.fail_after = Some(0);
+        self.paused = true;
+        self
+    }
+
+    /// Never produce anything more once `bytes` were produced.
+    pub fn stall_after(mut self, bytes: u64) -> Self {
+        self.stall_after = Some(bytes);
+        self
+    }
+
+    /// The counter of bytes produced so far.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.produced.clone()
+    }
+
+    pub fn boxed_body(self) -> AnyBody {
+        BodyExt::boxed(self)
+    }
+}
+
+impl http_body::Body for Generated {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let produced = self.total - self.left;
+        if self.fail_after.is_some_and(|at| produced >= at) {
+            if !self.paused {
+                self.paused = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            return Poll::Ready(Some(Err("the generated body was cut on purpose".into())));
+        }
+        if self.stall_after.is_some_and(|at| produced >= at) {
+            // Never woken: the body stalls for good.
+            return Poll::Pending;
+        }
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let mut n = (self.chunk.len() as u64).min(self.left);
+        for limit in [self.fail_after, self.stall_after].into_iter().flatten() {
+            if limit > produced {
+                n = n.min(limit - produced);
+            }
+        }
+        self.left -= n;
+        self.produced.fetch_add(n, Ordering::Relaxed);
+        let data = self.chunk.slice(..n as usize);
+        Poll::Ready(Some(Ok(http_body::Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0 && self.fail_after.is_none() && self.stall_after.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        if self.exact {
+            http_body::SizeHint::with_exact(self.left)
+        } else {
+            http_body::SizeHint::default()
+        }
+    }
 }
