@@ -17,14 +17,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use support::{client, reply, request, stack, text, RawServer};
+use support::{client, info, reply, request, stack, text, RawServer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::decompression::DecompressionLayer;
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+use tower_lro::{LongRunningLayer, MonitorKind};
 
 const VM: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
@@ -172,10 +172,7 @@ async fn decompression_below_hands_the_layer_plain_json() {
         .oneshot(request(Method::POST, &server.url("/start"), ""))
         .await
         .unwrap();
-    assert_eq!(
-        response.extensions().get::<OperationInfo>().unwrap().polls,
-        3
-    );
+    assert_eq!(info(&response).polls, 3);
     assert_eq!(text(response).await, r#"{"status":"Succeeded"}"#);
     assert_eq!(server.count(&Method::POST), 1);
 }
@@ -310,6 +307,13 @@ impl<E> tower::retry::Policy<Request<Full<Bytes>>, Response<Incoming>, E> for Re
     }
 }
 
+fn retrying_below() -> tower_lro::LongRunning<tower::retry::Retry<RetryGets, support::HttpClient>> {
+    ServiceBuilder::new()
+        .layer(LongRunningLayer::new())
+        .layer(tower::retry::RetryLayer::new(RetryGets { left: 5 }))
+        .service(client())
+}
+
 #[tokio::test(start_paused = true)]
 async fn tower_retry_below_retries_polls_but_never_the_initial_request() {
     let server = RawServer::start(|n, _| match n {
@@ -326,27 +330,18 @@ async fn tower_retry_below_retries_polls_but_never_the_initial_request() {
         _ => reply(200, &[], r#"{"status":"Succeeded"}"#),
     })
     .await;
-    let service = ServiceBuilder::new()
-        .layer(LongRunningLayer::new())
-        .layer(tower::retry::RetryLayer::new(RetryGets { left: 5 }))
-        .service(client());
+    let service = retrying_below();
     let response = service
         .oneshot(request(Method::POST, &server.url("/start"), ""))
         .await
         .unwrap();
     // The layer saw one poll; the retry layer below made three round trips of it.
-    assert_eq!(
-        response.extensions().get::<OperationInfo>().unwrap().polls,
-        1
-    );
+    assert_eq!(info(&response).polls, 1);
     assert_eq!(server.count(&Method::POST), 1);
     assert_eq!(server.count(&Method::GET), 3);
 
     let refused = RawServer::start(|_, _| reply(503, &[], "busy")).await;
-    let service = ServiceBuilder::new()
-        .layer(LongRunningLayer::new())
-        .layer(tower::retry::RetryLayer::new(RetryGets { left: 5 }))
-        .service(client());
+    let service = retrying_below();
     let response = service
         .oneshot(request(Method::POST, &refused.url("/start"), ""))
         .await

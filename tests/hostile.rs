@@ -13,12 +13,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use support::{
-    client, free_port, full, reply, reply_raw, request, stack, text, Generated, RawServer, Seen,
+    client, free_port, full, info, reply, reply_raw, request, stack, text, Generated, RawServer,
+    Seen,
 };
 use tokio::time::Instant;
 use tower::retry::{Policy, RetryLayer};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::{Error, ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody};
+use tower_lro::{Error, ErrorKind, LongRunningLayer, MonitorKind, ResponseBody};
 
 type Outcome = Result<Response<ResponseBody<Incoming>>, Error>;
 
@@ -66,14 +67,6 @@ fn expect_ok(outcome: Outcome) -> Response<ResponseBody<Incoming>> {
         Ok(response) => response,
         Err(e) => panic!("expected a response, got {e:?}"),
     }
-}
-
-fn info<B>(response: &Response<B>) -> OperationInfo {
-    response
-        .extensions()
-        .get::<OperationInfo>()
-        .cloned()
-        .unwrap()
 }
 
 fn gets(server: &RawServer) -> Vec<Seen> {

@@ -6,10 +6,10 @@ mod support;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{request, stack, text};
+use support::{info, request, stack, text};
 use tower::ServiceExt;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+use tower_lro::{LongRunningLayer, MonitorKind};
 
 const VM_START: &str =
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1/start";
@@ -38,11 +38,7 @@ async fn start_virtual_machine_202_with_azure_async_operation() {
         .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    let info = response
-        .extensions()
-        .get::<OperationInfo>()
-        .cloned()
-        .unwrap();
+    let info = info(&response);
     assert_eq!(info.monitor, MonitorKind::AsyncOperation);
     assert_eq!(info.polls, 4);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
@@ -97,11 +93,7 @@ async fn deploy_resources_201_with_azure_async_operation() {
     let response = stack(LongRunningLayer::new()).oneshot(put).await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    let info = response
-        .extensions()
-        .get::<OperationInfo>()
-        .cloned()
-        .unwrap();
+    let info = info(&response);
     assert_eq!(info.polls, 3);
     assert_eq!(info.final_uri.unwrap().to_string(), uri);
     assert_eq!(text(response).await, deployment);
@@ -150,11 +142,7 @@ async fn create_storage_account_202_with_location_and_retry_after() {
 
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(started.elapsed(), Duration::from_secs(3 * 17));
-    let info = response
-        .extensions()
-        .get::<OperationInfo>()
-        .cloned()
-        .unwrap();
+    let info = info(&response);
     assert_eq!(info.monitor, MonitorKind::Location);
     assert_eq!(info.polls, 3);
     assert_eq!(text(response).await, account);

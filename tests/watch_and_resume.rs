@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use support::{request, stack, text};
+use support::{info, request, stack, text};
 use tower::{Service, ServiceExt};
 use tower_lro::progress::{self, Progress};
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, Polling, ResumeToken};
+use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, Polling, ResumeToken};
 
 const PATH: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
@@ -115,7 +115,7 @@ async fn accept_only_returns_the_initial_response_with_a_token() {
         "{}",
         token.monitor_url()
     );
-    let info = response.extensions().get::<OperationInfo>().unwrap();
+    let info = info(&response);
     assert_eq!(info.monitor, MonitorKind::AsyncOperation);
     assert_eq!(sim.requests().len(), 1, "nothing polled");
 
@@ -186,11 +186,7 @@ async fn an_operation_resumes_in_a_new_service_from_its_json_token() {
     let fresh = stack(LongRunningLayer::new());
     let response = fresh.resume(token).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let info = response
-        .extensions()
-        .get::<OperationInfo>()
-        .cloned()
-        .unwrap();
+    let info = info(&response);
     assert_eq!(info.polls, 5, "polls before the hand-off count too");
     assert!(text(response).await.contains("Succeeded"));
 
@@ -244,9 +240,6 @@ async fn an_error_that_gives_up_carries_a_token_to_continue() {
     assert_eq!(token.status(), Some("InProgress"));
     // A more patient layer takes it from there.
     let response = stack(LongRunningLayer::new()).resume(token).await.unwrap();
-    assert_eq!(
-        response.extensions().get::<OperationInfo>().unwrap().polls,
-        11
-    );
+    assert_eq!(info(&response).polls, 11);
     assert_eq!(sim.count(&Method::POST, PATH), 1);
 }
