@@ -7,8 +7,10 @@
 //! over the same inner service sends the same requests, so "layer − hand" is what the layer itself
 //! allocates.
 //!
-//! `cargo bench --bench allocations`; `… -- --profile layer-mem|hand-mem|layer-http|hand-http`
-//! runs one client in a loop, for `valgrind --tool=callgrind`.
+//! `cargo bench --bench allocations`; `… -- --profile CLIENT [N]` runs one client in a loop (N
+//! "running" answers per operation, default 10) for `valgrind --tool=callgrind`, where CLIENT is
+//! `layer-mem` or `hand-mem` (in memory), or `layer-http` or `hand-http` (loopback
+//! Azure-AsyncOperation POST; append `-location` or `-resource` for the other kinds).
 
 mod common;
 
@@ -186,19 +188,26 @@ fn per_poll(mut run: impl FnMut(u32)) -> (f64, f64, f64) {
     (per_poll, bytes, fixed)
 }
 
-fn profile(mode: &str) {
+fn profile(mode: &str, running: u32) {
     // A steady loop of one client for callgrind; sized to take a few seconds under valgrind.
     match mode {
-        "layer-mem" => mem_ops(&runtime(), Client::Layer, LONG, 2_000),
-        "hand-mem" => mem_ops(&runtime(), Client::Hand, LONG, 2_000),
-        "layer-http" | "hand-http" => {
-            let client = if mode == "layer-http" {
+        "layer-mem" => mem_ops(&runtime(), Client::Layer, running, 2_000),
+        "hand-mem" => mem_ops(&runtime(), Client::Hand, running, 2_000),
+        _ if mode.starts_with("layer-http") || mode.starts_with("hand-http") => {
+            let client = if mode.starts_with("layer") {
                 Client::Layer
             } else {
                 Client::Hand
             };
+            let kind = if mode.ends_with("-location") {
+                Kind::Location
+            } else if mode.ends_with("-resource") {
+                Kind::Resource
+            } else {
+                Kind::AsyncOperation
+            };
             let mut http = Http::new();
-            http.ops(client, Kind::AsyncOperation, LONG, 300);
+            http.ops(client, kind, running, 300);
         }
         other => panic!("unknown profile mode {other}"),
     }
@@ -207,7 +216,8 @@ fn profile(mode: &str) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--profile") {
-        profile(&args[i + 1]);
+        let running = args.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(LONG);
+        profile(&args[i + 1], running);
         return;
     }
     if args.iter().any(|a| a == "--list") {

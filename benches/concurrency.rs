@@ -233,14 +233,23 @@ fn main() {
                 lowest.above(),
                 lowest.above() * 1024 / OPERATIONS as u64
             );
-            best.push((polls / fastest, lowest.above()));
+            best.push((polls / fastest, lowest.above(), lowest.peak_in_flight));
         }
         let (hand, layer) = (best[0], best[1]);
-        println!(
-            "  layer - hand ({flavor}): {:+} B per in-flight operation (target <= 2048 B); \
-             throughput layer/hand {:.3}",
-            (layer.1 as i64 - hand.1 as i64) * 1024 / OPERATIONS as i64,
-            layer.0 / hand.0
-        );
+        if hand.2 == OPERATIONS && layer.2 == OPERATIONS {
+            println!(
+                "  layer - hand ({flavor}): {:+} B per in-flight operation (target <= 2048 B); \
+                 throughput layer/hand {:.3}",
+                (layer.1 as i64 - hand.1 as i64) * 1024 / OPERATIONS as i64,
+                layer.0 / hand.0
+            );
+        } else {
+            println!(
+                "  ({flavor}: the workers finish operations while others start, so fewer than \
+                 {OPERATIONS} were in flight at once and RSS per operation is not comparable; \
+                 throughput layer/hand {:.3})",
+                layer.0 / hand.0
+            );
+        }
     }
 }
