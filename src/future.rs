@@ -41,10 +41,14 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, ResBody>,
-        // One timer serves every state: the next poll's time while waiting, the deadline (and
-        // poll timeout) while a request is in flight. It is created on first use.
+        // The time of the next poll, while waiting. Created on first use.
         #[pin]
-        timer: Option<Sleep>,
+        wait: Option<Sleep>,
+        // The deadline of what is in flight (the operation's, or a poll's timeout). Moved on
+        // lazily: set for an earlier phase's deadline, it fires early and is re-set then, rather
+        // than being reset for every request.
+        #[pin]
+        due: Option<Sleep>,
         op: Operation<S, ReqBody>,
     }
 }
@@ -158,9 +162,11 @@ struct Operation<S, ReqBody> {
     operation_id: Option<String>,
     operation_name: Option<String>,
     final_uri: Option<Uri>,
-    // When the next request goes out, and when the timer is set for, if it is.
+    // When the next request goes out; the deadline of the current phase, and where the `due`
+    // timer is set.
     wake_at: Instant,
-    timer_at: Option<Instant>,
+    due: Option<Instant>,
+    due_set: Option<Instant>,
     // An error found before anything was sent (a bad resume token), returned on first poll.
     rejected: Option<Error>,
     #[cfg(feature = "tracing")]
@@ -188,13 +194,11 @@ where
         let mut op = Operation::new(service, config, original, polling);
         op.via = via;
         op.progress = progress;
-        let timer = op.deadline.map(|at| {
-            op.timer_at = Some(at);
-            tokio::time::sleep_until(at)
-        });
+        op.due = op.deadline;
         ResponseFuture {
             state: State::Initial { future },
-            timer,
+            wait: None,
+            due: None,
             op,
         }
     }
@@ -219,17 +223,16 @@ where
             op.rejected = Some(error);
             return ResponseFuture {
                 state: State::Done,
-                timer: None,
+                wait: None,
+                due: None,
                 op,
             };
         }
-        let timer = op.deadline.map(|at| {
-            op.timer_at = Some(at);
-            tokio::time::sleep_until(at)
-        });
+        op.due = op.deadline;
         ResponseFuture {
             state: State::Ready,
-            timer,
+            wait: None,
+            due: None,
             op,
         }
     }
@@ -255,7 +258,7 @@ where
                 StateProj::Initial { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => op.on_initial(response),
                     Poll::Ready(Err(e)) => Step::Finish(Err(Error::service(e))),
-                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
                         Some(expired) => Step::Finish(Err(expired)),
                         None => return Poll::Pending,
                     },
@@ -272,14 +275,14 @@ where
                         } => op.on_sniffed(parts, body, collector, sniff, read),
                         _ => Step::Finish(Err(lost_state())),
                     },
-                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
                         Some(expired) => Step::Finish(Err(expired)),
                         None => return Poll::Pending,
                     },
                 },
                 StateProj::Draining { body, budget } => {
                     let drained = poll_drain(body, budget, cx).is_ready();
-                    if !drained && !op.timer_fired(this.timer.as_mut(), cx) {
+                    if !drained && !op.due_passed(this.due.as_mut(), cx) {
                         return Poll::Pending;
                     }
                     if !drained && op.past_deadline() {
@@ -292,7 +295,7 @@ where
                     }
                 }
                 StateProj::Waiting => {
-                    if op.wake_at > Instant::now() && !op.timer_fired(this.timer.as_mut(), cx) {
+                    if op.wake_at > Instant::now() && !fired(this.wait.as_mut(), cx) {
                         return Poll::Pending;
                     }
                     Step::Send
@@ -302,11 +305,11 @@ where
                         let request = op.next_request();
                         let future = op.service.call(request);
                         this.state.set(State::Requesting { future });
-                        op.arm(this.timer.as_mut(), op.request_deadline());
+                        op.due = op.request_deadline();
                         continue;
                     }
                     Poll::Ready(Err(e)) => Step::Finish(Err(op.fail(Error::service(e)))),
-                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
                         Some(expired) => Step::Finish(Err(expired)),
                         None => return Poll::Pending,
                     },
@@ -314,7 +317,7 @@ where
                 StateProj::Requesting { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => op.on_reply(response),
                     Poll::Ready(Err(e)) => op.on_transient(None, Error::service(e), None),
-                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
                         Some(expired) => op.on_request_timer(expired),
                         None => return Poll::Pending,
                     },
@@ -338,7 +341,7 @@ where
                             None,
                         )
                     }
-                    Poll::Pending => match op.on_timer(this.timer.as_mut(), cx) {
+                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
                         Some(expired) => op.on_request_timer(expired),
                         None => return Poll::Pending,
                     },
@@ -367,15 +370,16 @@ where
                 Step::Wait { drain: Some(body) } if !body.is_end_stream() => {
                     let budget = op.config.max_status_body;
                     this.state.set(State::Draining { body, budget });
-                    op.arm(this.timer.as_mut(), op.request_deadline());
+                    op.due = op.request_deadline();
                 }
-                Step::Wait { .. } => {
+                // A zero wait (`Retry-After: 0`) needs no timer.
+                Step::Wait { .. } if op.wake_at > Instant::now() => {
                     this.state.set(State::Waiting);
-                    op.arm(this.timer.as_mut(), Some(op.wake_at));
+                    set_sleep(this.wait.as_mut(), op.wake_at);
                 }
-                Step::Send => {
+                Step::Wait { .. } | Step::Send => {
                     this.state.set(State::Ready);
-                    op.arm(this.timer.as_mut(), op.deadline);
+                    op.due = op.deadline;
                 }
                 Step::Read {
                     parts,
@@ -392,6 +396,20 @@ where
             }
         }
     }
+}
+
+/// Sets a timer for `at`, resetting it rather than making a new one.
+fn set_sleep(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
+    match timer.as_mut().as_pin_mut() {
+        Some(sleep) => sleep.reset(at),
+        None => timer.set(Some(tokio::time::sleep_until(at))),
+    }
+}
+
+fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+    timer
+        .as_pin_mut()
+        .is_some_and(|sleep| sleep.poll(cx).is_ready())
 }
 
 fn lost_state() -> Error {
@@ -462,7 +480,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             operation_name: None,
             final_uri: None,
             wake_at: started,
-            timer_at: None,
+            due: None,
+            due_set: None,
             rejected: None,
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
@@ -470,34 +489,39 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
     }
 
-    /// Arms the timer for `at` (or disarms it), resetting the one `Sleep` rather than making a new
-    /// one.
-    fn arm(&mut self, mut timer: Pin<&mut Option<Sleep>>, at: Option<Instant>) {
-        if self.timer_at == at {
-            return;
+    /// Whether the current phase's deadline (`self.due`) has passed.
+    fn due_passed(&mut self, mut timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
+        let Some(due) = self.due else {
+            return false;
+        };
+        if self.due_set.is_none_or(|set| set > due) {
+            set_sleep(timer.as_mut(), due);
+            self.due_set = Some(due);
         }
-        self.timer_at = at;
-        if let Some(at) = at {
-            match timer.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.reset(at),
-                None => timer.set(Some(tokio::time::sleep_until(at))),
+        // Twice at most: a timer that fired at an earlier phase's deadline is moved on to this
+        // one's, which is in the future, so it is then pending.
+        for _ in 0..2 {
+            let Some(sleep) = timer.as_mut().as_pin_mut() else {
+                return false;
+            };
+            if sleep.poll(cx).is_pending() {
+                return false;
             }
+            if Instant::now() >= due {
+                return true;
+            }
+            set_sleep(timer.as_mut(), due);
+            self.due_set = Some(due);
         }
+        false
     }
 
-    fn timer_fired(&self, timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-        self.timer_at.is_some()
-            && timer
-                .as_pin_mut()
-                .is_some_and(|sleep| sleep.poll(cx).is_ready())
-    }
-
-    /// While a request is in flight: `Some` error once the timer fired.
-    fn on_timer(&mut self, timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> Option<Error> {
-        if !self.timer_fired(timer, cx) {
+    /// While something is in flight: `Some` error once its deadline passed.
+    fn on_due(&mut self, timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> Option<Error> {
+        if !self.due_passed(timer, cx) {
             return None;
         }
-        self.timer_at = None;
+        self.due = None;
         let why = if self.past_deadline() {
             "the operation's deadline passed"
         } else {
@@ -637,6 +661,9 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// Resolves and validates a URL the server named, and withholds credentials and extensions
     /// from it if it is on another origin (for good: they do not come back on a later hop).
     fn admit(&mut self, reference: &[u8]) -> Result<Uri, Error> {
+        if let Some(uri) = crate::protocol::url::admit_plain(&self.uri, reference) {
+            return Ok(uri);
+        }
         let policy = self.config.origins.clone();
         let admitted = self
             .base()
@@ -713,7 +740,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 self.monitor = Some((kind, uri));
             }
         }
-        self.schedule_poll(retry_after(headers, SystemTime::now()))
+        self.schedule_poll(retry_after(headers, SystemTime::now))
     }
 
     /// Checks the bounds and sets the time of the next poll.
@@ -786,7 +813,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             return Step::Finish(Ok(response));
         }
         // The initial response's hint governs the first poll (PROTOCOL §2).
-        match self.schedule_poll(retry_after(&parts.headers, SystemTime::now())) {
+        match self.schedule_poll(retry_after(&parts.headers, SystemTime::now)) {
             Ok(()) => Step::Wait {
                 drain: match body {
                     InitialBody::Unread(body) => Some(body),
@@ -1024,7 +1051,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     {
         let (parts, body) = response.into_parts();
         let status = parts.status;
-        let hint = || retry_after(&parts.headers, SystemTime::now());
+        let hint = || retry_after(&parts.headers, SystemTime::now);
         if let Target::Final(uri) = &self.target {
             self.final_uri = Some(uri.clone());
             return if status.is_success() {

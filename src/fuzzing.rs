@@ -52,7 +52,7 @@ pub fn provisioning_state(body: &[u8]) -> Result<Option<String>, String> {
 
 /// The wait a response's headers ask for, relative to `now`.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    protocol::retry_after::retry_after(headers, now)
+    protocol::retry_after::retry_after(headers, || now)
 }
 
 /// Resolves and validates a monitor URL against the original request URI. `Ok((uri,

@@ -72,7 +72,7 @@ pub(crate) fn parse_status(body: &[u8]) -> Result<StatusBody<'_>, Malformed> {
     if body.trim_ascii().is_empty() {
         return Err(Malformed("the status body is empty".into()));
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(utf8(body, "status")?);
     let parsed = de
         .deserialize_map(StatusVisitor)
         .and_then(|parsed| de.end().map(|()| parsed))
@@ -107,12 +107,18 @@ pub(crate) fn parse_resource(body: &[u8]) -> Result<Resource<'_>, Malformed> {
             error: ErrorDetail::default(),
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_str(utf8(body, "resource")?);
     let resource = de
         .deserialize_map(ResourceVisitor)
         .and_then(|parsed| de.end().map(|()| parsed))
         .map_err(|e| Malformed(format!("the resource body is not a JSON object: {e}")))?;
     Ok(resource)
+}
+
+/// JSON text is UTF-8 (RFC 8259): checked once for the whole body, in one fast pass, so that
+/// serde_json need not check each string again.
+fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Malformed> {
+    std::str::from_utf8(body).map_err(|e| Malformed(format!("the {what} body is not UTF-8: {e}")))
 }
 
 #[derive(Default)]
