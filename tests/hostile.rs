@@ -118,6 +118,16 @@ fn assert_sent_once(server: &RawServer, method: &Method) {
     );
 }
 
+/// `operation`, failing the test (rather than hanging it) if it is still running after `limit` of
+/// paused time: a wait that escaped its clamp would otherwise have tokio auto-advance towards a
+/// deadline millions of years away.
+async fn within<T>(limit: Duration, operation: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(out) => out,
+        Err(_) => panic!("still running after {limit:?}"),
+    }
+}
+
 /// Lets a lot of (paused) time pass, so a poll loop that outlived its future would show up.
 async fn much_later() {
     tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -182,7 +192,9 @@ async fn retry_after_of_a_year_is_clamped_to_max_delay() {
         _ => reply(200, &[], status("Succeeded")),
     })
     .await;
-    let response = expect_ok(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
+    let hour = Duration::from_secs(3600);
+    let operation = call(LongRunningLayer::new(), post(&server.url("/start")));
+    let response = expect_ok(within(hour, operation).await);
     assert_eq!(info(&response).polls, 4);
     assert_eq!(
         gaps(&server.seen()),
@@ -196,13 +208,8 @@ async fn retry_after_of_a_year_is_clamped_to_max_delay() {
         _ => reply(200, &[], status("Succeeded")),
     })
     .await;
-    expect_ok(
-        call(
-            LongRunningLayer::new().max_delay(Duration::from_secs(7)),
-            post(&server.url("/start")),
-        )
-        .await,
-    );
+    let layer = LongRunningLayer::new().max_delay(Duration::from_secs(7));
+    expect_ok(within(hour, call(layer, post(&server.url("/start")))).await);
     assert_eq!(gaps(&server.seen()), [Duration::from_secs(7)]);
     assert_sent_once(&server, &Method::POST);
 }
