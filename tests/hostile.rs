@@ -1380,3 +1380,76 @@ async fn a_retry_layer_below_retries_polls_never_the_initial_request() {
     assert_sent_once(&server, &Method::POST);
     assert_eq!(server.seen().len(), 1);
 }
+
+/// A `tower::retry` policy above the layer: it sees whole operations and `tower_lro::Error`, and
+/// retries an operation that failed (a PUT is idempotent) once.
+#[derive(Clone)]
+struct RetryFailedOperations {
+    left: usize,
+}
+
+impl Policy<Request<Full<Bytes>>, Response<ResponseBody<Incoming>>, Error>
+    for RetryFailedOperations
+{
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Outcome,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(e) if e.kind() == &ErrorKind::Failed && self.left > 0 => {
+                self.left -= 1;
+                Some(std::future::ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
+
+/// `tower::retry` above the layer retries whole operations: each attempt is one operation that
+/// sends its PUT once and follows its own monitor; the second attempt succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_retry_layer_above_retries_whole_operations() {
+    let server = RawServer::start(|n, seen| match (seen.method.clone(), seen.uri.path()) {
+        (Method::PUT, _) => accepted("/op", &NOW),
+        (_, "/op") if n == 1 => reply(200, &[], status("Failed")),
+        (_, "/op") => reply(200, &[], status("Succeeded")),
+        _ => reply(
+            200,
+            &[],
+            r#"{"properties":{"provisioningState":"Succeeded"}}"#,
+        ),
+    })
+    .await;
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryFailedOperations { left: 1 }))
+        .layer(LongRunningLayer::new())
+        .service(client());
+    let response = expect_ok(
+        service
+            .oneshot(request(Method::PUT, &server.url("/thing"), "{}"))
+            .await,
+    );
+    assert_eq!(info(&response).final_uri.unwrap().path(), "/thing");
+    let trail: Vec<_> = server
+        .seen()
+        .iter()
+        .map(|s| (s.method.clone(), s.uri.path().to_owned()))
+        .collect();
+    let (put, poll) = (
+        (Method::PUT, "/thing".to_owned()),
+        (Method::GET, "/op".to_owned()),
+    );
+    let final_get = (Method::GET, "/thing".to_owned());
+    assert_eq!(trail, [put.clone(), poll.clone(), put, poll, final_get]);
+}
