@@ -111,6 +111,16 @@ fn assert_sent_once(server: &RawServer, method: &Method) {
     );
 }
 
+/// `operation`, failing the test (rather than hanging it) if it is still running after `limit` of
+/// paused time: a wait that escaped its clamp would otherwise have tokio auto-advance towards a
+/// deadline millions of years away.
+async fn within<T>(limit: Duration, operation: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(out) => out,
+        Err(_) => panic!("still running after {limit:?}"),
+    }
+}
+
 /// Lets a lot of (paused) time pass, so a poll loop that outlived its future would show up.
 async fn much_later() {
     tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -175,7 +185,9 @@ async fn retry_after_of_a_year_is_clamped_to_max_delay() {
         _ => reply(200, &[], status("Succeeded")),
     })
     .await;
-    let response = expect_ok(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
+    let hour = Duration::from_secs(3600);
+    let operation = call(LongRunningLayer::new(), post(&server.url("/start")));
+    let response = expect_ok(within(hour, operation).await);
     assert_eq!(info(&response).polls, 4);
     assert_eq!(
         gaps(&server.seen()),
@@ -189,13 +201,8 @@ async fn retry_after_of_a_year_is_clamped_to_max_delay() {
         _ => reply(200, &[], status("Succeeded")),
     })
     .await;
-    expect_ok(
-        call(
-            LongRunningLayer::new().max_delay(Duration::from_secs(7)),
-            post(&server.url("/start")),
-        )
-        .await,
-    );
+    let layer = LongRunningLayer::new().max_delay(Duration::from_secs(7));
+    expect_ok(within(hour, call(layer, post(&server.url("/start")))).await);
     assert_eq!(gaps(&server.seen()), [Duration::from_secs(7)]);
     assert_sent_once(&server, &Method::POST);
 }
@@ -1365,4 +1372,183 @@ async fn a_retry_layer_below_retries_polls_never_the_initial_request() {
     much_later().await;
     assert_sent_once(&server, &Method::POST);
     assert_eq!(server.seen().len(), 1);
+}
+
+/// A `tower::retry` policy above the layer: it sees whole operations and `tower_lro::Error`, and
+/// retries an operation that failed (a PUT is idempotent) once.
+#[derive(Clone)]
+struct RetryFailedOperations {
+    left: usize,
+}
+
+impl Policy<Request<Full<Bytes>>, Response<ResponseBody<Incoming>>, Error>
+    for RetryFailedOperations
+{
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Outcome,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(e) if e.kind() == &ErrorKind::Failed && self.left > 0 => {
+                self.left -= 1;
+                Some(std::future::ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
+
+/// `tower::retry` above the layer retries whole operations: each attempt is one operation that
+/// sends its PUT once and follows its own monitor; the second attempt succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_retry_layer_above_retries_whole_operations() {
+    let server = RawServer::start(|n, seen| match (seen.method.clone(), seen.uri.path()) {
+        (Method::PUT, _) => accepted("/op", &NOW),
+        (_, "/op") if n == 1 => reply(200, &[], status("Failed")),
+        (_, "/op") => reply(200, &[], status("Succeeded")),
+        _ => reply(
+            200,
+            &[],
+            r#"{"properties":{"provisioningState":"Succeeded"}}"#,
+        ),
+    })
+    .await;
+    let service = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryFailedOperations { left: 1 }))
+        .layer(LongRunningLayer::new())
+        .service(client());
+    let response = expect_ok(
+        service
+            .oneshot(request(Method::PUT, &server.url("/thing"), "{}"))
+            .await,
+    );
+    assert_eq!(info(&response).final_uri.unwrap().path(), "/thing");
+    let trail: Vec<_> = server
+        .seen()
+        .iter()
+        .map(|s| (s.method.clone(), s.uri.path().to_owned()))
+        .collect();
+    let (put, poll) = (
+        (Method::PUT, "/thing".to_owned()),
+        (Method::GET, "/op".to_owned()),
+    );
+    let final_get = (Method::GET, "/thing".to_owned());
+    assert_eq!(trail, [put.clone(), poll.clone(), put, poll, final_get]);
+}
+
+/// `min_delay` protects a server asking for `Retry-After: 0`; a `min_delay` above `max_delay`
+/// yields `max_delay` (the ceiling is the safety bound).
+#[tokio::test(start_paused = true)]
+async fn min_delay_floors_every_wait_and_max_delay_wins_a_conflict() {
+    let script = |n: usize, _: &Seen| match n {
+        0 => accepted("/op", &NOW),
+        1 | 2 => running(&[("retry-after-ms", "1")]),
+        _ => reply(200, &[], status("Succeeded")),
+    };
+    let server = RawServer::start(script).await;
+    let layer = LongRunningLayer::new().min_delay(Duration::from_secs(5));
+    expect_ok(call(layer, post(&server.url("/start"))).await);
+    assert_eq!(gaps(&server.seen()), [Duration::from_secs(5); 3]);
+    assert_sent_once(&server, &Method::POST);
+
+    let server = RawServer::start(script).await;
+    let layer = LongRunningLayer::new()
+        .min_delay(Duration::from_secs(50))
+        .max_delay(Duration::from_secs(2));
+    expect_ok(call(layer, post(&server.url("/start"))).await);
+    assert_eq!(gaps(&server.seen()), [Duration::from_secs(2); 3]);
+    assert_sent_once(&server, &Method::POST);
+}
+
+/// `max_transient_retries` counts consecutive failures: a budget of 1 rides out any number of
+/// single 503s separated by good answers.
+#[tokio::test(start_paused = true)]
+async fn transient_retries_count_consecutive_failures_only() {
+    let server = RawServer::start(|n, _| match n {
+        0 => accepted("/op", &NOW),
+        1 | 3 | 5 | 7 => reply(503, &NOW, "busy"),
+        2 | 4 | 6 => running(&NOW),
+        _ => reply(200, &[], status("Succeeded")),
+    })
+    .await;
+    let layer = LongRunningLayer::new().max_transient_retries(1);
+    let response = expect_ok(call(layer, post(&server.url("/start"))).await);
+    assert_eq!(info(&response).polls, 8);
+    assert_sent_once(&server, &Method::POST);
+}
+
+/// The final GET follows the same transient rules: 503s within the budget are retried (the
+/// original PUT is never re-sent), a 404 is final at once.
+#[tokio::test(start_paused = true)]
+async fn the_final_get_is_retried_on_transient_statuses_only() {
+    let script = |final_status: u16| {
+        move |_: usize, seen: &Seen| match (seen.method.clone(), seen.uri.path()) {
+            (Method::PUT, _) => accepted("/op", &NOW),
+            (_, "/op") => reply(200, &[], status("Succeeded")),
+            _ => reply(final_status, &NOW, r#"{"id":"thing"}"#),
+        }
+    };
+    let fails_twice = {
+        let then_ok = script(200);
+        let busy = script(503);
+        move |n: usize, seen: &Seen| {
+            if n < 4 {
+                busy(n, seen)
+            } else {
+                then_ok(n, seen)
+            }
+        }
+    };
+    let server = RawServer::start(fails_twice).await;
+    let layer = LongRunningLayer::new().max_transient_retries(2);
+    let put = || request(Method::PUT, &server.url("/thing"), "{}");
+    let response = expect_ok(call(layer.clone(), put()).await);
+    assert_eq!(text(response).await, r#"{"id":"thing"}"#);
+    let finals = gets(&server)
+        .iter()
+        .filter(|s| s.uri.path() == "/thing")
+        .count();
+    assert_eq!(finals, 3);
+    assert_sent_once(&server, &Method::PUT);
+
+    let server = RawServer::start(script(404)).await;
+    let put = request(Method::PUT, &server.url("/thing"), "{}");
+    let err = expect_err(call(layer, put).await);
+    assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    much_later().await;
+    assert_eq!(gets(&server).len(), 2, "one poll, one final GET");
+    assert_sent_once(&server, &Method::PUT);
+}
+
+/// A wait that would end past the deadline fails at once (`TimedOut`, with the last status)
+/// instead of sleeping into it.
+#[tokio::test(start_paused = true)]
+async fn a_wait_past_the_deadline_fails_at_once() {
+    let server = RawServer::start(|n, _| match n {
+        0 => accepted("/op", &NOW),
+        _ => running(&[("retry-after", "3600")]),
+    })
+    .await;
+    let started = Instant::now();
+    let layer = LongRunningLayer::new().timeout(Duration::from_secs(30));
+    let err = expect_err(call(layer, post(&server.url("/start"))).await);
+    assert_eq!(err.kind(), &ErrorKind::TimedOut);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let op = err.operation().unwrap();
+    assert_eq!((op.polls, op.status.as_deref()), (1, Some("InProgress")));
+    much_later().await;
+    assert_eq!(gets(&server).len(), 1);
+    assert_sent_once(&server, &Method::POST);
 }

@@ -48,6 +48,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(kind, None, "{status} is never long-running");
     }
     if kind.is_some() && headers.contains_key("azure-asyncoperation") {
-        assert_eq!(kind, Some(MonitorKind::AsyncOperation), "Azure-AsyncOperation wins");
+        assert_eq!(
+            kind,
+            Some(MonitorKind::AsyncOperation),
+            "Azure-AsyncOperation wins"
+        );
     }
 });

@@ -50,7 +50,9 @@ fuzz_target!(|data: &[u8]| {
             let again = fuzzing::monitor_url(&original, uri.to_string().as_bytes(), any_origin);
             assert_eq!(again, Ok((uri, cross_origin)));
         }
-        Err((true, _)) if any_origin => assert!(https, "only a downgrade is refused under any origin"),
+        Err((true, _)) if any_origin => {
+            assert!(https, "only a downgrade is refused under any origin")
+        }
         Err(_) => {}
     }
 });

@@ -9,7 +9,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 use tower_lro::fuzzing;
 
-const NAMES: [&str; 4] = ["retry-after", "retry-after-ms", "x-ms-retry-after-ms", "x-other"];
+const NAMES: [&str; 4] = [
+    "retry-after",
+    "retry-after-ms",
+    "x-ms-retry-after-ms",
+    "x-other",
+];
 
 fuzz_target!(|data: &[u8]| {
     let (now, rest) = data.split_at(data.len().min(8));

@@ -7,7 +7,10 @@ use tower_lro::fuzzing;
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(reading) = fuzzing::status_body(body) {
-        assert!(!reading.status.trim().is_empty(), "a blank status was accepted");
+        assert!(
+            !reading.status.trim().is_empty(),
+            "a blank status was accepted"
+        );
         assert_eq!(reading.phase, fuzzing::phase(&reading.status));
         assert_eq!(
             reading.phase,
