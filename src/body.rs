@@ -26,7 +26,8 @@ pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
         Streaming { #[pin] body: B },
-        Buffered { data: Option<Bytes>, trailers: Option<HeaderMap> },
+        // Trailers are rare on the bodies the layer reads: boxed, to keep every move small.
+        Buffered { data: Option<Bytes>, trailers: Option<Box<HeaderMap>> },
         // A body read partway that turned out not to be a status: what was read, then the rest.
         Resumed { prefix: Option<Bytes>, body: Pin<Box<B>> },
     }
@@ -39,7 +40,7 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+    pub(crate) fn buffered(data: Bytes, trailers: Option<Box<HeaderMap>>) -> Self {
         let data = (!data.is_empty()).then_some(data);
         ResponseBody {
             inner: Inner::Buffered { data, trailers },
@@ -71,7 +72,7 @@ where
                 if let Some(data) = data.take() {
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 } else {
-                    Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+                    Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(*t))))
                 }
             }
             InnerProj::Resumed { prefix, body } => match prefix.take() {
@@ -139,7 +140,7 @@ pub(crate) struct Collector {
     first: Option<Bytes>,
     more: Option<BytesMut>,
     len: usize,
-    trailers: Option<HeaderMap>,
+    trailers: Option<Box<HeaderMap>>,
 }
 
 impl Collector {
@@ -168,9 +169,7 @@ impl Collector {
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
-                        self.trailers
-                            .get_or_insert_with(HeaderMap::new)
-                            .extend(trailers);
+                        self.trailers.get_or_insert_default().extend(trailers);
                     }
                 }
             }
@@ -197,7 +196,7 @@ impl Collector {
     }
 
     /// The bytes read and the trailers seen.
-    pub(crate) fn finish(self) -> (Bytes, Option<HeaderMap>) {
+    pub(crate) fn finish(self) -> (Bytes, Option<Box<HeaderMap>>) {
         let bytes = match (self.more, self.first) {
             (Some(more), _) => more.freeze(),
             (None, Some(first)) => first,
@@ -321,8 +320,10 @@ mod tests {
     async fn buffered_bodies_replay_bytes_and_trailers() {
         let mut trailers = HeaderMap::new();
         trailers.insert("x-t", http::HeaderValue::from_static("v"));
-        let mut body =
-            ResponseBody::<Chunks>::buffered(Bytes::from_static(b"hello"), Some(trailers));
+        let mut body = ResponseBody::<Chunks>::buffered(
+            Bytes::from_static(b"hello"),
+            Some(Box::new(trailers)),
+        );
         assert_eq!(body.size_hint().exact(), Some(5));
         assert!(!body.is_end_stream());
         let first = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx))

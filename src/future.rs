@@ -65,7 +65,7 @@ pin_project! {
         // Reading and discarding a response body we do not need, so the connection is reused;
         // bounded by `budget` bytes and the request timer. Counts into the wait that follows.
         Draining { #[pin] body: B, budget: usize },
-        // Until `op.wake_at`.
+        // Until `op.wake_at` (never entered for a zero wait).
         Waiting,
         // Waiting for the inner service to be ready for the next GET.
         Ready,
@@ -108,7 +108,7 @@ enum Target {
 /// The initial response's body, as far as it was read when a monitor is followed.
 enum InitialBody<B> {
     Unread(B),
-    Read(Bytes, Option<HeaderMap>),
+    Read(Bytes, Option<Box<HeaderMap>>),
     Partial(Bytes, Pin<Box<B>>),
     Gone,
 }
@@ -164,7 +164,7 @@ struct Operation<S, ReqBody> {
     final_uri: Option<Uri>,
     // When the next request goes out; the deadline of the current phase, and where the `due`
     // timer is set.
-    wake_at: Instant,
+    wake_at: Option<Instant>,
     due: Option<Instant>,
     due_set: Option<Instant>,
     // An error found before anything was sent (a bad resume token), returned on first poll.
@@ -295,7 +295,7 @@ where
                     }
                 }
                 StateProj::Waiting => {
-                    if op.wake_at > Instant::now() && !fired(this.wait.as_mut(), cx) {
+                    if !fired(this.wait.as_mut(), cx) {
                         return Poll::Pending;
                     }
                     Step::Send
@@ -373,9 +373,11 @@ where
                     op.due = op.request_deadline();
                 }
                 // A zero wait (`Retry-After: 0`) needs no timer.
-                Step::Wait { .. } if op.wake_at > Instant::now() => {
+                Step::Wait { .. } if op.wake_at.is_some() => {
                     this.state.set(State::Waiting);
-                    set_sleep(this.wait.as_mut(), op.wake_at);
+                    if let Some(at) = op.wake_at {
+                        set_sleep(this.wait.as_mut(), at);
+                    }
                 }
                 Step::Wait { .. } | Step::Send => {
                     this.state.set(State::Ready);
@@ -479,7 +481,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             operation_id: None,
             operation_name: None,
             final_uri: None,
-            wake_at: started,
+            wake_at: None,
             due: None,
             due_set: None,
             rejected: None,
@@ -766,14 +768,23 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     }
 
     fn wait(&mut self, delay: Duration) -> Result<(), Error> {
-        let now = Instant::now();
-        let at = now.checked_add(delay).unwrap_or_else(|| far_future(now));
-        if self.deadline.is_some_and(|deadline| at > deadline) {
-            let why =
-                format!("the next request would be after the operation's deadline (in {delay:?})");
+        self.wake_at = None;
+        // "Poll now" reads the clock only if there is a deadline to check.
+        if delay.is_zero() && self.past_deadline() {
+            let why = "the operation's deadline passed";
             return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
         }
-        self.wake_at = at;
+        if !delay.is_zero() {
+            let now = Instant::now();
+            let at = now.checked_add(delay).unwrap_or_else(|| far_future(now));
+            if self.deadline.is_some_and(|deadline| at > deadline) {
+                let why = format!(
+                    "the next request would be after the operation's deadline (in {delay:?})"
+                );
+                return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
+            }
+            self.wake_at = Some(at);
+        }
         self.observe(Some(delay), false);
         Ok(())
     }
@@ -1181,7 +1192,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         &mut self,
         parts: response::Parts,
         bytes: Bytes,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     ) -> Step<B> {
         let parsed = match status::parse_status(&bytes) {
             Ok(parsed) => parsed,
@@ -1250,7 +1261,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         &mut self,
         parts: response::Parts,
         bytes: Bytes,
-        trailers: Option<HeaderMap>,
+        trailers: Option<Box<HeaderMap>>,
     ) -> Step<B> {
         let resource = match status::parse_resource(&bytes) {
             Ok(resource) => resource,
@@ -1298,10 +1309,11 @@ fn far_future(now: Instant) -> Instant {
 /// Whether a body is declared larger than `limit`, so it need not be read to be refused.
 fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
     let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    headers::content_length(headers).is_some_and(|len| len > limit)
-        || body.size_hint().lower() > limit
+    let hint = body.size_hint();
+    // A body that knows its length (hyper's, from `Content-Length`) need not have it looked up.
+    hint.lower() > limit
+        || hint.exact().is_none() && headers::content_length(headers).is_some_and(|len| len > limit)
 }
-
 fn unexpected(parts: &response::Parts, what: &str) -> Error {
     Error::new(
         ErrorKind::UnexpectedStatus,

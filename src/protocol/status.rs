@@ -23,7 +23,13 @@ pub(crate) enum Phase {
 
 impl Phase {
     pub(crate) fn of(status: &str) -> Phase {
-        let status = status.trim();
+        // Servers do not pad their statuses; trimming is for the rare one that does.
+        let status = match status.as_bytes() {
+            [first, .., last] if !first.is_ascii_whitespace() && !last.is_ascii_whitespace() => {
+                status
+            }
+            _ => status.trim(),
+        };
         if status.eq_ignore_ascii_case("succeeded") {
             Phase::Succeeded
         } else if status.eq_ignore_ascii_case("failed") {
