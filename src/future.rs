@@ -629,10 +629,10 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         #[cfg(feature = "tracing")]
         match result {
             Ok(response) => {
-                tracing::debug!(polls = self.polls, status = %response.status(), "operation finished")
+                tracing::debug!(parent: &self.span, polls = self.polls, status = %response.status(), "operation finished")
             }
             Err(error) => {
-                tracing::debug!(polls = self.polls, %error, "operation ended with an error")
+                tracing::debug!(parent: &self.span, polls = self.polls, %error, "operation ended with an error")
             }
         }
         #[cfg(not(feature = "tracing"))]
@@ -757,6 +757,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
         #[cfg(feature = "tracing")]
         tracing::debug!(
+            parent: &self.span,
             status = self.status.as_deref(),
             percent_complete = self.percent_complete,
             http_status = self.last_http_status.map(|s| s.as_u16()),
@@ -1036,6 +1037,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             .retry(hint, self.retries, protocol::schedule::jitter());
         #[cfg(feature = "tracing")]
         tracing::warn!(
+            parent: &self.span,
             attempt = self.retries,
             error = %failure,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
