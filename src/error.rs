@@ -41,7 +41,8 @@ pub enum ErrorKind {
     /// The inner service failed; [`std::error::Error::source`] is its error, which
     /// can be downcast to the inner service's error type.
     Service,
-    /// Reading a status body failed (a connection closed mid-body, say); the source is the body's
+    /// Reading a body the layer needed failed (a status body, or the initial response's when it
+    /// held the `provisioningState`; a connection closed mid-body, say); the source is the body's
     /// error.
     Body,
     /// A [`ResumeToken`](crate::ResumeToken) could not be used: not a token, another version,
@@ -178,7 +179,9 @@ impl Error {
         &self.inner.kind
     }
 
-    /// The HTTP status of the response that ended the operation, when a response did.
+    /// The HTTP status of the response that ended the operation, when a response did (a bound
+    /// like [`ErrorKind::TooManyPolls`] ends it without one: see
+    /// [`OperationInfo::last_http_status`]).
     pub fn status(&self) -> Option<StatusCode> {
         self.inner.status
     }

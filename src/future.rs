@@ -23,10 +23,10 @@ use crate::body::{poll_drain, Collector, Read, ResponseBody};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::info::{MonitorKind, OperationInfo};
 use crate::layer::Config;
-use crate::options::{FinalStateVia, Polling};
+use crate::options::{CredentialsWithheld, FinalStateVia, Polling};
 use crate::progress::{Progress, ProgressSender};
 use crate::protocol::status::{self, Phase};
-use crate::protocol::url::{Base, Rejection};
+use crate::protocol::url::{self, Base, Rejection};
 use crate::protocol::{self, headers, retry_after::retry_after, FinalTarget, Initial, PollReply};
 use crate::resume::{ResumeToken, Snapshot};
 
@@ -63,7 +63,8 @@ pin_project! {
         // turns out too large to be a status it is handed back whole, behind what was read.
         Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector, sniff: Sniff },
         // Reading and discarding a response body we do not need, so the connection is reused;
-        // bounded by `budget` bytes and the request timer. Counts into the wait that follows.
+        // bounded by `budget` bytes, and in time by the wait plus a short grace
+        // (`drain_deadline`). Counts into the wait that follows.
         Draining { #[pin] body: B, budget: usize },
         // Until `op.wake_at` (never entered for a zero wait).
         Waiting,
@@ -89,6 +90,17 @@ enum Sniff {
     Resource,
 }
 
+/// How reading an initial body ended.
+enum Sniffed {
+    Complete,
+    /// Stopped before the end: too large, or too slow, to be a status.
+    Stopped,
+    /// The body failed.
+    Broken(BoxError),
+    /// The operation's deadline passed.
+    Expired(Error),
+}
+
 /// Why a poll response body is being read.
 #[derive(Debug, Clone, Copy)]
 enum Purpose {
@@ -110,7 +122,6 @@ enum InitialBody<B> {
     Unread(B),
     Read(Bytes, Option<Box<HeaderMap>>),
     Partial(Bytes, Pin<Box<B>>),
-    Gone,
 }
 
 /// The transition a state asks for.
@@ -150,6 +161,8 @@ struct Operation<S, ReqBody> {
     base: Option<Base>,
     // What is being followed.
     monitor: Option<(MonitorKind, Uri)>,
+    // The header value the monitor URL was last taken from, to skip re-admitting a repeat.
+    monitor_reference: Option<HeaderValue>,
     initial_location: Option<HeaderValue>,
     target: Target,
     // Counters and the last thing the server said.
@@ -194,7 +207,6 @@ where
         let mut op = Operation::new(service, config, original, polling);
         op.via = via;
         op.progress = progress;
-        op.due = op.deadline;
         ResponseFuture {
             state: State::Initial { future },
             wait: None,
@@ -228,7 +240,6 @@ where
                 op,
             };
         }
-        op.due = op.deadline;
         ResponseFuture {
             state: State::Ready,
             wait: None,
@@ -259,27 +270,35 @@ where
                     Poll::Ready(Ok(response)) => op.on_initial(response),
                     Poll::Ready(Err(e)) => Step::Finish(Err(Error::service(e))),
                     Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Step::Finish(Err(expired)),
+                        Some(expired) => Step::Finish(Err(op.fail(expired))),
                         None => return Poll::Pending,
                     },
                 },
                 StateProj::Sniffing {
                     body, collector, ..
-                } => match collector.poll_read(body.as_mut(), op.config.max_status_body, cx) {
-                    Poll::Ready(read) => match this.state.as_mut().project_replace(State::Done) {
+                } => {
+                    let sniffed =
+                        match collector.poll_read(body.as_mut(), op.config.max_status_body, cx) {
+                            Poll::Ready(Ok(Read::Complete)) => Sniffed::Complete,
+                            Poll::Ready(Ok(Read::TooLarge)) => Sniffed::Stopped,
+                            Poll::Ready(Err(e)) => Sniffed::Broken(e.into()),
+                            Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
+                                // Too slow to be a status: handled like one too large to be one.
+                                Some(_) if !op.past_deadline() => Sniffed::Stopped,
+                                Some(expired) => Sniffed::Expired(expired),
+                                None => return Poll::Pending,
+                            },
+                        };
+                    match this.state.as_mut().project_replace(State::Done) {
                         StateReplace::Sniffing {
                             parts,
                             body,
                             collector,
                             sniff,
-                        } => op.on_sniffed(parts, body, collector, sniff, read),
+                        } => op.on_sniffed(parts, body, collector, sniff, sniffed),
                         _ => Step::Finish(Err(lost_state())),
-                    },
-                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Step::Finish(Err(expired)),
-                        None => return Poll::Pending,
-                    },
-                },
+                    }
+                }
                 StateProj::Draining { body, budget } => {
                     let drained = poll_drain(body, budget, cx).is_ready();
                     if !drained && !op.due_passed(this.due.as_mut(), cx) {
@@ -310,42 +329,42 @@ where
                     }
                     Poll::Ready(Err(e)) => Step::Finish(Err(op.fail(Error::service(e)))),
                     Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Step::Finish(Err(expired)),
+                        Some(expired) => Step::Finish(Err(op.fail(expired))),
                         None => return Poll::Pending,
                     },
                 },
                 StateProj::Requesting { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => op.on_reply(response),
-                    Poll::Ready(Err(e)) => op.on_transient(None, Error::service(e), None),
+                    Poll::Ready(Err(e)) => op.on_transient(None, || Error::service(e), None),
                     Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => op.on_request_timer(expired),
+                        Some(expired) => op.on_failed_request(expired),
                         None => return Poll::Pending,
                     },
                 },
                 StateProj::Reading {
-                    body,
-                    parts,
-                    collector,
-                    purpose,
-                } => match collector.poll_read(body, op.config.max_status_body, cx) {
-                    Poll::Ready(Ok(read)) => {
-                        let parts = std::mem::replace(parts, empty_parts());
-                        let collector = std::mem::take(collector);
-                        op.on_read(parts, collector, *purpose, read)
+                    body, collector, ..
+                } => {
+                    let read = match collector.poll_read(body, op.config.max_status_body, cx) {
+                        Poll::Ready(Ok(read)) => Ok(read),
+                        Poll::Ready(Err(e)) => {
+                            let why = "the connection failed while reading a poll response";
+                            Err(Error::new(ErrorKind::Body, why).with_source(e.into()))
+                        }
+                        Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
+                            Some(expired) => Err(expired),
+                            None => return Poll::Pending,
+                        },
+                    };
+                    match this.state.as_mut().project_replace(State::Done) {
+                        StateReplace::Reading {
+                            parts,
+                            collector,
+                            purpose,
+                            ..
+                        } => op.on_read(parts, collector, purpose, read),
+                        _ => Step::Finish(Err(lost_state())),
                     }
-                    Poll::Ready(Err(e)) => {
-                        let why = "the connection failed while reading a poll response";
-                        op.on_transient(
-                            None,
-                            Error::new(ErrorKind::Body, why).with_source(e.into()),
-                            None,
-                        )
-                    }
-                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => op.on_request_timer(expired),
-                        None => return Poll::Pending,
-                    },
-                },
+                }
                 StateProj::Done => {
                     let error = op.rejected.take();
                     return Poll::Ready(Err(
@@ -366,20 +385,26 @@ where
                         collector: Collector::default(),
                         sniff,
                     });
+                    // Reading the initial body is a round trip of its own: bounded like a poll.
+                    op.due = op.request_deadline();
                 }
                 Step::Wait { drain: Some(body) } if !body.is_end_stream() => {
                     let budget = op.config.max_status_body;
                     this.state.set(State::Draining { body, budget });
-                    op.due = op.request_deadline();
+                    op.due = op.drain_deadline();
                 }
-                // A zero wait (`Retry-After: 0`) needs no timer.
-                Step::Wait { .. } if op.wake_at.is_some() => {
-                    this.state.set(State::Waiting);
-                    if let Some(at) = op.wake_at {
+                Step::Wait { .. } => match op.wake_at {
+                    Some(at) => {
+                        this.state.set(State::Waiting);
                         set_sleep(this.wait.as_mut(), at);
                     }
-                }
-                Step::Wait { .. } | Step::Send => {
+                    // A zero wait (`Retry-After: 0`) needs no timer.
+                    None => {
+                        this.state.set(State::Ready);
+                        op.due = op.deadline;
+                    }
+                },
+                Step::Send => {
                     this.state.set(State::Ready);
                     op.due = op.deadline;
                 }
@@ -419,10 +444,6 @@ fn lost_state() -> Error {
     Error::new(ErrorKind::PolledAfterCompletion, "internal state lost")
 }
 
-fn empty_parts() -> response::Parts {
-    Response::new(()).into_parts().0
-}
-
 /// The parts of the original request that polls repeat (PROTOCOL §5).
 struct Original {
     method: Method,
@@ -455,9 +476,10 @@ impl Original {
 impl<S, ReqBody> Operation<S, ReqBody> {
     fn new(service: S, config: Arc<Config>, original: Original, polling: Polling) -> Self {
         let started = Instant::now();
+        let deadline = deadline_after(started, config.timeout);
         Operation {
             service,
-            deadline: config.timeout.map(|t| started + t),
+            deadline,
             config,
             polling,
             progress: None,
@@ -470,6 +492,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             via: None,
             base: None,
             monitor: None,
+            monitor_reference: None,
             initial_location: None,
             target: Target::Poll,
             polls: 0,
@@ -482,7 +505,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             operation_name: None,
             final_uri: None,
             wake_at: None,
-            due: None,
+            due: deadline,
             due_set: None,
             rejected: None,
             #[cfg(feature = "tracing")]
@@ -527,9 +550,9 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         let why = if self.past_deadline() {
             "the operation's deadline passed"
         } else {
-            "a poll did not answer within the poll timeout"
+            "no answer within the poll timeout"
         };
-        Some(self.fail(Error::new(ErrorKind::TimedOut, why)))
+        Some(Error::new(ErrorKind::TimedOut, why))
     }
 
     fn past_deadline(&self) -> bool {
@@ -539,14 +562,21 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// The deadline of a request being sent now: the poll timeout or the operation's deadline,
     /// whichever comes first.
     fn request_deadline(&self) -> Option<Instant> {
-        let poll_deadline = self
-            .config
-            .poll_timeout
-            .and_then(|t| Instant::now().checked_add(t));
-        match (poll_deadline, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(
+            deadline_after(Instant::now(), self.config.poll_timeout),
+            self.deadline,
+        )
+    }
+
+    /// How long an unneeded body may be drained: through the wait, and a short grace after it so a
+    /// body still arriving can finish, within the request's own bounds.
+    fn drain_deadline(&self) -> Option<Instant> {
+        let grace = Instant::now().checked_add(DRAIN_GRACE);
+        let until = match (self.wake_at, grace) {
+            (Some(wake), Some(grace)) => Some(wake.max(grace)),
+            (wake, grace) => wake.or(grace),
+        };
+        earliest(until, self.request_deadline())
     }
 
     fn info(&self) -> Option<OperationInfo> {
@@ -585,8 +615,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }))
     }
 
-    /// Attaches what happened so far to an error and, unless the operation is known to have
-    /// ended, a token to continue it.
+    /// Attaches what happened so far to an error that ends the operation and, unless the
+    /// operation is known to have ended, a token to continue it.
     fn fail(&self, error: Error) -> Error {
         let Some(info) = self.info() else {
             return error;
@@ -623,7 +653,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     /// The future is about to complete with `result`.
     fn conclude<B>(&self, result: &Result<Response<B>, Error>) {
-        if self.monitor.is_none() {
+        // An accepted operation is handed off, not ended: its observers hear nothing more.
+        if self.monitor.is_none() || self.polling == Polling::AcceptOnly {
             return;
         }
         #[cfg(feature = "tracing")]
@@ -649,27 +680,23 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     }
 
     fn base(&mut self) -> Result<&Base, Rejection> {
-        if self.base.is_none() {
-            self.base = Some(Base::new(&self.uri)?);
-        }
-        match &self.base {
-            Some(base) => Ok(base),
-            None => Err(Rejection::Invalid(
-                "the original URI could not be parsed".into(),
-            )),
-        }
+        let base = match self.base.take() {
+            Some(base) => base,
+            None => Base::new(&self.uri)?,
+        };
+        Ok(self.base.insert(base))
     }
 
     /// Resolves and validates a URL the server named, and withholds credentials and extensions
     /// from it if it is on another origin (for good: they do not come back on a later hop).
     fn admit(&mut self, reference: &[u8]) -> Result<Uri, Error> {
-        if let Some(uri) = crate::protocol::url::admit_plain(&self.uri, reference) {
+        if let Some(uri) = url::admit_plain(&self.uri, reference) {
             return Ok(uri);
         }
-        let policy = self.config.origins.clone();
+        let config = Arc::clone(&self.config);
         let admitted = self
             .base()
-            .and_then(|base| base.admit(reference, &policy))
+            .and_then(|base| base.admit(reference, &config.origins))
             .map_err(|rejection| {
                 let error = match rejection {
                     Rejection::Invalid(why) => Error::new(ErrorKind::InvalidMonitorUrl, why),
@@ -680,6 +707,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         if admitted.cross_origin {
             headers::strip_credentials(&mut self.headers);
             self.extensions.clear();
+            self.extensions.insert(CredentialsWithheld);
         }
         Ok(admitted.uri)
     }
@@ -697,8 +725,9 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
     }
 
-    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy like
-    /// any URL a server names.
+    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy, judged
+    /// against the token's own original URI; its polls and time count against this layer's
+    /// bounds, which are checked before anything is sent.
     fn adopt(&mut self, token: &ResumeToken) -> Result<(), Error> {
         let resumption = token.resumption()?;
         let mut headers = resumption.headers;
@@ -715,7 +744,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         self.status = resumption.status;
         let now = Instant::now();
         self.started = now.checked_sub(resumption.elapsed).unwrap_or(now);
-        self.deadline = self.config.timeout.map(|t| self.started + t);
+        self.deadline = deadline_after(self.started, self.config.timeout);
+        self.due = self.deadline;
         let untrusted = |e: Error| {
             Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
         };
@@ -730,16 +760,36 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
         self.monitor = Some((resumption.monitor, monitor_url));
         self.trace_monitor();
+        if matches!(self.target, Target::Poll) {
+            self.poll_budget()?;
+        }
+        if self.past_deadline() {
+            let why = "the operation's deadline passed before it was resumed";
+            return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
+        }
         Ok(())
+    }
+
+    /// Whether another poll may be sent.
+    fn poll_budget(&self) -> Result<(), Error> {
+        if self.polls < self.config.max_polls {
+            return Ok(());
+        }
+        let why = format!("still running after {} polls", self.polls);
+        Err(self.fail(Error::new(ErrorKind::TooManyPolls, why)))
     }
 
     /// The operation is still running: follow the monitor if this answer moved it (only a
     /// "running" answer can: a final one is the end), then schedule the next poll by its hint.
     fn keep_polling(&mut self, headers: &HeaderMap) -> Result<(), Error> {
         if let Some((kind, _)) = self.monitor {
-            if let Some(moved) = protocol::moved_monitor(kind, headers) {
+            // Servers repeat the header on every answer: only a new value is admitted again.
+            let moved = protocol::moved_monitor(kind, headers)
+                .filter(|moved| self.monitor_reference.as_ref() != Some(*moved));
+            if let Some(moved) = moved {
                 let uri = self.admit(moved.as_bytes())?;
                 self.monitor = Some((kind, uri));
+                self.monitor_reference = Some(moved.clone());
             }
         }
         self.schedule_poll(retry_after(headers, SystemTime::now))
@@ -747,10 +797,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     /// Checks the bounds and sets the time of the next poll.
     fn schedule_poll(&mut self, hint: Option<Duration>) -> Result<(), Error> {
-        if self.polls >= self.config.max_polls {
-            let why = format!("still running after {} polls", self.polls);
-            return Err(self.fail(Error::new(ErrorKind::TooManyPolls, why)));
-        }
+        self.poll_budget()?;
         let delay = self.config.delays.next_poll(hint, self.unhinted_waits);
         if hint.is_none() {
             self.unhinted_waits = self.unhinted_waits.saturating_add(1);
@@ -770,12 +817,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     fn wait(&mut self, delay: Duration) -> Result<(), Error> {
         self.wake_at = None;
-        // "Poll now" reads the clock only if there is a deadline to check.
-        if delay.is_zero() && self.past_deadline() {
-            let why = "the operation's deadline passed";
-            return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
-        }
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            // "Poll now" reads the clock only if there is a deadline to check.
+            if self.past_deadline() {
+                let why = "the operation's deadline passed";
+                return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
+            }
+        } else {
             let now = Instant::now();
             let at = now.checked_add(delay).unwrap_or_else(|| far_future(now));
             if self.deadline.is_some_and(|deadline| at > deadline) {
@@ -807,13 +855,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             None => self.uri.clone(),
         };
         self.monitor = Some((kind, uri));
+        self.monitor_reference = reference.cloned();
         self.trace_monitor();
         if self.polling == Polling::AcceptOnly {
             let body = match body {
                 InitialBody::Unread(body) => ResponseBody::streaming(body),
                 InitialBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
                 InitialBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
-                InitialBody::Gone => ResponseBody::buffered(Bytes::new(), None),
             };
             let mut response = Response::from_parts(parts, body);
             if let Some(token) = self.token() {
@@ -829,7 +877,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             Ok(()) => Step::Wait {
                 drain: match body {
                     InitialBody::Unread(body) => Some(body),
-                    _ => None,
+                    InitialBody::Read(..) | InitialBody::Partial(..) => None,
                 },
             },
             Err(e) => Step::Finish(Err(e)),
@@ -891,28 +939,25 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         body: Pin<Box<B>>,
         collector: Collector,
         sniff: Sniff,
-        read: Result<Read, B::Error>,
-    ) -> Step<B>
-    where
-        B: Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        let broken = |e: B::Error| {
+        sniffed: Sniffed,
+    ) -> Step<B> {
+        let broken = |e: BoxError| {
             let why = "the connection failed while reading the initial response";
-            Step::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e.into())))
+            Step::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e)))
         };
-        match (sniff, read) {
-            (Sniff::Monitor { .. } | Sniff::Resource, Err(e))
-                if self.polling == Polling::AcceptOnly =>
-            {
-                broken(e)
-            }
-            // The initial body only might have settled the operation inline; the monitor still can.
-            (Sniff::Monitor { kind, reference }, Err(_)) => {
-                self.follow(kind, Some(&reference), parts, InitialBody::Gone)
-            }
-            // Too large to be a resource with a state: the monitor decides.
-            (Sniff::Monitor { kind, reference }, Ok(Read::TooLarge)) => {
+        match (sniff, sniffed) {
+            (_, Sniffed::Expired(expired)) => Step::Finish(Err(expired)),
+            (_, Sniffed::Broken(e)) if self.polling == Polling::AcceptOnly => broken(e),
+            (Sniff::Resource, Sniffed::Broken(e)) => broken(e),
+            // Only the initial body could have settled the operation inline; the monitor still can.
+            (Sniff::Monitor { kind, reference }, Sniffed::Broken(_)) => self.follow(
+                kind,
+                Some(&reference),
+                parts,
+                InitialBody::Read(Bytes::new(), None),
+            ),
+            // Too large or too slow to be a resource with a state: the monitor decides.
+            (Sniff::Monitor { kind, reference }, Sniffed::Stopped) => {
                 let (prefix, _) = collector.finish();
                 self.follow(
                     kind,
@@ -921,70 +966,31 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                     InitialBody::Partial(prefix, body),
                 )
             }
-            (Sniff::Monitor { kind, reference }, Ok(Read::Complete)) => {
-                let (bytes, trailers) = collector.finish();
-                // The initial body is not a status body: anything unreadable just means "no
-                // inline state", and the monitor decides.
-                let resource = status::parse_resource(&bytes).ok();
-                let phase = resource
-                    .as_ref()
-                    .and_then(|r| r.provisioning_state.as_deref())
-                    .map(Phase::of);
-                match (phase, resource) {
-                    (Some(Phase::Succeeded), _) => Step::Finish(Ok(Response::from_parts(
-                        parts,
-                        ResponseBody::buffered(bytes, trailers),
-                    ))),
-                    (Some(phase @ (Phase::Failed | Phase::Canceled)), Some(resource)) => {
-                        let reported = resource.provisioning_state.as_deref();
-                        let error = operation_error(phase, &parts, resource.error, reported);
-                        Step::Finish(Err(error.with_response(
-                            parts.status,
-                            parts.headers,
-                            Some(bytes.clone()),
-                        )))
-                    }
-                    _ => self.follow(
-                        kind,
-                        Some(&reference),
-                        parts,
-                        InitialBody::Read(bytes, trailers),
-                    ),
-                }
-            }
-            (Sniff::Resource, Ok(Read::TooLarge)) => {
+            (Sniff::Resource, Sniffed::Stopped) => {
                 let (prefix, _) = collector.finish();
                 Step::Finish(Ok(Response::from_parts(
                     parts,
                     ResponseBody::resumed(prefix, body),
                 )))
             }
-            (Sniff::Resource, Err(e)) => broken(e),
-            (Sniff::Resource, Ok(Read::Complete)) => {
+            (sniff, Sniffed::Complete) => {
                 let (bytes, trailers) = collector.finish();
-                let Ok(resource) = status::parse_resource(&bytes) else {
-                    // Not JSON after all: an ordinary response.
-                    return Step::Finish(Ok(Response::from_parts(
-                        parts,
-                        ResponseBody::buffered(bytes, trailers),
-                    )));
+                // The initial body is not a status body: anything unreadable means "no inline
+                // state", and then the monitor, or nothing, decides.
+                let (state, detail) = match status::parse_resource(&bytes) {
+                    Ok(resource) => (resource.provisioning_state, resource.error),
+                    Err(_) => (None, status::ErrorDetail::default()),
                 };
-                match resource.provisioning_state.as_deref().map(Phase::of) {
-                    None | Some(Phase::Succeeded) => Step::Finish(Ok(Response::from_parts(
-                        parts,
-                        ResponseBody::buffered(bytes, trailers),
-                    ))),
-                    Some(phase @ (Phase::Failed | Phase::Canceled)) => {
-                        let reported = resource.provisioning_state.as_deref();
-                        let error = operation_error(phase, &parts, resource.error, reported);
-                        Step::Finish(Err(error.with_response(
-                            parts.status,
-                            parts.headers,
-                            Some(bytes.clone()),
-                        )))
+                let state = state.as_deref();
+                match (sniff, state.map(Phase::of)) {
+                    (_, Some(Phase::Succeeded)) | (Sniff::Resource, None) => Step::Finish(Ok(
+                        Response::from_parts(parts, ResponseBody::buffered(bytes, trailers)),
+                    )),
+                    (_, Some(phase @ (Phase::Failed | Phase::Canceled))) => {
+                        Step::Finish(Err(ended(phase, parts, detail, state, bytes.clone())))
                     }
-                    Some(Phase::Running) => {
-                        self.status = resource.provisioning_state.map(|s| s.into_owned());
+                    (Sniff::Resource, Some(Phase::Running)) => {
+                        self.status = state.map(str::to_owned);
                         self.follow(
                             MonitorKind::Resource,
                             None,
@@ -992,6 +998,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                             InitialBody::Read(bytes, trailers),
                         )
                     }
+                    (Sniff::Monitor { kind, reference }, None | Some(Phase::Running)) => self
+                        .follow(
+                            kind,
+                            Some(&reference),
+                            parts,
+                            InitialBody::Read(bytes, trailers),
+                        ),
                 }
             }
         }
@@ -1016,20 +1029,22 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     }
 
     /// A poll or final GET failed in a way worth retrying: wait and send the same GET again,
-    /// unless that has happened too often in a row.
+    /// unless that has happened too often in a row. The error is built only if it ends the
+    /// operation.
     fn on_transient<B>(
         &mut self,
         hint: Option<Duration>,
-        failure: Error,
+        failure: impl FnOnce() -> Error,
         drain: Option<B>,
     ) -> Step<B> {
         self.retries = self.retries.saturating_add(1);
         if self.retries > self.config.max_transient_retries {
-            return Step::Finish(Err(self.fail(failure)));
+            return Step::Finish(Err(self.fail(failure())));
         }
-        if matches!(self.target, Target::Poll) && self.polls >= self.config.max_polls {
-            let why = format!("still running after {} polls", self.polls);
-            return Step::Finish(Err(self.fail(Error::new(ErrorKind::TooManyPolls, why))));
+        if matches!(self.target, Target::Poll) {
+            if let Err(e) = self.poll_budget() {
+                return Step::Finish(Err(e));
+            }
         }
         let delay = self
             .config
@@ -1039,7 +1054,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         tracing::warn!(
             parent: &self.span,
             attempt = self.retries,
-            error = %failure,
+            error = %failure(),
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "transient failure while following an operation; retrying"
         );
@@ -1049,13 +1064,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         }
     }
 
-    /// The timer fired while a request was in flight: the deadline ends the operation, a poll
-    /// timeout is a transient failure.
-    fn on_request_timer<B>(&mut self, expired: Error) -> Step<B> {
+    /// A request in flight failed (a timeout, a broken body): past the deadline that ends the
+    /// operation, otherwise it is a transient failure.
+    fn on_failed_request<B>(&mut self, failure: Error) -> Step<B> {
         if self.past_deadline() {
-            return Step::Finish(Err(expired));
+            return Step::Finish(Err(self.fail(failure)));
         }
-        self.on_transient(None, expired, None)
+        self.on_transient(None, || failure, None)
     }
 
     fn on_reply<B>(&mut self, response: Response<B>) -> Step<B>
@@ -1064,14 +1079,14 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     {
         let (parts, body) = response.into_parts();
         let status = parts.status;
-        let hint = || retry_after(&parts.headers, SystemTime::now);
+        let hint = retry_after(&parts.headers, SystemTime::now);
         if let Target::Final(uri) = &self.target {
             self.final_uri = Some(uri.clone());
             return if status.is_success() {
                 self.finish(parts, ResponseBody::streaming(body))
             } else if protocol::is_transient(status) {
-                let failure = unexpected(&parts, "the final GET");
-                self.on_transient(hint(), failure, Some(body))
+                let failure = move || unexpected(parts, "the final GET", None);
+                self.on_transient(hint, failure, Some(body))
             } else {
                 self.read(parts, body, Purpose::ErrorBody)
             };
@@ -1095,16 +1110,17 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 self.finish(parts, ResponseBody::streaming(body))
             }
             PollReply::NoStatusBody => {
-                let error = Error::new(
-                    ErrorKind::MalformedStatus,
-                    "the status monitor answered without a body",
-                )
-                .with_response(status, parts.headers, None);
+                let why = "the status monitor answered without a body";
+                let error = Error::new(ErrorKind::MalformedStatus, why).with_response(
+                    status,
+                    parts.headers,
+                    None,
+                );
                 Step::Finish(Err(self.fail(error)))
             }
             PollReply::Transient => {
-                let failure = unexpected(&parts, "a poll");
-                self.on_transient(hint(), failure, Some(body))
+                let failure = move || unexpected(parts, "a poll", None);
+                self.on_transient(hint, failure, Some(body))
             }
             PollReply::Unexpected => self.read(parts, body, Purpose::ErrorBody),
         }
@@ -1113,17 +1129,11 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// Starts reading a poll response body, unless its declared length is already over the limit.
     fn read<B: Body>(&mut self, parts: response::Parts, body: B, purpose: Purpose) -> Step<B> {
         if too_large(&parts.headers, &body, self.config.max_status_body) {
-            return match purpose {
-                Purpose::ErrorBody => {
-                    let error = unexpected(&parts, self.request_name()).with_response(
-                        parts.status,
-                        parts.headers,
-                        None,
-                    );
-                    Step::Finish(Err(self.fail(error)))
-                }
-                Purpose::Status | Purpose::Resource => Step::Finish(Err(self.too_large(parts))),
+            let error = match purpose {
+                Purpose::ErrorBody => unexpected(parts, self.request_name(), None),
+                Purpose::Status | Purpose::Resource => self.too_large(parts),
             };
+            return Step::Finish(Err(self.fail(error)));
         }
         Step::Read {
             parts,
@@ -1141,12 +1151,11 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     fn too_large(&self, parts: response::Parts) -> Error {
         let why = format!("over the limit of {} bytes", self.config.max_status_body);
-        let error = Error::new(ErrorKind::StatusBodyTooLarge, why).with_response(
+        Error::new(ErrorKind::StatusBodyTooLarge, why).with_response(
             parts.status,
             parts.headers,
             None,
-        );
-        self.fail(error)
+        )
     }
 
     fn on_read<B>(
@@ -1154,27 +1163,26 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         parts: response::Parts,
         collector: Collector,
         purpose: Purpose,
-        read: Read,
+        read: Result<Read, Error>,
     ) -> Step<B> {
         match (purpose, read) {
+            // An error answer ends the operation whatever happens to its body: keep what arrived.
             (Purpose::ErrorBody, _) => {
                 let (bytes, _) = collector.finish();
                 let body = bytes.slice(..bytes.len().min(self.config.max_status_body));
-                let error = unexpected(&parts, self.request_name()).with_response(
-                    parts.status,
-                    parts.headers,
-                    Some(body),
-                );
+                let error = unexpected(parts, self.request_name(), Some(body));
                 Step::Finish(Err(self.fail(error)))
             }
-            (Purpose::Status | Purpose::Resource, Read::TooLarge) => {
-                Step::Finish(Err(self.too_large(parts)))
+            (_, Err(failure)) => self.on_failed_request(failure),
+            (_, Ok(Read::TooLarge)) => {
+                let error = self.too_large(parts);
+                Step::Finish(Err(self.fail(error)))
             }
-            (Purpose::Status, Read::Complete) => {
+            (Purpose::Status, Ok(Read::Complete)) => {
                 let (bytes, trailers) = collector.finish();
                 self.on_status(parts, bytes, trailers)
             }
-            (Purpose::Resource, Read::Complete) => {
+            (Purpose::Resource, Ok(Read::Complete)) => {
                 let (bytes, trailers) = collector.finish();
                 self.on_resource(parts, bytes, trailers)
             }
@@ -1218,35 +1226,34 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 Err(e) => Step::Finish(Err(e)),
             },
             Phase::Failed | Phase::Canceled => {
-                let error = operation_error(phase, &parts, parsed.error, Some(&parsed.status));
-                let error = error.with_response(parts.status, parts.headers, Some(bytes.clone()));
+                let error = ended(
+                    phase,
+                    parts,
+                    parsed.error,
+                    Some(&parsed.status),
+                    bytes.clone(),
+                );
                 Step::Finish(Err(self.fail(error)))
             }
             Phase::Succeeded => {
                 let Some((kind, _)) = self.monitor else {
                     return Step::Finish(Err(lost_state()));
                 };
-                let resource_location = parsed.resource_location.as_deref();
+                let initial_location = self.initial_location.clone();
                 let target = protocol::final_target(
                     &self.method,
                     kind,
                     self.via,
-                    self.initial_location.is_some(),
-                    resource_location.is_some(),
+                    initial_location.as_ref().map(HeaderValue::as_bytes),
+                    parsed.resource_location.as_deref().map(str::as_bytes),
                 );
                 let uri = match target {
                     FinalTarget::LastStatus => {
                         return self.finish(parts, ResponseBody::buffered(bytes, trailers))
                     }
                     FinalTarget::OriginalUri => Ok(self.uri.clone()),
-                    FinalTarget::InitialLocation => match self.initial_location.clone() {
-                        Some(location) => self.admit(location.as_bytes()),
-                        None => Err(lost_state()),
-                    },
-                    FinalTarget::ResourceLocation => {
-                        let location = resource_location.unwrap_or_default().to_owned();
-                        self.admit(location.as_bytes())
-                    }
+                    FinalTarget::InitialLocation(reference)
+                    | FinalTarget::ResourceLocation(reference) => self.admit(reference),
                 };
                 match uri {
                     Ok(uri) => {
@@ -1270,22 +1277,16 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             Err(malformed) => return self.malformed(malformed.0, parts, bytes.clone()),
         };
         self.retries = 0;
-        let phase = resource.provisioning_state.as_deref().map(Phase::of);
-        if let Some(state) = &resource.provisioning_state {
+        let state = resource.provisioning_state.as_deref();
+        if let Some(state) = state {
             remember(&mut self.status, state);
         }
-        match phase {
+        match state.map(Phase::of) {
             None | Some(Phase::Succeeded) => {
                 self.finish(parts, ResponseBody::buffered(bytes, trailers))
             }
             Some(phase @ (Phase::Failed | Phase::Canceled)) => {
-                let error = operation_error(
-                    phase,
-                    &parts,
-                    resource.error,
-                    resource.provisioning_state.as_deref(),
-                );
-                let error = error.with_response(parts.status, parts.headers, Some(bytes.clone()));
+                let error = ended(phase, parts, resource.error, state, bytes.clone());
                 Step::Finish(Err(self.fail(error)))
             }
             Some(Phase::Running) => match self.keep_polling(&parts.headers) {
@@ -1293,6 +1294,22 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 Err(e) => Step::Finish(Err(e)),
             },
         }
+    }
+}
+
+/// An unneeded body is drained, so its connection can be reused, during the wait that follows
+/// and for at most this long beyond it; a body still arriving then is dropped with its connection.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// `start + timeout`; no deadline when that is past what `Instant` can hold.
+fn deadline_after(start: Instant, timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|timeout| start.checked_add(timeout))
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -1316,20 +1333,22 @@ fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
     hint.lower() > limit
         || hint.exact().is_none() && headers::content_length(headers).is_some_and(|len| len > limit)
 }
-fn unexpected(parts: &response::Parts, what: &str) -> Error {
+
+fn unexpected(parts: response::Parts, what: &str, body: Option<Bytes>) -> Error {
     Error::new(
         ErrorKind::UnexpectedStatus,
         format!("{what} answered {}", parts.status),
     )
-    .with_response(parts.status, parts.headers.clone(), None)
+    .with_response(parts.status, parts.headers, body)
 }
 
-/// The error of an operation that reported `Failed` or `Canceled`.
-fn operation_error(
+/// The error of an operation that reported `Failed` or `Canceled`, with the response that said so.
+fn ended(
     phase: Phase,
-    parts: &response::Parts,
+    parts: response::Parts,
     detail: status::ErrorDetail<'_>,
     reported: Option<&str>,
+    body: Bytes,
 ) -> Error {
     let kind = if phase == Phase::Canceled {
         ErrorKind::Canceled
@@ -1346,7 +1365,9 @@ fn operation_error(
     let context = reported
         .map(|status| format!("the server reported {status:?}"))
         .unwrap_or_default();
-    Error::new(kind, context).with_detail(code, detail.message.map(|m| m.into_owned()))
+    Error::new(kind, context)
+        .with_detail(code, detail.message.map(|m| m.into_owned()))
+        .with_response(parts.status, parts.headers, Some(body))
 }
 
 impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>

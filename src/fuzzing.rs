@@ -55,9 +55,22 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     protocol::retry_after::retry_after(headers, || now)
 }
 
-/// Resolves and validates a monitor URL against the original request URI. `Ok((uri,
-/// cross_origin))`, or `Err((is_cross_origin_rejection, reason))`.
+/// Resolves and validates a monitor URL against the original request URI, as the layer does: the
+/// plain same-origin path first, then the full one. `Ok((uri, cross_origin))`, or
+/// `Err((is_cross_origin_rejection, reason))`.
 pub fn monitor_url(
+    original: &Uri,
+    reference: &[u8],
+    any_origin: bool,
+) -> Result<(Uri, bool), (bool, String)> {
+    if let Some(uri) = url::admit_plain(original, reference) {
+        return Ok((uri, false));
+    }
+    monitor_url_full(original, reference, any_origin)
+}
+
+/// [`monitor_url`] through the `url` crate only, to check the plain path against.
+pub fn monitor_url_full(
     original: &Uri,
     reference: &[u8],
     any_origin: bool,
@@ -75,6 +88,11 @@ pub fn monitor_url(
     base.admit(reference, &policy)
         .map(|a| (a.uri, a.cross_origin))
         .map_err(rejection)
+}
+
+/// The plain path alone: `Some` only for references it is sure about.
+pub fn monitor_url_plain(original: &Uri, reference: &[u8]) -> Option<Uri> {
+    url::admit_plain(original, reference)
 }
 
 /// Which monitor an initial response names, if any (`None` also for "read the body first").

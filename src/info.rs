@@ -48,12 +48,13 @@ impl MonitorKind {
 pub struct OperationInfo {
     /// The kind of monitor followed.
     pub monitor: MonitorKind,
-    /// The monitor URL polled last (a poll response may replace it).
+    /// The monitor URL: the one polled last, or the one a "running" answer moved the operation
+    /// to.
     pub monitor_url: Uri,
     /// Status requests sent to the monitor, transient retries included; the final GET is not a
     /// poll.
     pub polls: u32,
-    /// Time from the call to the layer until now.
+    /// Time from the call to the layer until this information was taken.
     pub elapsed: Duration,
     /// The last `status` or `provisioningState` the server reported, as it spelled it.
     pub status: Option<String>,

@@ -47,7 +47,7 @@ impl Default for Config {
 
 /// A [`Layer`] that follows HTTP long-running operations to their final response.
 ///
-/// Wrap any `Service<http::Request<B>>`: when the server answers `201`/`202` with
+/// Wrap any `Service<http::Request<B>>`: when the server answers `200`/`201`/`202`/`204` with
 /// `Azure-AsyncOperation` or `Operation-Location`, `202` with `Location`, or a PUT/PATCH body
 /// whose `provisioningState` is not terminal, [`LongRunning`] polls through the same inner service
 /// and its future resolves with the **final** response, or with an [`Error`](crate::Error) saying
@@ -62,7 +62,7 @@ impl Default for Config {
 /// | [`min_delay`](Self::min_delay) | 0 | the server's hint is obeyed as given (`retry-after-ms: 50` means 50 ms); only one request per operation is ever in flight and polls are counted |
 /// | [`max_delay`](Self::max_delay) | 60 s | a hostile `Retry-After` of a year costs one minute; Azure's hints are 10–60 s |
 /// | [`max_polls`](Self::max_polls) | 5 000 | about 20 hours at Azure's usual 15 s cadence; stops a server that says "running, poll now" forever |
-/// | [`timeout`](Self::timeout) | none | operations may legitimately take hours; `max_polls × max_delay` bounds them anyway |
+/// | [`timeout`](Self::timeout) | none | operations may legitimately take hours; the poll limit, delay ceiling and poll timeout bound them anyway (about `max_polls × (max_delay + poll_timeout)`); set it for a wall-clock bound |
 /// | [`poll_timeout`](Self::poll_timeout) | 60 s | a status GET that has not answered in a minute is stuck: it is retried, so a silent server cannot hang the operation |
 /// | [`max_transient_retries`](Self::max_transient_retries) | 8 | rides out a couple of minutes of 503s or resets without losing the operation |
 /// | [`max_status_body`](Self::max_status_body) | 1 MiB | status bodies are a few hundred bytes and resources a few KiB; bounds memory per operation |
@@ -182,9 +182,13 @@ impl LongRunningLayer {
     }
 
     /// Also follow monitor URLs on `origin` (`scheme://host[:port]`), besides the original
-    /// request's origin. Credentials (`Authorization`, `Cookie`, `Proxy-Authorization`) and
-    /// request extensions are never sent to another origin, and an `https` operation never
-    /// follows an `http` URL.
+    /// request's origin. The original request's credentials (`Authorization`, `Cookie`,
+    /// `Proxy-Authorization`) and extensions are never sent to another origin, and an `https`
+    /// operation never follows an `http` URL.
+    ///
+    /// Layers *below* this one still see those requests: an auth layer there adds its token to
+    /// whatever it is given. Such requests carry [`CredentialsWithheld`](crate::CredentialsWithheld)
+    /// in their extensions so it can hold back.
     ///
     /// ```
     /// let layer = tower_lro::LongRunningLayer::new().allow_origin("https://status.example.com")?;

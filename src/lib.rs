@@ -108,6 +108,6 @@ pub use body::ResponseBody;
 pub use error::{BoxError, Error, ErrorKind};
 pub use info::{MonitorKind, OperationInfo};
 pub use layer::{InvalidOrigin, LongRunningLayer};
-pub use options::{FinalStateVia, Polling, UnknownFinalStateVia};
+pub use options::{CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
 pub use resume::ResumeToken;
 pub use service::LongRunning;

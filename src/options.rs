@@ -20,6 +20,7 @@
 ///
 /// It has no effect on `Location` and resource monitors, whose last poll is the final response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FinalStateVia {
     /// `azure-async-operation`: the last status-monitor response is final.
     AzureAsyncOperation,
@@ -92,3 +93,25 @@ pub enum Polling {
     /// follow it later (for job queues: store the token, answer your own caller 202).
     AcceptOnly,
 }
+
+/// Found in the extensions of the polls and final GETs the layer sends once an operation has gone
+/// to another origin than the original request's (one that [`allow_origin`] or
+/// [`allow_any_origin`] admitted), and on every request after that.
+///
+/// The layer withholds the original request's credentials (`Authorization`, `Cookie`,
+/// `Proxy-Authorization`) and extensions from such requests. A layer *below* it that adds
+/// credentials of its own sees these requests too: it should leave alone those that carry this
+/// marker, unless it scopes its credentials by host itself.
+///
+/// ```
+/// # fn sign(req: &mut http::Request<()>, token: &http::HeaderValue) {
+/// if req.extensions().get::<tower_lro::CredentialsWithheld>().is_none() {
+///     req.headers_mut().insert(http::header::AUTHORIZATION, token.clone());
+/// }
+/// # }
+/// ```
+///
+/// [`allow_origin`]: crate::LongRunningLayer::allow_origin
+/// [`allow_any_origin`]: crate::LongRunningLayer::allow_any_origin
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialsWithheld;

@@ -21,7 +21,9 @@ use crate::protocol::headers;
 /// [`into_request`](Self::into_request) through the stack.
 ///
 /// A token holds the monitor kind and URL, the original method and URI, the initial `Location`,
-/// the final-state choice, the headers polls repeat, and the polls and time spent so far. It
+/// the final-state choice, the headers polls repeat, and the polls and time spent so far (which
+/// keep counting against the resuming layer's `max_polls` and `timeout`: resume a token from a
+/// [`TooManyPolls`](crate::ErrorKind::TooManyPolls) error with a layer that allows more). It
 /// never holds credentials (`Authorization`, `Cookie`, `Proxy-Authorization`): the resuming
 /// stack must apply its own authentication, below the layer. Treat a token as you treat a request
 /// you build: it names the URLs the stack will call, so keep it where others cannot write.
@@ -35,7 +37,6 @@ use crate::protocol::headers;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeToken {
-    #[serde(rename = "version")]
     version: u32,
     monitor: String,
     monitor_url: String,

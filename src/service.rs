@@ -63,10 +63,14 @@ impl<S> LongRunning<S> {
 
 impl<S> LongRunning<S> {
     /// Continues the operation `token` describes, polling at once, and returns the same future a
-    /// call returns. The token is validated first: a malformed token, another version, or a
-    /// monitor URL this layer's origin policy refuses ends the future with
-    /// [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken). Nothing is sent
-    /// but GETs.
+    /// call returns. Nothing is sent but GETs.
+    ///
+    /// The token is validated first: a malformed token, another version, or a monitor URL on an
+    /// origin this layer's policy refuses *relative to the token's own original URI* ends the
+    /// future with [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken). The
+    /// policy cannot vouch for the original URI itself: a token is as trusted as a request you
+    /// build, so keep tokens where others cannot write. The polls and time the token records count
+    /// against this layer's `max_polls` and `timeout`, checked before anything is sent.
     ///
     /// Through a stack (a `Buffer`, `ServiceExt::oneshot`), send
     /// [`ResumeToken::into_request`] instead.

@@ -19,7 +19,9 @@ use support::{
 use tokio::time::Instant;
 use tower::retry::{Policy, RetryLayer};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::{Error, ErrorKind, LongRunningLayer, MonitorKind, ResponseBody};
+use tower_lro::{
+    CredentialsWithheld, Error, ErrorKind, LongRunningLayer, MonitorKind, ResponseBody,
+};
 
 type Outcome = Result<Response<ResponseBody<Incoming>>, Error>;
 
@@ -718,12 +720,16 @@ async fn an_https_operation_never_follows_http() {
 #[derive(Clone, Debug)]
 struct Marker;
 
-/// A layer below `LongRunningLayer` that shows, as a header, whether a request still carries the
-/// caller's extension.
+/// A layer below `LongRunningLayer` that shows, as headers, whether a request still carries the
+/// caller's extension, and whether the layer marked it as going without the original credentials.
 fn mark_extension(mut req: Request<Full<Bytes>>) -> Request<Full<Bytes>> {
     if req.extensions().get::<Marker>().is_some() {
         req.headers_mut()
             .insert("x-extension", http::HeaderValue::from_static("present"));
+    }
+    if req.extensions().get::<CredentialsWithheld>().is_some() {
+        req.headers_mut()
+            .insert("x-withheld", http::HeaderValue::from_static("yes"));
     }
     req
 }
@@ -789,6 +795,10 @@ async fn credentials_never_reach_another_origin_and_never_come_back() {
         );
         assert_eq!(on_b.headers["x-ms-client-request-id"], "req-1");
         assert_eq!(back.headers["x-ms-client-request-id"], "req-1");
+        // Layers below are told, so their own credentials can stay home too.
+        assert!(!initial.headers.contains_key("x-withheld"));
+        assert_eq!(on_b.headers["x-withheld"], "yes");
+        assert_eq!(back.headers["x-withheld"], "yes");
         assert_eq!(
             (back.method.clone(), back.uri.path()),
             (Method::GET, "/op2")
@@ -814,6 +824,7 @@ async fn credentials_never_reach_another_origin_and_never_come_back() {
         );
     }
     assert!(poll.headers.contains_key("x-extension"));
+    assert!(!poll.headers.contains_key("x-withheld"));
 }
 
 /// Relative monitor URLs resolve against the original request URI (RFC 3986): relative paths,
@@ -1551,4 +1562,122 @@ async fn a_wait_past_the_deadline_fails_at_once() {
     much_later().await;
     assert_eq!(gets(&server).len(), 1);
     assert_sent_once(&server, &Method::POST);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies that stall or break, and settings at the edge
+// ---------------------------------------------------------------------------------------------
+
+/// A `timeout` too large for the clock to add means no deadline, not a panic in `call`.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_too_large_for_the_clock_is_no_deadline() {
+    let server = RawServer::start(|n, _| match n {
+        0 => accepted("/op", &NOW),
+        _ => reply(200, &[], status("Succeeded")),
+    })
+    .await;
+    let layer = LongRunningLayer::new().timeout(Duration::MAX);
+    let response = expect_ok(call(layer, post(&server.url("/start"))).await);
+    assert_eq!(info(&response).polls, 1);
+}
+
+/// A "still running" answer whose body stalls is drained while the wait lasts and for a second
+/// after it at most: the next poll is not held up by the stall, with no poll timeout and no
+/// deadline to fall back on.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_unneeded_body_delays_the_next_poll_by_a_second_at_most() {
+    for (hint, gap) in [("0", 1), ("5", 5)] {
+        let server = RawServer::start_streaming(move |n, _| async move {
+            let running = [("location", "/op"), ("retry-after", hint)];
+            match n {
+                0 => reply_raw(202, &[("location", b"/op".as_slice())], full("")),
+                1 => {
+                    let headers: Vec<(&str, &[u8])> =
+                        running.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+                    let stalled = Generated::new(4096, b'x').stall_after(10).boxed_body();
+                    reply_raw(202, &headers, stalled)
+                }
+                _ => reply_raw(200, &[], full("done")),
+            }
+        })
+        .await;
+        let layer = LongRunningLayer::new().poll_timeout(None);
+        let put = request(Method::PUT, &server.url("/account"), "{}");
+        let response = expect_ok(within(Duration::from_secs(60), call(layer, put)).await);
+        assert_eq!(text(response).await, "done");
+        let polls = gets(&server);
+        assert_eq!(polls.len(), 2);
+        assert_eq!(
+            polls[1].at - polls[0].at,
+            Duration::from_secs(gap),
+            "Retry-After: {hint}"
+        );
+        assert_sent_once(&server, &Method::PUT);
+    }
+}
+
+/// An error answer ends the operation whatever happens to its body: cut or stalled part-way, a
+/// 404 is still `UnexpectedStatus` with what arrived, and is not retried.
+#[tokio::test(start_paused = true)]
+async fn an_error_answer_whose_body_breaks_is_still_unexpected_status() {
+    for stall in [false, true] {
+        let server = RawServer::start_streaming(move |n, _| async move {
+            match n {
+                0 => reply_raw(
+                    202,
+                    &[("azure-asyncoperation", b"/op".as_slice())],
+                    full(""),
+                ),
+                _ => {
+                    let body = Generated::new(100, b'e').with_length();
+                    let body = if stall {
+                        body.stall_after(10)
+                    } else {
+                        body.fail_after(10)
+                    };
+                    reply_raw(404, &[], body.boxed_body())
+                }
+            }
+        })
+        .await;
+        let layer = LongRunningLayer::new().poll_timeout(Some(Duration::from_secs(5)));
+        let err = expect_err(call(layer, post(&server.url("/start"))).await);
+        assert_eq!(
+            *err.kind(),
+            ErrorKind::UnexpectedStatus,
+            "stall: {stall}: {err}"
+        );
+        assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND));
+        assert!(err
+            .body()
+            .is_some_and(|b| b.len() <= 10 && b.iter().all(|&c| c == b'e')));
+        assert_eq!(gets(&server).len(), 1, "an error answer is not retried");
+        assert_sent_once(&server, &Method::POST);
+    }
+}
+
+/// An initial 200 whose body stalls while the layer reads it for a `provisioningState` is handed
+/// back after the poll timeout, what was read first: the layer never hangs on it.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_initial_body_is_handed_back_after_the_poll_timeout() {
+    let server = RawServer::start_streaming(|_, _| async {
+        let body = Generated::new(500, b'{').with_length().stall_after(100);
+        reply_raw(
+            200,
+            &[("content-type", b"application/json".as_slice())],
+            body.boxed_body(),
+        )
+    })
+    .await;
+    let layer = LongRunningLayer::new().poll_timeout(Some(Duration::from_secs(5)));
+    let started = Instant::now();
+    let put = request(Method::PUT, &server.url("/resource"), "{}");
+    let response = expect_ok(within(Duration::from_secs(60), call(layer, put)).await);
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, Bytes::from(vec![b'{'; 100]), "nothing read is lost");
+    assert_eq!(server.count(&Method::PUT), 1);
+    assert!(gets(&server).is_empty());
 }

@@ -554,3 +554,38 @@ proptest! {
         prop_assert_eq!(kind, expected);
     }
 }
+
+/// Same-origin references with tails of every character class a parser might rewrite.
+fn same_origin_reference() -> impl Strategy<Value = (Uri, Vec<u8>)> {
+    (original(), "/[a-zA-Z0-9._~!$&'()*+,;=:@/?%#\\\\ \\-]{0,40}").prop_map(|(original, tail)| {
+        let prefix = format!(
+            "{}://{}",
+            original.scheme_str().unwrap(),
+            original.authority().unwrap()
+        );
+        (original, format!("{prefix}{tail}").into_bytes())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The layer's plain path for monitor URLs (no `url` crate) answers only where it agrees with
+    /// the full path, and takes the common same-origin references.
+    #[test]
+    fn the_plain_monitor_url_path_agrees_with_the_full_one(
+        (original, reference) in prop_oneof![same_origin_reference(), (original(), reference())]
+    ) {
+        if let Some(plain) = fuzzing::monitor_url_plain(&original, &reference) {
+            let full = fuzzing::monitor_url_full(&original, &reference, false);
+            prop_assert_eq!(full, Ok((plain, false)), "{}", String::from_utf8_lossy(&reference));
+        }
+    }
+}
+
+#[test]
+fn the_plain_path_takes_ordinary_azure_monitor_urls() {
+    let original: Uri = "https://management.azure.com/subscriptions/s/providers/Microsoft.Compute/virtualMachines/vm/start?api-version=2016-03-30".parse().unwrap();
+    let monitor = b"https://management.azure.com/subscriptions/s/providers/Microsoft.Compute/locations/westus/operations/9a062a88-e463-4697-bef2-fe039df73a02?api-version=2016-03-30";
+    assert!(fuzzing::monitor_url_plain(&original, monitor).is_some());
+}

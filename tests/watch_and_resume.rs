@@ -105,7 +105,12 @@ async fn accept_only_returns_the_initial_response_with_a_token() {
     let sim = sim_with(2).await;
     let mut req = request(Method::POST, &sim.url(&format!("{PATH}?api-version=1")), "");
     req.extensions_mut().insert(Polling::AcceptOnly);
-    let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
+    let heard: Arc<Mutex<Vec<bool>>> = Arc::default();
+    let log = heard.clone();
+    let layer = LongRunningLayer::new().on_poll(move |p| log.lock().unwrap().push(p.finished));
+    let response = stack(layer).oneshot(req).await.unwrap();
+    // Handed off, not ended: nobody is told it finished.
+    assert!(heard.lock().unwrap().is_empty());
 
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let token = response.extensions().get::<ResumeToken>().cloned().unwrap();
@@ -242,4 +247,32 @@ async fn an_error_that_gives_up_carries_a_token_to_continue() {
     let response = stack(LongRunningLayer::new()).resume(token).await.unwrap();
     assert_eq!(info(&response).polls, 11);
     assert_eq!(sim.count(&Method::POST, PATH), 1);
+}
+
+/// Polls and time spent before a hand-off count against the resuming layer's bounds, which are
+/// checked before anything is sent: a token from `TooManyPolls` resumed under the same bound
+/// fails again at once, without a request.
+#[tokio::test(start_paused = true)]
+async fn resuming_respects_the_budgets_without_sending_anything() {
+    let sim = sim_with(10).await;
+    let layer = LongRunningLayer::new().max_polls(3);
+    let err = stack(layer.clone())
+        .oneshot(request(Method::POST, &sim.url(PATH), ""))
+        .await
+        .unwrap_err();
+    let token = err.resume_token().cloned().unwrap();
+    let sent = sim.requests().len();
+
+    let again = stack(layer).resume(token.clone()).await.unwrap_err();
+    assert_eq!(*again.kind(), ErrorKind::TooManyPolls);
+    let timed = stack(LongRunningLayer::new().timeout(Duration::from_millis(1)))
+        .resume(token)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        *timed.kind(),
+        ErrorKind::TimedOut,
+        "the token's 30 s are past a 1 ms deadline"
+    );
+    assert_eq!(sim.requests().len(), sent, "nothing was sent");
 }

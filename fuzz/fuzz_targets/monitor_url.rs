@@ -1,6 +1,6 @@
 //! Monitor-URL resolution and validation (PROTOCOL §1, §6). The first byte picks the original
 //! request URI and the origin policy; the rest is the reference the server sent. Never panics,
-//! and whatever is admitted is safe to follow.
+//! whatever is admitted is safe to follow, and the plain fast path agrees with the full one.
 #![no_main]
 
 use http::Uri;
@@ -25,6 +25,15 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
     let any_origin = selector & 1 == 1;
     let https = original.scheme_str() == Some("https");
+    // The plain path (no `url` crate) answers only where the full path agrees.
+    if let Some(plain) = fuzzing::monitor_url_plain(&original, reference) {
+        assert_eq!(
+            fuzzing::monitor_url_full(&original, reference, false),
+            Ok((plain, false)),
+            "the plain path disagrees on {:?}",
+            String::from_utf8_lossy(reference)
+        );
+    }
     match fuzzing::monitor_url(&original, reference, any_origin) {
         Ok((uri, cross_origin)) => {
             let scheme = uri.scheme_str();

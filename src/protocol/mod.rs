@@ -126,47 +126,46 @@ pub(crate) fn poll_reply(kind: MonitorKind, status: StatusCode) -> PollReply {
 
 /// Where the final response comes from after a status monitor said `Succeeded` (PROTOCOL §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FinalTarget {
+pub(crate) enum FinalTarget<'a> {
     /// The last status-monitor response.
     LastStatus,
     /// GET the original request URI.
     OriginalUri,
     /// GET the initial response's `Location`.
-    InitialLocation,
+    InitialLocation(&'a [u8]),
     /// GET the status body's `resourceLocation`.
-    ResourceLocation,
+    ResourceLocation(&'a [u8]),
 }
 
-pub(crate) fn final_target(
+pub(crate) fn final_target<'a>(
     method: &Method,
     kind: MonitorKind,
     via: Option<FinalStateVia>,
-    has_initial_location: bool,
-    has_resource_location: bool,
-) -> FinalTarget {
-    match via {
-        Some(FinalStateVia::AzureAsyncOperation | FinalStateVia::OperationLocation) => {
+    initial_location: Option<&'a [u8]>,
+    resource_location: Option<&'a [u8]>,
+) -> FinalTarget<'a> {
+    match (via, initial_location) {
+        (Some(FinalStateVia::AzureAsyncOperation | FinalStateVia::OperationLocation), _) => {
             return FinalTarget::LastStatus;
         }
-        Some(FinalStateVia::OriginalUri) => return FinalTarget::OriginalUri,
-        Some(FinalStateVia::Location) if has_initial_location => {
-            return FinalTarget::InitialLocation
+        (Some(FinalStateVia::OriginalUri), _) => return FinalTarget::OriginalUri,
+        (Some(FinalStateVia::Location), Some(location)) => {
+            return FinalTarget::InitialLocation(location)
         }
-        Some(FinalStateVia::Location) | None => {}
+        (Some(FinalStateVia::Location) | None, _) => {}
     }
     if method == Method::PUT || method == Method::PATCH {
-        if kind == MonitorKind::OperationLocation && has_resource_location {
-            FinalTarget::ResourceLocation
-        } else {
-            FinalTarget::OriginalUri
+        match resource_location {
+            Some(location) if kind == MonitorKind::OperationLocation => {
+                FinalTarget::ResourceLocation(location)
+            }
+            _ => FinalTarget::OriginalUri,
         }
     } else if method == Method::POST {
-        if has_initial_location {
-            FinalTarget::InitialLocation
-        } else if has_resource_location {
-            FinalTarget::ResourceLocation
-        } else {
-            FinalTarget::LastStatus
+        match (initial_location, resource_location) {
+            (Some(location), _) => FinalTarget::InitialLocation(location),
+            (None, Some(location)) => FinalTarget::ResourceLocation(location),
+            (None, None) => FinalTarget::LastStatus,
         }
     } else {
         FinalTarget::LastStatus
@@ -356,51 +355,48 @@ mod tests {
         use FinalTarget::*;
         use MonitorKind::{AsyncOperation as Aao, OperationLocation as Ol};
         let (put, patch, post, delete) = (Method::PUT, Method::PATCH, Method::POST, Method::DELETE);
+        let (loc, res): (Option<&[u8]>, Option<&[u8]>) = (Some(b"/loc"), Some(b"/res"));
         // Defaults by method.
-        assert_eq!(final_target(&put, Aao, None, false, false), OriginalUri);
-        assert_eq!(final_target(&patch, Aao, None, true, true), OriginalUri);
-        assert_eq!(final_target(&put, Ol, None, false, true), ResourceLocation);
-        assert_eq!(final_target(&put, Ol, None, true, false), OriginalUri);
-        assert_eq!(final_target(&post, Aao, None, true, true), InitialLocation);
+        assert_eq!(final_target(&put, Aao, None, None, None), OriginalUri);
+        assert_eq!(final_target(&patch, Aao, None, loc, res), OriginalUri);
         assert_eq!(
-            final_target(&post, Aao, None, false, true),
-            ResourceLocation
+            final_target(&put, Ol, None, None, res),
+            ResourceLocation(b"/res")
         );
-        assert_eq!(final_target(&post, Aao, None, false, false), LastStatus);
-        assert_eq!(final_target(&delete, Aao, None, true, true), LastStatus);
-        assert_eq!(final_target(&delete, Ol, None, true, true), LastStatus);
+        assert_eq!(final_target(&put, Ol, None, loc, None), OriginalUri);
+        assert_eq!(
+            final_target(&post, Aao, None, loc, res),
+            InitialLocation(b"/loc")
+        );
+        assert_eq!(
+            final_target(&post, Aao, None, None, res),
+            ResourceLocation(b"/res")
+        );
+        assert_eq!(final_target(&post, Aao, None, None, None), LastStatus);
+        assert_eq!(final_target(&delete, Aao, None, loc, res), LastStatus);
+        assert_eq!(final_target(&delete, Ol, None, loc, res), LastStatus);
         // Overrides.
         for via in [
             FinalStateVia::AzureAsyncOperation,
             FinalStateVia::OperationLocation,
         ] {
-            assert_eq!(final_target(&put, Aao, Some(via), true, true), LastStatus);
-            assert_eq!(final_target(&post, Ol, Some(via), true, true), LastStatus);
+            assert_eq!(final_target(&put, Aao, Some(via), loc, res), LastStatus);
+            assert_eq!(final_target(&post, Ol, Some(via), loc, res), LastStatus);
         }
+        let original = Some(FinalStateVia::OriginalUri);
+        assert_eq!(final_target(&delete, Aao, original, loc, res), OriginalUri);
+        assert_eq!(final_target(&post, Aao, original, loc, res), OriginalUri);
+        let location = Some(FinalStateVia::Location);
         assert_eq!(
-            final_target(&delete, Aao, Some(FinalStateVia::OriginalUri), true, true),
-            OriginalUri
+            final_target(&put, Aao, location, loc, None),
+            InitialLocation(b"/loc")
         );
         assert_eq!(
-            final_target(&post, Aao, Some(FinalStateVia::OriginalUri), true, true),
-            OriginalUri
-        );
-        assert_eq!(
-            final_target(&put, Aao, Some(FinalStateVia::Location), true, false),
-            InitialLocation
-        );
-        assert_eq!(
-            final_target(&delete, Aao, Some(FinalStateVia::Location), true, false),
-            InitialLocation
+            final_target(&delete, Aao, location, loc, None),
+            InitialLocation(b"/loc")
         );
         // `location` without a Location header falls back to the default.
-        assert_eq!(
-            final_target(&put, Aao, Some(FinalStateVia::Location), false, false),
-            OriginalUri
-        );
-        assert_eq!(
-            final_target(&post, Aao, Some(FinalStateVia::Location), false, false),
-            LastStatus
-        );
+        assert_eq!(final_target(&put, Aao, location, None, None), OriginalUri);
+        assert_eq!(final_target(&post, Aao, location, None, None), LastStatus);
     }
 }

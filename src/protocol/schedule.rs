@@ -20,7 +20,7 @@ impl Delays {
 
     /// `initial · 2^n`, saturating at `max`.
     fn grown(&self, n: u32) -> Duration {
-        let factor = 1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX);
+        let factor = 1u32 << n.min(31);
         self.initial
             .checked_mul(factor)
             .unwrap_or(Duration::MAX)
