@@ -118,7 +118,7 @@ fn mem_ops(rt: &Runtime, client: Client, running: u32, ops: u64) {
         for _ in 0..ops {
             let body = match client {
                 Client::Layer => {
-                    common::layer_mem_operation(stack.clone(), MemScript::request(0)).await
+                    common::layer_operation(stack.clone(), MemScript::request(0)).await
                 }
                 Client::Hand => {
                     common::hand_mem_operation(service.clone(), MemScript::request(0)).await
@@ -167,7 +167,7 @@ impl Http {
                 *next_id += 1;
                 let request = common::original(base, kind, running, *next_id);
                 let body = match client {
-                    Client::Layer => common::layer_operation(stack, request).await,
+                    Client::Layer => common::layer_operation(&mut *stack, request).await,
                     Client::Hand => common::hand_operation(http, request, kind).await,
                 };
                 std::hint::black_box(body);
@@ -213,6 +213,21 @@ fn profile(mode: &str, running: u32) {
     }
 }
 
+/// Prints the layer's row, the hand loop's, and their difference.
+fn print_pair(label: &str, mut measure: impl FnMut(Client) -> (f64, f64, f64)) {
+    let row = |name: &str, (a, b, c): (f64, f64, f64)| {
+        println!("{name:<34} {a:>14.2} {b:>14.1} {c:>16.2}")
+    };
+    let layer = measure(Client::Layer);
+    row(&format!("{label}, {:?}", Client::Layer), layer);
+    let hand = measure(Client::Hand);
+    row(&format!("{label}, {:?}", Client::Hand), hand);
+    row(
+        "  layer - hand",
+        (layer.0 - hand.0, layer.1 - hand.1, layer.2 - hand.2),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--profile") {
@@ -229,45 +244,13 @@ fn main() {
         "client", "allocs/poll", "bytes/poll", "allocs/op fixed"
     );
     let rt = runtime();
-    let mut rows = Vec::new();
-    for client in [Client::Layer, Client::Hand] {
-        let row = per_poll(|running| mem_ops(&rt, client, running, OPS));
-        println!(
-            "{:<34} {:>14.2} {:>14.1} {:>16.2}",
-            format!("in-memory aao-post, {client:?}"),
-            row.0,
-            row.1,
-            row.2
-        );
-        rows.push(row);
-    }
-    println!(
-        "{:<34} {:>14.2} {:>14.1} {:>16.2}",
-        "  layer - hand",
-        rows[0].0 - rows[1].0,
-        rows[0].1 - rows[1].1,
-        rows[0].2 - rows[1].2
-    );
+    print_pair("in-memory aao-post", |client| {
+        per_poll(|running| mem_ops(&rt, client, running, OPS))
+    });
     let mut http = Http::new();
     for kind in Kind::ALL {
-        let mut rows = Vec::new();
-        for client in [Client::Layer, Client::Hand] {
-            let row = per_poll(|running| http.ops(client, kind, running, OPS));
-            println!(
-                "{:<34} {:>14.2} {:>14.1} {:>16.2}",
-                format!("loopback {}, {client:?}", kind.name()),
-                row.0,
-                row.1,
-                row.2
-            );
-            rows.push(row);
-        }
-        println!(
-            "{:<34} {:>14.2} {:>14.1} {:>16.2}",
-            "  layer - hand",
-            rows[0].0 - rows[1].0,
-            rows[0].1 - rows[1].1,
-            rows[0].2 - rows[1].2
-        );
+        print_pair(&format!("loopback {}", kind.name()), |client| {
+            per_poll(|running| http.ops(client, kind, running, OPS))
+        });
     }
 }

@@ -85,7 +85,7 @@ fn child(mode: &str, flavor: &str) {
                 let now = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                 peak.fetch_max(now, Ordering::Relaxed);
                 let body = if layer {
-                    common::layer_mem_operation(stack, request).await
+                    common::layer_operation(stack, request).await
                 } else {
                     common::hand_mem_operation(service, request).await
                 };

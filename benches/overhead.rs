@@ -109,8 +109,8 @@ impl Clients {
                 *next_id += 1;
                 let request = original(base, kind, RUNNING, *next_id);
                 let body = match which {
-                    Which::Layer => layer_operation(stack, request).await,
-                    Which::LayerNoPollTimeout => layer_operation(untimed, request).await,
+                    Which::Layer => layer_operation(&mut *stack, request).await,
+                    Which::LayerNoPollTimeout => layer_operation(&mut *untimed, request).await,
                     Which::Hand => hand_operation(client, request, kind).await,
                 };
                 std::hint::black_box(body);

@@ -78,10 +78,14 @@ fn poll_of(monitor: &http::Uri) -> Request<Full<Bytes>> {
 }
 
 /// The baseline: a hand-written loop that does `tokio::time::sleep(retry-after-ms)` after each
-/// "running" answer, over the same in-memory service: what tokio's timer gives without the layer.
-async fn hand_sleeping<S>(mut service: S, request: Request<Full<Bytes>>)
+/// "running" answer, over the same service (in memory, or the hyper client): what tokio's timer
+/// gives without the layer.
+async fn hand_sleeping<S, B>(mut service: S, request: Request<Full<Bytes>>)
 where
-    S: Service<Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>, Error = Infallible>,
+    S: Service<Request<Full<Bytes>>, Response = http::Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
 {
     let mut response = service
         .ready()
@@ -113,28 +117,6 @@ where
             .call(poll)
             .await
             .expect("ok");
-    }
-}
-
-/// The same baseline over the hyper client.
-async fn hand_http(client: &common::HttpClient, request: Request<Full<Bytes>>) {
-    let mut response = client.request(request).await.expect("a response");
-    let monitor = monitor_of(&response);
-    loop {
-        let hint = hint_of(&response);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("a body")
-            .to_bytes();
-        if contains(&body, br#""status":"Succeeded""#) {
-            return;
-        }
-        if let Some(hint) = hint {
-            tokio::time::sleep(hint).await;
-        }
-        response = client.request(poll_of(&monitor)).await.expect("a response");
     }
 }
 
@@ -195,7 +177,7 @@ fn in_memory(client: Client, multi_thread: bool, spread: bool) -> Vec<i64> {
                 tokio::time::sleep_until(start + offset).await;
                 match client {
                     Client::Layer => {
-                        common::layer_mem_operation(stack, MemScript::request(id)).await;
+                        common::layer_operation(stack, MemScript::request(id)).await;
                     }
                     Client::Hand => hand_sleeping(service, MemScript::request(id)).await,
                 }
@@ -240,7 +222,7 @@ fn loopback(client: Client, spread: bool) -> Vec<i64> {
                     Client::Layer => {
                         stack.oneshot(request).await.expect("the operation");
                     }
-                    Client::Hand => hand_http(stack.get_ref(), request).await,
+                    Client::Hand => hand_sleeping(stack.get_ref().clone(), request).await,
                 }
             });
         }

@@ -162,8 +162,15 @@ pub async fn hand_operation(
     }
 }
 
-/// Client A: the same operation through the layer, its final body read to the end.
-pub async fn layer_operation(stack: &mut HttpStack, request: Request<Full<Bytes>>) -> Bytes {
+/// Client A: the operation through any service (the layer's stack, by value or `&mut`), its final
+/// body read to the end.
+pub async fn layer_operation<T, B>(mut stack: T, request: Request<Full<Bytes>>) -> Bytes
+where
+    T: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    T::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
     let response = stack
         .ready()
         .await
@@ -494,24 +501,6 @@ where
             return body;
         }
     }
-}
-
-/// The layer over an in-memory service, final body read.
-pub async fn layer_mem_operation<S>(
-    mut stack: LongRunning<S>,
-    request: Request<Full<Bytes>>,
-) -> Bytes
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone,
-{
-    let response = stack
-        .ready()
-        .await
-        .expect("ready")
-        .call(request)
-        .await
-        .expect("the final response");
-    read(response).await
 }
 
 /// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`, nanosecond resolution).
