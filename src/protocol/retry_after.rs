@@ -16,18 +16,22 @@ pub(crate) fn retry_after(
     headers: &HeaderMap,
     now: impl FnOnce() -> SystemTime,
 ) -> Option<Duration> {
-    // One pass over the headers: measured cheaper per poll than three hashed look-ups.
+    // One pass over the headers: measured cheaper per poll than three hashed look-ups. Like
+    // `HeaderMap::get`, it reads the first value of each header only.
     let (mut millis, mut x_ms_millis, mut seconds) = (None, None, None);
     for (name, value) in headers {
         if *name == RETRY_AFTER_MS {
-            millis = millis.or_else(|| parse_integer(value.as_bytes()));
+            millis.get_or_insert(value);
         } else if *name == X_MS_RETRY_AFTER_MS {
-            x_ms_millis = x_ms_millis.or_else(|| parse_integer(value.as_bytes()));
-        } else if name == http::header::RETRY_AFTER && seconds.is_none() {
-            seconds = Some(value);
+            x_ms_millis.get_or_insert(value);
+        } else if name == http::header::RETRY_AFTER {
+            seconds.get_or_insert(value);
         }
     }
-    if let Some(ms) = millis.or(x_ms_millis) {
+    let millis = [millis, x_ms_millis]
+        .into_iter()
+        .find_map(|value| value.and_then(|v| parse_integer(v.as_bytes())));
+    if let Some(ms) = millis {
         return Some(Duration::from_millis(ms));
     }
     let value = seconds?;
@@ -107,6 +111,16 @@ mod tests {
                 &[("retry-after-ms", b"soon"), ("retry-after", b"3")],
                 Some(Duration::from_secs(3)),
             ),
+            // Only the first value of a repeated header counts, as with `HeaderMap::get`.
+            (
+                &[
+                    ("retry-after-ms", b"soon"),
+                    ("retry-after-ms", b"5"),
+                    ("retry-after", b"3"),
+                ],
+                Some(Duration::from_secs(3)),
+            ),
+            (&[("retry-after", b"soon"), ("retry-after", b"3")], None),
             (&[("retry-after", b"-5")], None),
             (&[("retry-after", b"1.5")], None),
             (&[("retry-after", b"")], None),
