@@ -2,8 +2,10 @@
 //! then `name-selector value` lines. Never panics, and only 200/201/202/204 are long-running.
 #![no_main]
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use libfuzzer_sys::fuzz_target;
+
+mod headers;
 use tower_lro::fuzzing;
 use tower_lro::MonitorKind;
 
@@ -33,16 +35,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(status) = StatusCode::from_u16(100 + u16::from_le_bytes([*s0, *s1]) % 900) else {
         return;
     };
-    let mut headers = HeaderMap::new();
-    for line in rest.split(|&b| b == b'\n') {
-        let Some((&selector, value)) = line.split_first() else {
-            continue;
-        };
-        if let Ok(value) = HeaderValue::from_bytes(value) {
-            let name = NAMES[usize::from(selector) % NAMES.len()];
-            headers.append(HeaderName::from_static(name), value);
-        }
-    }
+    let headers = headers::from_lines(rest, &NAMES);
     let kind = fuzzing::monitor_of(method, status, &headers);
     if !matches!(status.as_u16(), 200 | 201 | 202 | 204) {
         assert_eq!(kind, None, "{status} is never long-running");

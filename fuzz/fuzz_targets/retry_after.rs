@@ -5,8 +5,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
+
+mod headers;
 use tower_lro::fuzzing;
 
 const NAMES: [&str; 4] = [
@@ -23,16 +25,7 @@ fuzz_target!(|data: &[u8]| {
     // Up to the year 9999, where HTTP-dates end.
     let now = UNIX_EPOCH + Duration::from_secs(u64::from_le_bytes(secs) % 253_402_300_800);
 
-    let mut headers = HeaderMap::new();
-    for line in rest.split(|&b| b == b'\n') {
-        let Some((&selector, value)) = line.split_first() else {
-            continue;
-        };
-        if let Ok(value) = HeaderValue::from_bytes(value) {
-            let name = NAMES[usize::from(selector) % NAMES.len()];
-            headers.append(HeaderName::from_static(name), value);
-        }
-    }
+    let headers = headers::from_lines(rest, &NAMES);
     let hint = fuzzing::retry_after(&headers, now);
 
     // The first millisecond header that is all digits decides.
