@@ -221,7 +221,9 @@ impl ResumeToken {
                 .map_err(|_| invalid(format!("bad value for header {name}")))?;
             carried.append(name, value);
         }
-        // Credentials are never carried; a token that has them was not made by this crate.
+        // Credentials, payload and conditional headers are never carried; a token that has them
+        // was not made by this crate (or by an older one that kept a few `Content-*` headers).
+        let mut carried = headers::for_polls(carried);
         headers::strip_credentials(&mut carried);
         let location = match &self.location {
             Some(l) => {

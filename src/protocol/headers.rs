@@ -7,20 +7,10 @@ pub(crate) const AZURE_ASYNC_OPERATION: HeaderName =
 pub(crate) const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
 pub(crate) const X_MS_ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
-/// Headers of the original request that a bodiless GET must not repeat: payload descriptions,
-/// conditions meant for the original write, one-shot expectations, and `Host` (the URI decides).
-const NOT_FOR_POLLS: [HeaderName; 10] = [
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::CONTENT_ENCODING,
-    header::TRANSFER_ENCODING,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
-    header::EXPECT,
-    header::HOST,
-];
+/// Headers of the original request that a bodiless GET must not repeat, besides every
+/// `Content-*` (they describe the original payload) and every `If-*` (conditions meant for the
+/// original write): framing, one-shot expectations, and `Host` (the URI decides).
+const NOT_FOR_POLLS: [HeaderName; 3] = [header::TRANSFER_ENCODING, header::EXPECT, header::HOST];
 
 /// Headers that carry credentials; they never reach another origin (tower-http's
 /// `FilterCredentials` block list).
@@ -32,7 +22,13 @@ const CREDENTIALS: [HeaderName; 3] = [
 
 /// The original request's headers as polls send them.
 pub(crate) fn for_polls(mut headers: HeaderMap) -> HeaderMap {
-    for name in &NOT_FOR_POLLS {
+    // Header names are lower case in a `HeaderMap`, so a prefix match is exact.
+    let dropped = |name: &HeaderName| {
+        let text = name.as_str();
+        text.starts_with("content-") || text.starts_with("if-") || NOT_FOR_POLLS.contains(name)
+    };
+    let doomed: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
+    for name in doomed {
         headers.remove(name);
     }
     headers
@@ -46,18 +42,20 @@ pub(crate) fn strip_credentials(headers: &mut HeaderMap) {
 
 /// Whether a body could be JSON: declared JSON (`application/json`, `…+json`) or undeclared.
 pub(crate) fn may_be_json(headers: &HeaderMap) -> bool {
-    match headers.get(header::CONTENT_TYPE) {
-        None => true,
-        Some(value) => value
-            .to_str()
-            .map(|v| {
-                let mime = v.split(';').next().unwrap_or("").trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json")
-                    || mime.eq_ignore_ascii_case("text/json")
-            })
-            .unwrap_or(false),
-    }
+    !headers.contains_key(header::CONTENT_TYPE) || declares_json(headers)
+}
+
+/// Whether a body is declared JSON: `application/json`, `text/json` or `…+json`.
+pub(crate) fn declares_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|v| {
+            let mime = v.split(';').next().unwrap_or("").trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.len() > 5 && mime[mime.len() - 5..].eq_ignore_ascii_case("+json")
+                || mime.eq_ignore_ascii_case("text/json")
+        })
 }
 
 /// The value of a `Content-Length` header, when there is exactly one well-formed one.
@@ -88,6 +86,12 @@ mod tests {
             ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("expect", "100-continue"),
+            ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="),
+            ("content-language", "en"),
+            ("content-disposition", "attachment"),
+            ("if-range", "\"etag\""),
+            ("if-schedule-tag-match", "x"),
+            ("contents", "not a payload header"),
             ("host", "management.example"),
             ("x-ms-client-request-id", "abc"),
             ("authorization", "Bearer t"),
@@ -110,6 +114,7 @@ mod tests {
             [
                 "accept",
                 "authorization",
+                "contents",
                 "user-agent",
                 "x-ms-client-request-id"
             ]
@@ -117,7 +122,7 @@ mod tests {
         strip_credentials(&mut kept);
         assert_eq!(
             names(&kept),
-            ["accept", "user-agent", "x-ms-client-request-id"]
+            ["accept", "contents", "user-agent", "x-ms-client-request-id"]
         );
     }
 
@@ -137,6 +142,10 @@ mod tests {
         assert!(!with("text/html"));
         assert!(!with("application/octet-stream"));
         assert!(!with("json"));
+        assert!(
+            !declares_json(&HeaderMap::new()),
+            "undeclared is not declared"
+        );
     }
 
     #[test]
