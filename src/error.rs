@@ -16,15 +16,22 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The operation ended with status `Failed`. [`Error::code`], [`Error::message`],
+    /// The operation ended unsuccessfully: its status or `provisioningState` said `Failed`, or a
+    /// `Location` or resource monitor answered a client error (a 4xx other than 408 and 429),
+    /// which is how those monitors report a failure. [`Error::code`], [`Error::message`],
     /// [`Error::status`] and [`Error::body`] tell why.
     Failed,
     /// The operation ended with status `Canceled` (or `Cancelled`).
     Canceled,
-    /// A status body could not be read as a status: empty, not JSON, no string `status`.
+    /// A body that decides the operation could not be read: a status body that is empty, not
+    /// JSON or without a string `status`, or a PUT/PATCH 200/201 body meant as JSON that cannot
+    /// be read (so whether the operation is done cannot be judged). The error carries the
+    /// response's status, headers and every byte of its body.
     MalformedStatus,
     /// A poll or the final GET answered with a status code the protocol does not allow there
-    /// (a 404 on the final GET, a 400 on a poll, a transient 503 that outlasted the retries).
+    /// (a 404 from a status monitor or on the final GET, a transient 503 that outlasted the
+    /// retries). The operation may still be running: the error carries a resume token, and the
+    /// service's error details when the answer had them.
     UnexpectedStatus,
     /// A monitor URL could not be used: unparseable, not http(s), carrying userinfo.
     InvalidMonitorUrl,
@@ -81,11 +88,18 @@ impl fmt::Display for ErrorKind {
 /// Why a long-running operation did not produce a final response.
 ///
 /// One type for every failure, `Send + Sync + 'static`, with a [`kind`](Error::kind) to match on
-/// and the details the server gave: for [`ErrorKind::Failed`] and [`ErrorKind::Canceled`] the
-/// error `code` (from the status body's `error.code`, else the `x-ms-error-code` header) and
-/// `message`, and for every error raised by a response its HTTP status, headers and body
-/// (bounded by `max_status_body`). [`operation`](Error::operation) tells how far the operation
-/// got.
+/// and the details the server gave: for every error raised by a response, its HTTP status,
+/// headers and body (bounded by `max_status_body`), and the service's error `code` and `message`
+/// (for a `Failed`/`Canceled` status, the status body's `error`; for an answer that ended the
+/// operation by its HTTP status, the body's `{"error":{"code","message"}}` or top-level
+/// `{"code","message"}`; the `x-ms-error-code` header when the body has no code).
+/// [`operation`](Error::operation) tells how far the operation got.
+///
+/// `Display` gives the kind, the service's code and message, and what happened; for
+/// [`ErrorKind::Service`] and [`ErrorKind::Body`] it also names the chain of causes down to the
+/// root (`inner service error: client error (Connect): tcp connect error: Connection refused`),
+/// so one log line says what went wrong, while [`source`](std::error::Error::source) still
+/// returns the inner error itself for downcasting.
 ///
 /// ```
 /// use tower_lro::{Error, ErrorKind};
@@ -198,13 +212,14 @@ impl Error {
         self.inner.body.as_ref()
     }
 
-    /// The operation's error code: `error.code` of the status body, else the `x-ms-error-code`
-    /// header.
+    /// The service's error code: `error.code` of the status body (a number kept as its text), or
+    /// of an error answer's envelope, else the `x-ms-error-code` header.
     pub fn code(&self) -> Option<&str> {
         self.inner.code.as_deref()
     }
 
-    /// The operation's error message: `error.message` of the status body.
+    /// The service's error message: `error.message` of the status body, or of an error answer's
+    /// envelope.
     pub fn message(&self) -> Option<&str> {
         self.inner.message.as_deref()
     }
@@ -223,8 +238,10 @@ impl Error {
         self.inner.resume_token.as_ref()
     }
 
-    /// Whether the operation itself ended unsuccessfully (`Failed` or `Canceled`), as opposed to
-    /// the layer failing to follow it.
+    /// Whether the operation itself ended unsuccessfully ([`ErrorKind::Failed`] or
+    /// [`ErrorKind::Canceled`]: the server said so, by a status or by a `Location` or resource
+    /// monitor's client error), as opposed to the layer failing to follow it. Exactly these
+    /// errors never carry a resume token.
     pub fn is_operation_error(&self) -> bool {
         matches!(self.inner.kind, ErrorKind::Failed | ErrorKind::Canceled)
     }
@@ -268,6 +285,29 @@ impl fmt::Display for Error {
         if !self.inner.context.is_empty() {
             write!(f, " ({})", self.inner.context)?;
         }
+        // An inner service's or a body's error is the whole story: name its causes down to the
+        // root (`inner service error: client error (Connect): tcp connect error: Connection
+        // refused`), so a log line of `{}` alone says what happened. `source()` still returns
+        // the inner error itself, for downcasting.
+        if matches!(self.inner.kind, ErrorKind::Service | ErrorKind::Body) {
+            let mut cause = self
+                .inner
+                .source
+                .as_deref()
+                .map(|e| e as &dyn std::error::Error);
+            let mut last = String::new();
+            // Bounded: a cyclic or absurdly deep chain must not hang a log line.
+            for _ in 0..16 {
+                let Some(error) = cause else { break };
+                let text = error.to_string();
+                // Wrappers that repeat their source's text add nothing.
+                if !text.is_empty() && text != last {
+                    write!(f, ": {text}")?;
+                }
+                last = text;
+                cause = error.source();
+            }
+        }
         Ok(())
     }
 }
@@ -304,8 +344,53 @@ mod tests {
         assert!(err.is_operation_error());
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let err = Error::service(io);
-        assert_eq!(err.to_string(), "inner service error");
+        assert_eq!(err.to_string(), "inner service error: reset");
         let source = std::error::Error::source(&err).unwrap();
         assert!(source.downcast_ref::<std::io::Error>().is_some());
+    }
+
+    /// An error that says `text` and has `source`, like the layers of a client's error.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn display_names_the_root_cause_of_service_and_body_errors() {
+        let refused = Layer("Connection refused", None);
+        let connect = Layer("tcp connect error", Some(Box::new(refused)));
+        let client = Layer("client error (Connect)", Some(Box::new(connect)));
+        let err = Error::service(client);
+        assert_eq!(
+            err.to_string(),
+            "inner service error: client error (Connect): tcp connect error: Connection refused"
+        );
+        // The source is still the inner error itself, not a copy of its text.
+        let source = std::error::Error::source(&err).unwrap();
+        assert_eq!(source.to_string(), "client error (Connect)");
+
+        let echo = Layer(
+            "connection reset",
+            Some(Box::new(Layer("connection reset", None))),
+        );
+        let err = Error::new(ErrorKind::Body, "reading a status body").with_source(Box::new(echo));
+        assert_eq!(
+            err.to_string(),
+            "error reading a status body (reading a status body): connection reset"
+        );
+        // Other kinds say what they say; their sources are for callers that walk the chain.
+        let err = Error::new(ErrorKind::InvalidResumeToken, "bad")
+            .with_source(Box::new(Layer("x", None)));
+        assert_eq!(err.to_string(), "invalid resume token (bad)");
     }
 }

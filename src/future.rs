@@ -1,5 +1,6 @@
 //! The response future: one state machine that sends the initial request once, then polls.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -108,6 +109,8 @@ enum Purpose {
     Resource,
     /// The body of an error response, kept (bounded) in the error.
     ErrorBody,
+    /// The body of a client error from a `Location` or resource monitor: the operation failed.
+    FailureBody,
 }
 
 /// What the next request is.
@@ -687,16 +690,17 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         Ok(self.base.insert(base))
     }
 
-    /// Resolves and validates a URL the server named, and withholds credentials and extensions
+    /// Resolves a URL the server named against the URI of the response that named it
+    /// (`named_by`, else the original URI), validates it, and withholds credentials and extensions
     /// from it if it is on another origin (for good: they do not come back on a later hop).
-    fn admit(&mut self, reference: &[u8]) -> Result<Uri, Error> {
+    fn admit(&mut self, reference: &[u8], named_by: Option<&Uri>) -> Result<Uri, Error> {
         if let Some(uri) = url::admit_plain(&self.uri, reference) {
             return Ok(uri);
         }
         let config = Arc::clone(&self.config);
         let admitted = self
             .base()
-            .and_then(|base| base.admit(reference, &config.origins))
+            .and_then(|base| base.admit(reference, named_by, &config.origins))
             .map_err(|rejection| {
                 let error = match rejection {
                     Rejection::Invalid(why) => Error::new(ErrorKind::InvalidMonitorUrl, why),
@@ -750,11 +754,11 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
         };
         let monitor_url = self
-            .admit(resumption.monitor_url.to_string().as_bytes())
+            .admit(resumption.monitor_url.to_string().as_bytes(), None)
             .map_err(untrusted)?;
         if let Some(final_uri) = resumption.final_uri {
             self.target = Target::Final(
-                self.admit(final_uri.to_string().as_bytes())
+                self.admit(final_uri.to_string().as_bytes(), None)
                     .map_err(untrusted)?,
             );
         }
@@ -782,12 +786,15 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// The operation is still running: follow the monitor if this answer moved it (only a
     /// "running" answer can: a final one is the end), then schedule the next poll by its hint.
     fn keep_polling(&mut self, headers: &HeaderMap) -> Result<(), Error> {
-        if let Some((kind, _)) = self.monitor {
+        if let Some((kind, polled)) = &self.monitor {
+            let kind = *kind;
             // Servers repeat the header on every answer: only a new value is admitted again.
             let moved = protocol::moved_monitor(kind, headers)
                 .filter(|moved| self.monitor_reference.as_ref() != Some(*moved));
             if let Some(moved) = moved {
-                let uri = self.admit(moved.as_bytes())?;
+                // A relative reference is relative to the URL this answer came from.
+                let polled = polled.clone();
+                let uri = self.admit(moved.as_bytes(), Some(&polled))?;
                 self.monitor = Some((kind, uri));
                 self.monitor_reference = Some(moved.clone());
             }
@@ -848,7 +855,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         body: InitialBody<B>,
     ) -> Step<B> {
         let uri = match reference {
-            Some(reference) => match self.admit(reference.as_bytes()) {
+            Some(reference) => match self.admit(reference.as_bytes(), None) {
                 Ok(uri) => uri,
                 Err(e) => return Step::Finish(Err(e)),
             },
@@ -975,10 +982,22 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             }
             (sniff, Sniffed::Complete) => {
                 let (bytes, trailers) = collector.finish();
-                // The initial body is not a status body: anything unreadable means "no inline
-                // state", and then the monitor, or nothing, decides.
                 let (state, detail) = match status::parse_resource(&bytes) {
                     Ok(resource) => (resource.provisioning_state, resource.error),
+                    // Without a monitor only this body could tell whether the operation is done:
+                    // JSON that cannot be read is not "no state", it cannot be judged.
+                    Err(malformed)
+                        if matches!(sniff, Sniff::Resource)
+                            && status::meant_as_json_object(
+                                &bytes,
+                                headers::declares_json(&parts.headers),
+                            ) =>
+                    {
+                        let why = format!("the initial response cannot be judged: {malformed}");
+                        return self.malformed(why, parts, bytes);
+                    }
+                    // With a monitor, the initial body could only have settled the operation
+                    // early; unreadable, it leaves the decision to the monitor.
                     Err(_) => (None, status::ErrorDetail::default()),
                 };
                 let state = state.as_deref();
@@ -1026,6 +1045,11 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         *request.headers_mut() = self.headers.clone();
         *request.extensions_mut() = self.extensions.clone();
         request
+    }
+
+    /// Whether one more transient failure would end the operation.
+    fn transient_exhausted(&self) -> bool {
+        self.retries >= self.config.max_transient_retries
     }
 
     /// A poll or final GET failed in a way worth retrying: wait and send the same GET again,
@@ -1084,7 +1108,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             self.final_uri = Some(uri.clone());
             return if status.is_success() {
                 self.finish(parts, ResponseBody::streaming(body))
-            } else if protocol::is_transient(status) {
+            } else if protocol::is_transient(status) && !self.transient_exhausted() {
                 let failure = move || unexpected(parts, "the final GET", None);
                 self.on_transient(hint, failure, Some(body))
             } else {
@@ -1118,10 +1142,15 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 );
                 Step::Finish(Err(self.fail(error)))
             }
+            // The last straw is read, not drained: its body says why the server kept failing.
+            PollReply::Transient if self.transient_exhausted() => {
+                self.read(parts, body, Purpose::ErrorBody)
+            }
             PollReply::Transient => {
                 let failure = move || unexpected(parts, "a poll", None);
                 self.on_transient(hint, failure, Some(body))
             }
+            PollReply::Failed => self.read(parts, body, Purpose::FailureBody),
             PollReply::Unexpected => self.read(parts, body, Purpose::ErrorBody),
         }
     }
@@ -1131,6 +1160,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         if too_large(&parts.headers, &body, self.config.max_status_body) {
             let error = match purpose {
                 Purpose::ErrorBody => unexpected(parts, self.request_name(), None),
+                Purpose::FailureBody => self.failed_by_status(parts, None),
                 Purpose::Status | Purpose::Resource => self.too_large(parts),
             };
             return Step::Finish(Err(self.fail(error)));
@@ -1147,6 +1177,14 @@ impl<S, ReqBody> Operation<S, ReqBody> {
             Target::Final(_) => "the final GET",
             Target::Poll => "a poll",
         }
+    }
+
+    /// A `Location` or resource monitor answered a client error: the operation failed, and the
+    /// answer (its error envelope, else `x-ms-error-code`) says why.
+    fn failed_by_status(&self, parts: response::Parts, body: Option<Bytes>) -> Error {
+        let monitor = self.monitor.as_ref().map_or("", |(kind, _)| kind.as_str());
+        let what = format!("the {monitor} monitor answered {}", parts.status);
+        answered(ErrorKind::Failed, parts, what, body)
     }
 
     fn too_large(&self, parts: response::Parts) -> Error {
@@ -1167,10 +1205,13 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     ) -> Step<B> {
         match (purpose, read) {
             // An error answer ends the operation whatever happens to its body: keep what arrived.
-            (Purpose::ErrorBody, _) => {
+            (Purpose::ErrorBody | Purpose::FailureBody, _) => {
                 let (bytes, _) = collector.finish();
                 let body = bytes.slice(..bytes.len().min(self.config.max_status_body));
-                let error = unexpected(parts, self.request_name(), Some(body));
+                let error = match purpose {
+                    Purpose::FailureBody => self.failed_by_status(parts, Some(body)),
+                    _ => unexpected(parts, self.request_name(), Some(body)),
+                };
                 Step::Finish(Err(self.fail(error)))
             }
             (_, Err(failure)) => self.on_failed_request(failure),
@@ -1236,7 +1277,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 Step::Finish(Err(self.fail(error)))
             }
             Phase::Succeeded => {
-                let Some((kind, _)) = self.monitor else {
+                let Some((kind, polled)) = self.monitor.clone() else {
                     return Step::Finish(Err(lost_state()));
                 };
                 let initial_location = self.initial_location.clone();
@@ -1252,8 +1293,11 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                         return self.finish(parts, ResponseBody::buffered(bytes, trailers))
                     }
                     FinalTarget::OriginalUri => Ok(self.uri.clone()),
-                    FinalTarget::InitialLocation(reference)
-                    | FinalTarget::ResourceLocation(reference) => self.admit(reference),
+                    FinalTarget::InitialLocation(reference) => self.admit(reference, None),
+                    // Named by the status body just read: relative to the monitor that answered.
+                    FinalTarget::ResourceLocation(reference) => {
+                        self.admit(reference, Some(&polled))
+                    }
                 };
                 match uri {
                     Ok(uri) => {
@@ -1335,11 +1379,32 @@ fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
 }
 
 fn unexpected(parts: response::Parts, what: &str, body: Option<Bytes>) -> Error {
-    Error::new(
-        ErrorKind::UnexpectedStatus,
-        format!("{what} answered {}", parts.status),
-    )
-    .with_response(parts.status, parts.headers, body)
+    let what = format!("{what} answered {}", parts.status);
+    answered(ErrorKind::UnexpectedStatus, parts, what, body)
+}
+
+/// The error of a response that ended the operation by its HTTP status, with the service's
+/// details from the body's error envelope, else from `x-ms-error-code`.
+fn answered(kind: ErrorKind, parts: response::Parts, what: String, body: Option<Bytes>) -> Error {
+    let detail = body
+        .as_deref()
+        .map(status::parse_error_envelope)
+        .unwrap_or_default();
+    let code = error_code(detail.code, &parts.headers);
+    let message = detail.message.map(Cow::into_owned);
+    Error::new(kind, what)
+        .with_detail(code, message)
+        .with_response(parts.status, parts.headers, body)
+}
+
+/// The service's error code: the body's, else the `x-ms-error-code` header's.
+fn error_code(from_body: Option<Cow<'_, str>>, headers: &HeaderMap) -> Option<String> {
+    from_body.map(Cow::into_owned).or_else(|| {
+        headers
+            .get(headers::X_MS_ERROR_CODE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
 }
 
 /// The error of an operation that reported `Failed` or `Canceled`, with the response that said so.
@@ -1355,13 +1420,7 @@ fn ended(
     } else {
         ErrorKind::Failed
     };
-    let code = detail.code.map(|c| c.into_owned()).or_else(|| {
-        parts
-            .headers
-            .get(headers::X_MS_ERROR_CODE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let code = error_code(detail.code, &parts.headers);
     let context = reported
         .map(|status| format!("the server reported {status:?}"))
         .unwrap_or_default();

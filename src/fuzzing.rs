@@ -85,7 +85,7 @@ pub fn monitor_url_full(
         url::Rejection::CrossOrigin(why) => (true, why),
     };
     let base = url::Base::new(original).map_err(rejection)?;
-    base.admit(reference, &policy)
+    base.admit(reference, None, &policy)
         .map(|a| (a.uri, a.cross_origin))
         .map_err(rejection)
 }

@@ -1404,15 +1404,20 @@ async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
     }
 }
 
+/// RFC 9110 §10.2.2: a relative reference resolves against the target URI of the request it
+/// answered — the initial response's against the original URI, a poll response's against the URL
+/// that was polled.
 #[tokio::test(start_paused = true)]
-async fn a_relative_moved_monitor_resolves_against_the_original_uri() {
+async fn a_relative_moved_monitor_resolves_against_the_url_that_was_polled() {
     let server = RawServer::start(|n, seen| match (n, seen.uri.path()) {
         (0, _) => json(
             202,
-            &[("azure-asyncoperation", "/ops/1"), ("retry-after", "0")],
+            &[("azure-asyncoperation", "ops/1"), ("retry-after", "0")],
             "",
         ),
-        (_, "/ops/1") => json(200, &[("azure-asyncoperation", "../ops/2")], RUNNING),
+        (_, "/subs/1/things/ops/1") => {
+            json(200, &[("azure-asyncoperation", "../../ops/2")], RUNNING)
+        }
         (_, "/subs/1/ops/2") => json(200, &[], SUCCEEDED),
         _ => json(404, &[], ""),
     })
@@ -1443,7 +1448,7 @@ async fn a_relative_moved_monitor_resolves_against_the_original_uri() {
         trail,
         owned(&[
             (Method::DELETE, "/subs/1/things/a?api-version=2024-01-01"),
-            (Method::GET, "/ops/1?api-version=2024-01-01"),
+            (Method::GET, "/subs/1/things/ops/1?api-version=2024-01-01"),
             (Method::GET, "/subs/1/ops/2?api-version=2024-01-01"),
         ])
     );

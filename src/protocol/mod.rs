@@ -102,6 +102,9 @@ pub(crate) enum PollReply {
     NoStatusBody,
     /// Worth retrying.
     Transient,
+    /// A `Location` or resource monitor answered a client error (a 4xx other than 408 and 429):
+    /// the server says the operation ended unsuccessfully; the body says why.
+    Failed,
     /// Anything else: an error.
     Unexpected,
 }
@@ -120,6 +123,7 @@ pub(crate) fn poll_reply(kind: MonitorKind, status: StatusCode) -> PollReply {
         (MonitorKind::Location | MonitorKind::Resource, 202) => PollReply::Running,
         (MonitorKind::Location, 200 | 201 | 204) | (MonitorKind::Resource, 204) => PollReply::Final,
         (MonitorKind::Resource, 200 | 201) => PollReply::ReadResource,
+        (MonitorKind::Location | MonitorKind::Resource, 400..=499) => PollReply::Failed,
         _ => PollReply::Unexpected,
     }
 }
@@ -322,13 +326,20 @@ mod tests {
             (Location, 200, Final),
             (Location, 201, Final),
             (Location, 204, Final),
-            (Location, 404, Unexpected),
+            (Location, 404, Failed),
+            (Location, 409, Failed),
+            (Location, 400, Failed),
             (Location, 302, Unexpected),
+            (Location, 501, Unexpected),
+            (OperationLocation, 409, Unexpected),
             (Resource, 202, Running),
             (Resource, 200, ReadResource),
             (Resource, 201, ReadResource),
             (Resource, 204, Final),
-            (Resource, 400, Unexpected),
+            (Resource, 400, Failed),
+            (Resource, 410, Failed),
+            (Resource, 500, Transient),
+            (Resource, 505, Unexpected),
         ];
         for &(kind, code, reply) in table {
             assert_eq!(

@@ -3,13 +3,16 @@
 //! The parsers are hand-written serde visitors rather than a `serde_json::Value` tree: they
 //! borrow from the body where they can, skip unknown members without allocating, and let us be
 //! strict where the protocol needs it (`status` must be a string) yet lenient on optional
-//! members (a `percentComplete` of `"50%"` must not fail an operation).
+//! members: a `percentComplete` of `"50%"` or `1e309`, or an `error.code` of `1e999`, must not
+//! make a valid status unreadable. Optional members are therefore taken as raw JSON text first
+//! (serde_json scans a raw value without judging its numbers, which it otherwise refuses past
+//! `f64`'s range) and only then interpreted; what cannot be read is ignored.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Deserialize as _;
+use serde_json::value::RawValue;
 
 /// How a status string reads, compared case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +124,15 @@ pub(crate) fn parse_resource(body: &[u8]) -> Result<Resource<'_>, Malformed> {
     Ok(resource)
 }
 
+/// Whether an initial body that [`parse_resource`] refused was meant as a JSON object, so that
+/// refusing it means "cannot be judged" rather than "not a resource": it starts with `{`, or it is
+/// declared JSON (`declared_json`) and is not valid JSON at all. Valid JSON of another shape (an
+/// array, a string) and undeclared text are simply not resources.
+pub(crate) fn meant_as_json_object(body: &[u8], declared_json: bool) -> bool {
+    body.trim_ascii_start().starts_with(b"{")
+        || declared_json && serde_json::from_slice::<IgnoredAny>(body).is_err()
+}
+
 /// JSON text is UTF-8 (RFC 8259): checked once for the whole body, in one fast pass, so that
 /// serde_json need not check each string again.
 fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Malformed> {
@@ -153,18 +165,11 @@ impl<'de> Visitor<'de> for StatusVisitor {
                 "status" => {
                     out.status = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0);
                 }
-                "percentComplete" => out.percent_complete = map.next_value::<Lenient<f64>>()?.0,
-                "id" => out.id = map.next_value::<Lenient<Text<'de>>>()?.0.map(|t| t.0),
-                "name" => out.name = map.next_value::<Lenient<Text<'de>>>()?.0.map(|t| t.0),
-                "resourceLocation" => {
-                    out.resource_location = map.next_value::<Lenient<Text<'de>>>()?.0.map(|t| t.0);
-                }
-                "error" => {
-                    out.error = map
-                        .next_value::<Lenient<ErrorDetail<'de>>>()?
-                        .0
-                        .unwrap_or_default()
-                }
+                "percentComplete" => out.percent_complete = number(map.next_value()?),
+                "id" => out.id = text(map.next_value()?),
+                "name" => out.name = text(map.next_value()?),
+                "resourceLocation" => out.resource_location = text(map.next_value()?),
+                "error" => out.error = error_detail(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -193,16 +198,9 @@ impl<'de> Visitor<'de> for ResourceVisitor {
                     top_level = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0);
                 }
                 "properties" => {
-                    in_properties = map
-                        .next_value::<Option<Properties<'de>>>()?
-                        .and_then(|p| p.0);
+                    in_properties = properties(map.next_value()?).map_err(de::Error::custom)?;
                 }
-                "error" => {
-                    error = map
-                        .next_value::<Lenient<ErrorDetail<'de>>>()?
-                        .0
-                        .unwrap_or_default()
-                }
+                "error" => error = error_detail(map.next_value()?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -215,83 +213,103 @@ impl<'de> Visitor<'de> for ResourceVisitor {
     }
 }
 
-/// `properties` of a resource: only `provisioningState` matters. A `properties` that is not an
-/// object is some provider's own data, not a state, so it reads as "no state here".
-struct Properties<'a>(Option<Cow<'a, str>>);
-
-impl<'de> de::Deserialize<'de> for Properties<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PropertiesVisitor;
-        impl<'de> Visitor<'de> for PropertiesVisitor {
-            type Value = Properties<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
+/// `provisioningState` of a resource's `properties`. A `properties` that is not an object is some
+/// provider's own data, not a state, so it reads as "no state here"; inside an object, a
+/// `provisioningState` that is not a string is malformed, as at the top level.
+fn properties<'de>(raw: &'de RawValue) -> Result<Option<Cow<'de, str>>, serde_json::Error> {
+    if !raw.get().starts_with('{') {
+        return Ok(None);
+    }
+    struct PropertiesVisitor;
+    impl<'de> Visitor<'de> for PropertiesVisitor {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut state = None;
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                if key.0 == "provisioningState" {
+                    state = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut state = None;
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    if key.0 == "provisioningState" {
-                        state = map.next_value::<Option<Text<'de>>>()?.map(|t| t.0);
-                    } else {
+            Ok(state)
+        }
+    }
+    serde_json::Deserializer::from_str(raw.get()).deserialize_map(PropertiesVisitor)
+}
+
+/// `error { code, message }`, or nothing when it is not an object. A `code` that is a number is
+/// kept as its JSON text (`1e999` stays `"1e999"`); members of other types are ignored.
+fn error_detail<'de>(raw: &'de RawValue) -> ErrorDetail<'de> {
+    if !raw.get().starts_with('{') {
+        return ErrorDetail::default();
+    }
+    struct ErrorVisitor;
+    impl<'de> Visitor<'de> for ErrorVisitor {
+        type Value = ErrorDetail<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an error object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut detail = ErrorDetail::default();
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                match &*key.0 {
+                    "code" => detail.code = code(map.next_value()?),
+                    "message" => detail.message = text(map.next_value()?),
+                    _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(Properties(state))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                IgnoredAny.visit_seq(seq).map(|_| Properties(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Properties(None))
-            }
+            Ok(detail)
         }
-        deserializer.deserialize_any(PropertiesVisitor)
     }
+    serde_json::Deserializer::from_str(raw.get())
+        .deserialize_map(ErrorVisitor)
+        .unwrap_or_default()
 }
 
-impl<'de> de::Deserialize<'de> for ErrorDetail<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ErrorVisitor;
-        impl<'de> Visitor<'de> for ErrorVisitor {
-            type Value = ErrorDetail<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an error object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut detail = ErrorDetail::default();
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    match &*key.0 {
-                        "code" => {
-                            detail.code = map.next_value::<Lenient<Text<'de>>>()?.0.map(|t| t.0)
-                        }
-                        "message" => {
-                            detail.message = map.next_value::<Lenient<Text<'de>>>()?.0.map(|t| t.0);
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
+/// The error details of a response that ended an operation by its HTTP status: Azure's envelope
+/// `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`. Anything else —
+/// not JSON, not an object, members of other types — yields no details; the caller keeps the
+/// raw body either way.
+pub(crate) fn parse_error_envelope(body: &[u8]) -> ErrorDetail<'_> {
+    struct EnvelopeVisitor;
+    impl<'de> Visitor<'de> for EnvelopeVisitor {
+        type Value = ErrorDetail<'de>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut nested, mut top_level) = (None, ErrorDetail::default());
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                match &*key.0 {
+                    "error" => {
+                        let detail = error_detail(map.next_value()?);
+                        nested = (detail != ErrorDetail::default()).then_some(detail);
+                    }
+                    "code" => top_level.code = code(map.next_value()?),
+                    "message" => top_level.message = text(map.next_value()?),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(detail)
             }
+            Ok(nested.unwrap_or(top_level))
         }
-        deserializer.deserialize_map(ErrorVisitor)
     }
+    let Ok(text) = std::str::from_utf8(body) else {
+        return ErrorDetail::default();
+    };
+    if !text.trim_start().starts_with('{') {
+        return ErrorDetail::default();
+    }
+    serde_json::Deserializer::from_str(text)
+        .deserialize_map(EnvelopeVisitor)
+        .unwrap_or_default()
 }
 
 /// A JSON string, borrowed from the body unless it had escapes.
@@ -319,96 +337,32 @@ impl<'de> de::Deserialize<'de> for Text<'de> {
     }
 }
 
-/// An optional member that reads as `None` when it has another type than expected, instead of
-/// failing the whole body. Values of the wrong type are skipped without allocating.
-struct Lenient<T>(Option<T>);
-
-/// What a [`Lenient`] member accepts.
-trait LenientValue<'de>: Sized {
-    fn from_str(v: Cow<'de, str>) -> Option<Self>;
-    fn from_f64(v: f64) -> Option<Self>;
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error>;
+/// An optional string member: `None` unless it is a JSON string. Borrowed when it has no escapes.
+fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let json = raw.get();
+    let inner = json.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(json).ok().map(Cow::Owned)
 }
 
-impl<'de> LenientValue<'de> for Text<'de> {
-    fn from_str(v: Cow<'de, str>) -> Option<Self> {
-        Some(Text(v))
+/// An optional number member: `None` unless it is a JSON number within `f64`'s range.
+fn number(raw: &RawValue) -> Option<f64> {
+    let json = raw.get();
+    if !json.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return None;
     }
-    fn from_f64(_: f64) -> Option<Self> {
-        None
-    }
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
-    }
+    json.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
-impl<'de> LenientValue<'de> for f64 {
-    fn from_str(_: Cow<'de, str>) -> Option<Self> {
-        None
+/// An error code: a string, or a number kept as its JSON text (Google's codes are integers).
+fn code(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let json = raw.get();
+    if json.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Some(Cow::Borrowed(json));
     }
-    fn from_f64(v: f64) -> Option<Self> {
-        v.is_finite().then_some(v)
-    }
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
-    }
-}
-
-impl<'de> LenientValue<'de> for ErrorDetail<'de> {
-    fn from_str(_: Cow<'de, str>) -> Option<Self> {
-        None
-    }
-    fn from_f64(_: f64) -> Option<Self> {
-        None
-    }
-    fn from_map<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
-        ErrorDetail::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
-    }
-}
-
-impl<'de, T: LenientValue<'de>> de::Deserialize<'de> for Lenient<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LenientVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: LenientValue<'de>> Visitor<'de> for LenientVisitor<T> {
-            type Value = Lenient<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_str(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_str(Cow::Owned(v.to_owned()))))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_str(Cow::Owned(v))))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_f64(v)))
-            }
-            #[allow(clippy::cast_precision_loss)] // a percentage, not an identifier
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_f64(v as f64)))
-            }
-            #[allow(clippy::cast_precision_loss)]
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Lenient(T::from_f64(v as f64)))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                IgnoredAny.visit_seq(seq).map(|_| Lenient(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                T::from_map(map).map(Lenient)
-            }
-        }
-        deserializer.deserialize_any(LenientVisitor(std::marker::PhantomData))
-    }
+    text(raw)
 }
 
 #[cfg(test)]
@@ -571,6 +525,116 @@ mod tests {
         assert!(state(br#"{"provisioningState":3}"#).is_err());
         assert!(state(br#"{"properties":{"provisioningState":false}}"#).is_err());
         assert!(state(br#"[{"provisioningState":"Running"}]"#).is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_f64_range_in_optional_members_do_not_hide_the_status() {
+        let parsed = parse_status(br#"{"status":"Running","percentComplete":1e309}"#).unwrap();
+        assert_eq!(
+            (&*parsed.status, parsed.percent_complete),
+            ("Running", None)
+        );
+        let parsed = parse_status(br#"{"status":"Running","id":1e999,"name":-1e999}"#).unwrap();
+        assert_eq!(
+            (&*parsed.status, parsed.id, parsed.name),
+            ("Running", None, None)
+        );
+        let parsed =
+            parse_status(br#"{"status":"Failed","error":{"code":1e999,"message":"quota"}}"#)
+                .unwrap();
+        assert_eq!(parsed.status, "Failed");
+        assert_eq!(parsed.error.code.as_deref(), Some("1e999"));
+        assert_eq!(parsed.error.message.as_deref(), Some("quota"));
+        // Integer codes (Google's) keep their text; other kinds of code are ignored.
+        let parsed =
+            parse_status(br#"{"status":"Failed","error":{"code":3,"message":7}}"#).unwrap();
+        assert_eq!(
+            parsed.error,
+            ErrorDetail {
+                code: Some("3".into()),
+                message: None
+            }
+        );
+        let parsed = parse_status(br#"{"status":"Failed","error":{"code":true}}"#).unwrap();
+        assert_eq!(parsed.error, ErrorDetail::default());
+        // Escaped strings are unescaped; members after an odd one are still read.
+        let parsed = parse_status(
+            br#"{"percentComplete":[1e999],"status":"Run\u006eing","resourceLocation":"/r\/1"}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.status, "Running");
+        assert_eq!(parsed.resource_location.as_deref(), Some("/r/1"));
+        // The required member is still strict.
+        assert!(parse_status(br#"{"status":1e999}"#).is_err());
+
+        let resource = parse_resource(
+            br#"{"properties":{"provisioningState":"Failed","size":1e999},"error":{"code":1e999}}"#,
+        )
+        .unwrap();
+        assert_eq!(resource.provisioning_state.as_deref(), Some("Failed"));
+        assert_eq!(resource.error.code.as_deref(), Some("1e999"));
+        let resource =
+            parse_resource(br#"{"properties":1e999,"provisioningState":"Creating"}"#).unwrap();
+        assert_eq!(resource.provisioning_state.as_deref(), Some("Creating"));
+    }
+
+    #[test]
+    fn error_envelopes() {
+        let detail = |body: &[u8]| {
+            let d = parse_error_envelope(body);
+            (d.code.map(Cow::into_owned), d.message.map(Cow::into_owned))
+        };
+        let some = |c: &str, m: &str| (Some(c.to_owned()), Some(m.to_owned()));
+        assert_eq!(
+            detail(br#"{"error":{"code":"StorageAccountAlreadyTaken","message":"taken"}}"#),
+            some("StorageAccountAlreadyTaken", "taken")
+        );
+        assert_eq!(
+            detail(br#"{"code":"Conflict","message":"no"}"#),
+            some("Conflict", "no")
+        );
+        // The nested envelope wins over top-level members, in either order.
+        assert_eq!(
+            detail(br#"{"code":"Outer","error":{"code":"Inner","message":"m"}}"#),
+            some("Inner", "m")
+        );
+        assert_eq!(
+            detail(br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#),
+            some("404", "gone")
+        );
+        // An `error` that is not an object leaves the top level to speak.
+        assert_eq!(
+            detail(br#"{"error":"boom","code":"C","message":"M"}"#),
+            some("C", "M")
+        );
+        for body in [
+            &b""[..],
+            b"<html>502</html>",
+            b"{\"error\":{\"code\":\"Trunc",
+            b"[{\"code\":\"X\"}]",
+            b"\xff{}",
+            b"{\"error\":{}}",
+        ] {
+            assert_eq!(
+                detail(body),
+                (None, None),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn unreadable_initial_bodies_meant_as_objects() {
+        assert!(meant_as_json_object(
+            br#"{ "properties": { "provisioningState": "Creating"}, "id": "100""#,
+            true
+        ));
+        assert!(meant_as_json_object(b"  {\"provisioningState\":3}", false));
+        assert!(meant_as_json_object(b"not json", true));
+        assert!(!meant_as_json_object(b"not json", false));
+        assert!(!meant_as_json_object(b"[1, 2]", true));
+        assert!(!meant_as_json_object(b"\"text\"", true));
     }
 
     #[test]

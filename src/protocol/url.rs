@@ -101,11 +101,14 @@ impl Base {
     }
 
     /// Resolves `reference` (an RFC 3986 reference: absolute, `//host/x`, `/x`, `x`) against the
-    /// original URI, then validates the result and checks it against `policy`. Resolution comes
-    /// first, so `//evil.example/x` is judged as the cross-origin URL it is.
+    /// URI of the response that named it — `named_by`, or the original URI when that is `None`
+    /// (RFC 9110 §10.2.2: the target URI of the request that was answered) — then validates the
+    /// result and checks it against `policy`, always relative to the original request's origin.
+    /// Resolution comes first, so `//evil.example/x` is judged as the cross-origin URL it is.
     pub(crate) fn admit(
         &self,
         reference: &[u8],
+        named_by: Option<&Uri>,
         policy: &OriginPolicy,
     ) -> Result<Admitted, Rejection> {
         let text = std::str::from_utf8(reference)
@@ -114,8 +117,17 @@ impl Base {
         if text.is_empty() {
             return Err(Rejection::Invalid("the monitor URL is empty".into()));
         }
-        let mut url = self
-            .url
+        let named_by = match named_by {
+            // A URI we admitted before: parsing it again cannot fail, but if it did, the reference
+            // would be refused rather than resolved against the wrong base.
+            Some(uri) => Some(Url::parse(&uri.to_string()).map_err(|e| {
+                Rejection::Invalid(format!("cannot resolve monitor URL {text:?}: {e}"))
+            })?),
+            None => None,
+        };
+        let mut url = named_by
+            .as_ref()
+            .unwrap_or(&self.url)
             .join(text)
             .map_err(|e| Rejection::Invalid(format!("cannot resolve monitor URL {text:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -244,11 +256,44 @@ mod tests {
         policy: &OriginPolicy,
     ) -> Result<(String, bool), Rejection> {
         base(base_uri)
-            .admit(reference.as_bytes(), policy)
+            .admit(reference.as_bytes(), None, policy)
             .map(|a| (a.uri.to_string(), a.cross_origin))
     }
 
     const ORIG: &str = "https://management.example/subs/1/accounts/a?api-version=2016-01-01";
+
+    #[test]
+    fn references_resolve_against_the_response_that_named_them() {
+        let base = base(ORIG);
+        let polled: Uri =
+            "https://management.example/subs/1/operations/op-1?api-version=2016-01-01"
+                .parse()
+                .unwrap();
+        let admit = |reference: &str, named_by| {
+            base.admit(reference.as_bytes(), named_by, &OriginPolicy::SameOrigin)
+                .map(|a| a.uri.to_string())
+        };
+        assert_eq!(
+            admit("next?step=2", Some(&polled)),
+            Ok(
+                "https://management.example/subs/1/operations/next?step=2&api-version=2016-01-01"
+                    .into()
+            )
+        );
+        assert_eq!(
+            admit("next?step=2", None),
+            Ok(
+                "https://management.example/subs/1/accounts/next?step=2&api-version=2016-01-01"
+                    .into()
+            )
+        );
+        // The origin is still judged against the original request, whatever named the URL.
+        let elsewhere: Uri = "https://status.example/op".parse().unwrap();
+        assert!(matches!(
+            base.admit(b"/op-2", Some(&elsewhere), &OriginPolicy::SameOrigin),
+            Err(Rejection::CrossOrigin(_))
+        ));
+    }
 
     #[test]
     fn resolves_relative_references_and_keeps_api_version() {
@@ -330,7 +375,7 @@ mod tests {
             );
         }
         assert!(matches!(
-            base(ORIG).admit(b"/x\xff", &OriginPolicy::SameOrigin),
+            base(ORIG).admit(b"/x\xff", None, &OriginPolicy::SameOrigin),
             Err(Rejection::Invalid(_))
         ));
     }
@@ -468,9 +513,11 @@ mod tests {
                     continue;
                 };
                 plain_hits += 1;
-                let full = Base::new(&original_uri)
-                    .unwrap()
-                    .admit(reference.as_bytes(), &OriginPolicy::SameOrigin);
+                let full = Base::new(&original_uri).unwrap().admit(
+                    reference.as_bytes(),
+                    None,
+                    &OriginPolicy::SameOrigin,
+                );
                 assert_eq!(
                     full.map(|a| (a.uri, a.cross_origin)),
                     Ok((plain, false)),
