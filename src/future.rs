@@ -1277,7 +1277,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 Step::Finish(Err(self.fail(error)))
             }
             Phase::Succeeded => {
-                let Some((kind, polled)) = self.monitor.clone() else {
+                let Some((kind, _)) = self.monitor else {
                     return Step::Finish(Err(lost_state()));
                 };
                 let initial_location = self.initial_location.clone();
@@ -1296,7 +1296,8 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                     FinalTarget::InitialLocation(reference) => self.admit(reference, None),
                     // Named by the status body just read: relative to the monitor that answered.
                     FinalTarget::ResourceLocation(reference) => {
-                        self.admit(reference, Some(&polled))
+                        let polled = self.monitor.as_ref().map(|(_, uri)| uri.clone());
+                        self.admit(reference, polled.as_ref())
                     }
                 };
                 match uri {

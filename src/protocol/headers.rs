@@ -7,10 +7,22 @@ pub(crate) const AZURE_ASYNC_OPERATION: HeaderName =
 pub(crate) const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
 pub(crate) const X_MS_ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
-/// Headers of the original request that a bodiless GET must not repeat, besides every
-/// `Content-*` (they describe the original payload) and every `If-*` (conditions meant for the
-/// original write): framing, one-shot expectations, and `Host` (the URI decides).
-const NOT_FOR_POLLS: [HeaderName; 3] = [header::TRANSFER_ENCODING, header::EXPECT, header::HOST];
+/// Headers of the original request that a bodiless GET must not repeat: every `Content-*` (they
+/// describe the original payload) and every `If-*` (conditions meant for the original write),
+/// framing, one-shot expectations, and `Host` (the URI decides). The common ones are removed by
+/// name; any other `content-`/`if-` header is found by a scan of what is left.
+const NOT_FOR_POLLS: [HeaderName; 10] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::TRANSFER_ENCODING,
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::EXPECT,
+    header::HOST,
+];
 
 /// Headers that carry credentials; they never reach another origin (tower-http's
 /// `FilterCredentials` block list).
@@ -22,14 +34,23 @@ const CREDENTIALS: [HeaderName; 3] = [
 
 /// The original request's headers as polls send them.
 pub(crate) fn for_polls(mut headers: HeaderMap) -> HeaderMap {
-    // Header names are lower case in a `HeaderMap`, so a prefix match is exact.
-    let dropped = |name: &HeaderName| {
-        let text = name.as_str();
-        text.starts_with("content-") || text.starts_with("if-") || NOT_FOR_POLLS.contains(name)
-    };
-    let doomed: Vec<HeaderName> = headers.keys().filter(|n| dropped(n)).cloned().collect();
-    for name in doomed {
+    for name in &NOT_FOR_POLLS {
         headers.remove(name);
+    }
+    // Header names are lower case in a `HeaderMap`, so a prefix match is exact.
+    let payload_or_condition = |name: &&HeaderName| {
+        let name = name.as_str();
+        name.starts_with("content-") || name.starts_with("if-")
+    };
+    if headers.keys().any(|name| payload_or_condition(&name)) {
+        let rest: Vec<HeaderName> = headers
+            .keys()
+            .filter(payload_or_condition)
+            .cloned()
+            .collect();
+        for name in rest {
+            headers.remove(name);
+        }
     }
     headers
 }
