@@ -1,6 +1,13 @@
-//! Shared helpers for the end-to-end tests: a real hyper-util client, an in-memory network with a
-//! connector for it, a scriptable raw server for responses the simulator does not produce, and
-//! body helpers.
+//! Shared helpers for the end-to-end tests: a real hyper-util client over an in-memory network
+//! (and one over loopback), a scriptable raw server for responses the simulator does not
+//! produce, and body helpers.
+//!
+//! Tests on tokio's paused clock must not wait on a real socket: the paused clock jumps to the
+//! next timer whenever the runtime has nothing to run, and a loopback round trip that is merely
+//! slow (a loaded machine) is exactly that, so a 60 s poll timeout can fire mid-request. So
+//! [`client`] connects through [`MemoryConnector`] to servers registered in a process-wide
+//! in-memory network under their `127.0.0.1:port` authority ([`RawServer`] and [`simulator`]
+//! register themselves), and only tests on the real clock use [`loopback_client`].
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::collections::HashMap;
@@ -31,7 +38,8 @@ use tower::ServiceBuilder;
 use tower_lro::sim::{RecordedRequest, Simulator};
 use tower_lro::{LongRunning, LongRunningLayer, OperationInfo};
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The client of paused-clock tests: hyper-util's, over the in-memory network.
+pub type HttpClient = Client<MemoryConnector, Full<Bytes>>;
 pub type Stack = LongRunning<HttpClient>;
 /// The client of real-clock tests: hyper-util's, over real loopback sockets.
 pub type LoopbackClient = Client<HttpConnector, Full<Bytes>>;
@@ -40,12 +48,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of [`RawServer::start_streaming`] handlers.
 pub type AnyBody = BoxBody<Bytes, BoxError>;
 
-/// A hyper-util legacy client over HTTP/1, with no timers of its own.
+/// A hyper-util legacy client over HTTP/1 and the in-memory network, with no timers of its own:
+/// paused-clock safe.
 pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    Client::builder(TokioExecutor::new()).build(MemoryConnector)
 }
 
-/// The layer over a real client.
+/// The layer over the in-memory client.
 pub fn stack(layer: LongRunningLayer) -> Stack {
     ServiceBuilder::new().layer(layer).service(client())
 }
@@ -523,10 +532,15 @@ pub fn full(body: impl Into<Bytes>) -> AnyBody {
         .boxed()
 }
 
-/// A port on 127.0.0.1 that nobody listens on (bound, then released).
+/// A port on 127.0.0.1 where the in-memory network refuses connections: it is never registered,
+/// and stays bound for the rest of the process so that no server of a test running alongside
+/// can take it meanwhile. (For [`client`]; over loopback a connection to it would hang.)
 pub fn free_port() -> u16 {
+    static RESERVED: Mutex<Vec<std::net::TcpListener>> = Mutex::new(Vec::new());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    let port = listener.local_addr().unwrap().port();
+    RESERVED.lock().unwrap().push(listener);
+    port
 }
 
 /// A body produced lazily, chunk by chunk, as the connection asks for it: `total` bytes of `fill`
