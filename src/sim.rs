@@ -9,6 +9,11 @@
 //! recorded, with its arrival time on tokio's clock, so tests can count requests and measure
 //! waits (exactly, under a paused clock).
 //!
+//! On tokio's paused clock, talk to it through [`Simulator::connect_in_memory`] rather than its
+//! socket: the paused clock jumps to the next timer whenever the runtime would otherwise wait,
+//! and a real socket's round trip is such a wait, so over loopback a slow answer (a loaded
+//! machine) can turn into a poll timeout. In-memory connections never wait on the kernel.
+//!
 //! ```
 //! use std::time::Duration;
 //! use http::Method;
@@ -31,6 +36,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -41,7 +47,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -266,8 +274,13 @@ pub struct RecordedRequest {
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<Mutex<State>>,
+    // The server's ends of in-memory connections, for the serve loop to accept.
+    dialed: mpsc::UnboundedSender<DuplexStream>,
     server: JoinHandle<()>,
 }
+
+/// The buffer of each direction of an in-memory connection.
+const IN_MEMORY_BUFFER: usize = 64 * 1024;
 
 #[derive(Default)]
 struct State {
@@ -300,12 +313,63 @@ impl Simulator {
         let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Mutex::new(State::default()));
-        let server = tokio::spawn(serve(listener, shared.clone()));
+        let (dialed, incoming) = mpsc::unbounded_channel();
+        let server = tokio::spawn(serve(listener, incoming, shared.clone()));
         Ok(Simulator {
             addr,
             shared,
+            dialed,
             server,
         })
+    }
+
+    /// Opens a new connection to this simulator in memory, without a socket: the connection is
+    /// served exactly as one accepted on [`addr`](Self::addr) (HTTP/1.1 or h2c, same scenarios,
+    /// same request log) and closed with the other connections when the simulator is dropped.
+    ///
+    /// For tests on tokio's paused clock (`#[tokio::test(start_paused = true)]`): a loopback
+    /// round trip can be slow enough that the paused clock jumps past a timeout meanwhile, while
+    /// an in-memory one never waits on anything but the tasks of the test. Send requests over it
+    /// with `hyper::client::conn`, or behind a connector that returns it for
+    /// [`url`](Self::url)'s authority. Fails with [`io::ErrorKind::ConnectionRefused`] once the
+    /// server is gone (its runtime shut down).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::{Method, Request, StatusCode};
+    /// use http_body_util::Empty;
+    /// use hyper_util::rt::TokioIo;
+    /// use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+    /// use tower_lro::MonitorKind;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sim = Simulator::start().await?;
+    /// sim.add(
+    ///     Scenario::new(Method::POST, "/vms/a/start", MonitorKind::AsyncOperation)
+    ///         .retry_after(RetryAfter::Seconds(30)),
+    /// );
+    /// let io = TokioIo::new(sim.connect_in_memory()?);
+    /// let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    /// tokio::spawn(connection);
+    /// let request = Request::post("/vms/a/start")
+    ///     .header("host", sim.addr().to_string())
+    ///     .body(Empty::<Bytes>::new())?;
+    /// let response = sender.send_request(request).await?;
+    /// assert_eq!(response.status(), StatusCode::ACCEPTED);
+    /// assert_eq!(response.headers()["retry-after"], "30");
+    /// assert_eq!(sim.count(&Method::POST, "/vms/a/start"), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn connect_in_memory(&self) -> io::Result<DuplexStream> {
+        let (client, server) = tokio::io::duplex(IN_MEMORY_BUFFER);
+        if self.server.is_finished() || self.dialed.send(server).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "the simulator is no longer running",
+            ));
+        }
+        Ok(client)
     }
 
     /// The address it listens on.
@@ -359,27 +423,39 @@ fn lock(shared: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Mutex<State>>) {
+async fn serve(
+    listener: TcpListener,
+    mut dialed: mpsc::UnboundedReceiver<DuplexStream>,
+    shared: Arc<Mutex<State>>,
+) {
     // Connections live in this set, so aborting the server task closes them all.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let response = respond(&shared, &req);
-                        async move { Ok::<_, Infallible>(response) }
-                    });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    // A client that goes away mid-request is the client's business.
-                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                });
+                connections.spawn(serve_connection(TokioIo::new(stream), shared.clone()));
+            }
+            Some(stream) = dialed.recv() => {
+                connections.spawn(serve_connection(TokioIo::new(stream), shared.clone()));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// Serves one connection, from the socket or in memory.
+async fn serve_connection<I>(io: I, shared: Arc<Mutex<State>>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let response = respond(&shared, &req);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that goes away mid-request is the client's business.
+    let _ = builder.serve_connection(io, service).await;
 }
 
 fn respond(shared: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -720,5 +796,24 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 fn insert(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_memory_connections_are_refused_once_the_server_is_gone() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = runtime.block_on(Simulator::start()).unwrap();
+        assert!(sim.connect_in_memory().is_ok());
+        // Shutting the runtime down drops the server task, as a panic in it would.
+        drop(runtime);
+        let err = sim.connect_in_memory().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

@@ -1,5 +1,6 @@
 //! The layer inside real stacks: every combination the README recommends, run end to end against
-//! the simulator or a raw loopback server (issue 4's compatibility matrix).
+//! the simulator or a raw server (issue 4's compatibility matrix), on the in-memory network and
+//! tokio's paused clock; HTTP/2 over real loopback on the real clock.
 
 mod support;
 
@@ -29,8 +30,8 @@ use tower_lro::{LongRunningLayer, MonitorKind};
 const VM: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
 
-async fn vm_sim(polls: u32, retry_after: RetryAfter) -> Simulator {
-    let sim = Simulator::start().await.unwrap();
+async fn vm_sim(polls: u32, retry_after: RetryAfter) -> Arc<Simulator> {
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, VM, MonitorKind::AsyncOperation)
             .retry_after(retry_after)
@@ -74,8 +75,9 @@ async fn hyper_util_client_over_http1() {
     assert_polled(&sim, 3);
 }
 
-/// On the real clock, with millisecond hints: hyper-util's HTTP/2 client stalls on its second
-/// request under tokio's paused clock even without this layer, so time must really pass here.
+/// Over real loopback on the real clock, with millisecond hints: hyper-util's HTTP/2 client
+/// stalls on its second request under tokio's paused clock even without this layer, so time must
+/// really pass here.
 #[tokio::test]
 async fn hyper_util_client_over_h2c() {
     let sim = vm_sim(2, RetryAfter::Millis(5)).await;

@@ -1,5 +1,5 @@
-//! A hostile server, over real loopback HTTP, on tokio's paused clock: everything it sends (URLs,
-//! headers, bodies, delays, silence) is untrusted input. Each test ends in the outcome the
+//! A hostile server, over real HTTP on the in-memory network, on tokio's paused clock: everything
+//! it sends (URLs, headers, bodies, delays, silence) is untrusted input. Each test ends in the outcome the
 //! protocol documents (PROTOCOL.md §2, §3, §6; issue 3), and counts the initial request
 //! server-side: it is sent exactly once whatever the server does.
 
@@ -670,7 +670,7 @@ async fn forbidden_monitor_urls_are_refused_before_any_poll() {
     assert_sent_once(&server, &Method::POST);
 }
 
-/// Below the layer, an https request is carried to the loopback server in the clear (a stand-in
+/// Below the layer, an https request is carried to the raw server in the clear (a stand-in
 /// for TLS), so the layer sees an https operation. A monitor URL on http is a downgrade, refused
 /// even when its origin is allowed or any origin is; a relative monitor URL stays https.
 #[tokio::test(start_paused = true)]

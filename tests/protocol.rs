@@ -1,13 +1,13 @@
 //! PROTOCOL.md end to end: each rule of §1–§5 and §7, through the real hyper-util client, against
-//! the simulator or a scripted raw loopback server, on tokio's paused clock (waits take no real
-//! time and are asserted exactly from server-side arrival times).
+//! the simulator or a scripted raw server on the in-memory network, on tokio's paused clock (waits
+//! take no real time and are asserted exactly from server-side arrival times).
 //!
 //! Every test checks server-side that the original request arrived exactly once and that only
 //! GETs followed it.
 
 mod support;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -309,7 +309,7 @@ async fn operation_location_wins_over_location() {
 
 #[tokio::test(start_paused = true)]
 async fn accepted_with_location_polls_the_location_until_it_answers_200() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     let result = r#"{"id":"r","value":42}"#;
     sim.add(
         Scenario::new(Method::POST, "/things/a/export", MonitorKind::Location)
@@ -405,7 +405,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
 
 #[tokio::test(start_paused = true)]
 async fn put_201_with_running_properties_provisioning_state_polls_the_resource() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
             .running_status("Creating")
@@ -618,7 +618,7 @@ async fn sync_200_get_is_streamed_through_before_its_body_is_complete() {
 /// A `DELETE` followed through `Azure-AsyncOperation` on the simulator, hinting with `hint`,
 /// `InProgress` twice then `Succeeded`; returns the gaps between the four requests.
 async fn sim_waits(hint: RetryAfter) -> Vec<Duration> {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::DELETE, "/things/a", MonitorKind::AsyncOperation)
             .retry_after(hint)
@@ -987,7 +987,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
         ),
     ];
     for (spelling, outcome, error) in cases {
-        let sim = Simulator::start().await.unwrap();
+        let sim = support::simulator().await;
         sim.add(
             Scenario::new(Method::DELETE, "/things/a", MonitorKind::AsyncOperation)
                 .terminal_status(spelling)
@@ -1018,7 +1018,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
 #[tokio::test(start_paused = true)]
 async fn provider_specific_statuses_mean_still_running() {
     for running in ["Running", "Accepted", "Creating", "NotStarted", "Deleting"] {
-        let sim = Simulator::start().await.unwrap();
+        let sim = support::simulator().await;
         sim.add(
             Scenario::new(Method::DELETE, "/things/a", MonitorKind::OperationLocation)
                 .running_status(running)
@@ -1042,7 +1042,7 @@ async fn provider_specific_statuses_mean_still_running() {
 
 #[tokio::test(start_paused = true)]
 async fn percent_complete_of_the_final_status_is_in_operation_info() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
             .percent_complete(true)
@@ -1076,7 +1076,7 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
 
 #[tokio::test(start_paused = true)]
 async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
             .retry_after(RetryAfter::Seconds(1))
@@ -1151,7 +1151,7 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
 
 #[tokio::test(start_paused = true)]
 async fn canceled_status_is_a_typed_canceled_error() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PUT, "/things/a", MonitorKind::OperationLocation)
             .completes_after_polls(1)
@@ -1334,7 +1334,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         (Outcome::Canceled, ErrorKind::Canceled, "OperationCanceled"),
     ];
     for (outcome, kind, code) in cases {
-        let sim = Simulator::start().await.unwrap();
+        let sim = support::simulator().await;
         sim.add(
             Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
                 .running_status("Provisioning")
@@ -1369,7 +1369,7 @@ async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
         MonitorKind::OperationLocation,
         MonitorKind::Location,
     ] {
-        let sim = Simulator::start().await.unwrap();
+        let sim = support::simulator().await;
         sim.add(
             Scenario::new(Method::DELETE, "/things/a", kind)
                 .moves_monitor(true)
@@ -1456,7 +1456,7 @@ async fn a_relative_moved_monitor_resolves_against_the_url_that_was_polled() {
 
 #[tokio::test(start_paused = true)]
 async fn relative_monitor_urls_from_the_simulator_resolve_against_the_original_uri() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
             .relative_monitor(true)
@@ -1881,8 +1881,8 @@ async fn sim_operation(
     method: Method,
     path: &str,
     via: Option<FinalStateVia>,
-) -> (Result<Reply, Error>, Vec<(Method, String)>, Simulator) {
-    let sim = Simulator::start().await.unwrap();
+) -> (Result<Reply, Error>, Vec<(Method, String)>, Arc<Simulator>) {
+    let sim = support::simulator().await;
     sim.add(scenario.completes_after_polls(1));
     let body = if method == Method::PUT || method == Method::PATCH {
         r#"{"size":3}"#
@@ -2304,7 +2304,7 @@ async fn polling_disabled_returns_the_accepted_response_untouched() {
 
 #[tokio::test(start_paused = true)]
 async fn operation_info_describes_a_status_monitor_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         aao(Method::PUT, "/things/a")
             .initial_status(StatusCode::CREATED)
@@ -2343,7 +2343,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
 
 #[tokio::test(start_paused = true)]
 async fn operation_info_describes_a_location_monitor_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
             .retry_after(RetryAfter::Millis(1500))
@@ -2374,7 +2374,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
 
 #[tokio::test(start_paused = true)]
 async fn operation_info_describes_a_resource_monitor_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PATCH, "/things/a", MonitorKind::Resource)
             .initial_status(StatusCode::OK)

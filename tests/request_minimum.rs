@@ -1,13 +1,14 @@
 //! The layer sends the protocol minimum (issue 5): the original request once, exactly the polls the
 //! server dictates, and at most the one final GET the protocol requires; counted server-side by the
-//! simulator over real loopback HTTP, for every scenario kind and several operation lengths.
+//! simulator over HTTP on the in-memory network, for every scenario kind and several operation
+//! lengths.
 
 mod support;
 
 use http::Method;
 use support::{request, stack};
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{LongRunningLayer, MonitorKind};
 
 const PATH: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Test/things/t";
@@ -23,7 +24,7 @@ struct Case {
 
 /// Runs `case` with `running` "running" answers and checks the exact trail the server saw.
 async fn assert_minimum(case: Case, running: u32) {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(case.method.clone(), PATH, case.monitor)
             .retry_after(RetryAfter::Seconds(0))

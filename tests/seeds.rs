@@ -1,5 +1,5 @@
 //! The three examples of "Track asynchronous Azure operations", replayed as PROTOCOL.md §8 says,
-//! against the simulator over real loopback HTTP, on tokio's paused clock.
+//! against the simulator over HTTP on the in-memory network, on tokio's paused clock.
 
 mod support;
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{LongRunningLayer, MonitorKind};
 
 const VM_START: &str =
@@ -22,7 +22,7 @@ const STORAGE: &str =
 /// response is the last status response (no extra GET).
 #[tokio::test(start_paused = true)]
 async fn start_virtual_machine_202_with_azure_async_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, VM_START, MonitorKind::AsyncOperation)
             .monitor_prefix(
@@ -73,7 +73,7 @@ async fn start_virtual_machine_202_with_azure_async_operation() {
 /// `Azure-AsyncOperation`; `Running` … `Succeeded`; the final response is a GET of the deployment.
 #[tokio::test(start_paused = true)]
 async fn deploy_resources_201_with_azure_async_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     let deployment = r#"{"id":"dep1","properties":{"provisioningState":"Succeeded","outputs":{}}}"#;
     sim.add(
         Scenario::new(Method::PUT, DEPLOYMENT, MonitorKind::AsyncOperation)
@@ -122,7 +122,7 @@ async fn deploy_resources_201_with_azure_async_operation() {
 /// final response.
 #[tokio::test(start_paused = true)]
 async fn create_storage_account_202_with_location_and_retry_after() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     let account = r#"{"id":"acct1","kind":"Storage","location":"South Central US","properties":{"provisioningState":"Succeeded","primaryEndpoints":{"blob":"https://acct1.blob.core.windows.net/"}}}"#;
     sim.add(
         Scenario::new(Method::PUT, STORAGE, MonitorKind::Location)

@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{
     Error, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody,
 };
@@ -267,7 +267,7 @@ impl Service<Req> for NotClone {
 
 #[tokio::test(start_paused = true)]
 async fn a_buffer_below_the_layer_carries_a_whole_operation() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::PUT, "/things/a", MonitorKind::AsyncOperation)
             .retry_after(RetryAfter::Seconds(3))

@@ -16,8 +16,8 @@ use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, Polling, ResumeToken};
 const PATH: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
 
-async fn sim_with(polls: u32) -> Simulator {
-    let sim = Simulator::start().await.unwrap();
+async fn sim_with(polls: u32) -> Arc<Simulator> {
+    let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, PATH, MonitorKind::AsyncOperation)
             .retry_after(RetryAfter::Seconds(10))
@@ -136,7 +136,7 @@ async fn accept_only_returns_the_initial_response_with_a_token() {
 
 #[tokio::test(start_paused = true)]
 async fn accept_only_leaves_ordinary_responses_alone() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     let mut req = request(Method::GET, &sim.url("/nothing-here"), "");
     req.extensions_mut().insert(Polling::AcceptOnly);
     let response = stack(LongRunningLayer::new()).oneshot(req).await.unwrap();
@@ -207,7 +207,7 @@ async fn an_operation_resumes_in_a_new_service_from_its_json_token() {
 
 #[tokio::test(start_paused = true)]
 async fn bad_tokens_are_typed_errors() {
-    let sim = Simulator::start().await.unwrap();
+    let sim = support::simulator().await;
     let good = {
         let sim2 = sim_with(1).await;
         let mut req = request(Method::POST, &sim2.url(PATH), "");

@@ -1,13 +1,23 @@
-//! Shared helpers for the end-to-end tests: a real hyper-util client, a scriptable raw loopback
-//! server for responses the simulator does not produce, and body helpers.
+//! Shared helpers for the end-to-end tests: a real hyper-util client over an in-memory network
+//! (and one over loopback), a scriptable raw server for responses the simulator does not
+//! produce, and body helpers.
+//!
+//! Tests on tokio's paused clock must not wait on a real socket: the paused clock jumps to the
+//! next timer whenever the runtime has nothing to run, and a loopback round trip that is merely
+//! slow (a loaded machine) is exactly that, so a 60 s poll timeout can fire mid-request. So
+//! [`client`] connects through [`MemoryConnector`] to servers registered in a process-wide
+//! in-memory network under their `127.0.0.1:port` authority ([`RawServer`] and [`simulator`]
+//! register themselves), and only tests on the real clock use [`loopback_client`].
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{ready, Future, Ready};
+use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -16,31 +26,181 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
-use tower_lro::sim::RecordedRequest;
+use tower_lro::sim::{RecordedRequest, Simulator};
 use tower_lro::{LongRunning, LongRunningLayer, OperationInfo};
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// The client of paused-clock tests: hyper-util's, over the in-memory network.
+pub type HttpClient = Client<MemoryConnector, Full<Bytes>>;
 pub type Stack = LongRunning<HttpClient>;
+/// The client of real-clock tests: hyper-util's, over real loopback sockets.
+pub type LoopbackClient = Client<HttpConnector, Full<Bytes>>;
+pub type LoopbackStack = LongRunning<LoopbackClient>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of [`RawServer::start_streaming`] handlers.
 pub type AnyBody = BoxBody<Bytes, BoxError>;
 
-/// A hyper-util legacy client over HTTP/1, with no timers of its own (paused-clock safe).
+/// A hyper-util legacy client over HTTP/1 and the in-memory network, with no timers of its own:
+/// paused-clock safe.
 pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build(MemoryConnector)
+}
+
+/// The layer over the in-memory client.
+pub fn stack(layer: LongRunningLayer) -> Stack {
+    ServiceBuilder::new().layer(layer).service(client())
+}
+
+/// A hyper-util legacy client over HTTP/1 and real loopback sockets: for the real clock only.
+pub fn loopback_client() -> LoopbackClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-/// The layer over a real client.
-pub fn stack(layer: LongRunningLayer) -> Stack {
-    ServiceBuilder::new().layer(layer).service(client())
+/// The layer over the loopback client: for the real clock only.
+pub fn loopback_stack(layer: LongRunningLayer) -> LoopbackStack {
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(loopback_client())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The in-memory network
+// ---------------------------------------------------------------------------------------------
+
+/// Opens a new in-memory connection to a server.
+pub type Dial = dyn Fn() -> io::Result<DuplexStream> + Send + Sync;
+
+/// Authority (`127.0.0.1:port`) → how to reach the server registered under it. Servers hold a
+/// real listener on that port while registered, so two live servers never share an authority.
+static NETWORK: LazyLock<Mutex<HashMap<String, Arc<Dial>>>> = LazyLock::new(Mutex::default);
+
+fn network() -> std::sync::MutexGuard<'static, HashMap<String, Arc<Dial>>> {
+    // A test that panicked while holding the lock left the map whole.
+    NETWORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Makes `authority` reachable in memory through `dial`, replacing any earlier registration
+/// (a server that is gone, whose port was reused). Returns the registration, for [`unregister`].
+pub fn register(authority: String, dial: Arc<Dial>) -> Arc<Dial> {
+    network().insert(authority, dial.clone());
+    dial
+}
+
+/// Removes `authority` from the network if it is still registered through `dial`.
+pub fn unregister(authority: &str, dial: &Arc<Dial>) {
+    let mut network = network();
+    if network.get(authority).is_some_and(|d| Arc::ptr_eq(d, dial)) {
+        network.remove(authority);
+    }
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionRefused, why)
+}
+
+/// A new connection to the server registered under `uri`'s authority.
+fn dial(uri: &http::Uri) -> io::Result<DuplexStream> {
+    // As hyper-util's `HttpConnector` (`enforce_http`): only plain http is carried.
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid URL, scheme is not http: {uri}"),
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("no host in {uri}")))?;
+    let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+    // Cloned out, so the lock is not held while dialing.
+    let dial = network().get(&authority).cloned();
+    match dial {
+        Some(dial) => dial(),
+        None => Err(refused(format!("nothing listens on {authority} in memory"))),
+    }
+}
+
+/// A connector for hyper-util's legacy `Client` that reaches servers registered in the
+/// in-memory network, and refuses (`ConnectionRefused`) any other authority.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryConnector;
+
+impl tower::Service<http::Uri> for MemoryConnector {
+    type Response = MemoryIo;
+    type Error = io::Error;
+    type Future = Ready<io::Result<MemoryIo>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        ready(dial(&uri).map(|stream| MemoryIo(TokioIo::new(stream))))
+    }
+}
+
+/// The client's end of an in-memory connection, as hyper-util's `Client` wants it.
+pub struct MemoryIo(TokioIo<DuplexStream>);
+
+impl hyper::rt::Read for MemoryIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for MemoryIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl Connection for MemoryIo {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+/// A [`Simulator`] reachable in memory (through [`client`]) under the authority of its URLs, as
+/// well as over its loopback socket. The network holds it weakly: once the test drops it, its
+/// authority refuses connections.
+pub async fn simulator() -> Arc<Simulator> {
+    let sim = Arc::new(Simulator::start().await.expect("the simulator starts"));
+    let weak: Weak<Simulator> = Arc::downgrade(&sim);
+    let authority = sim.addr().to_string();
+    let gone = authority.clone();
+    register(
+        authority,
+        Arc::new(move || match weak.upgrade() {
+            Some(sim) => sim.connect_in_memory(),
+            None => Err(refused(format!("the simulator on {gone} was dropped"))),
+        }),
+    );
+    sim
 }
 
 pub fn get(url: &str) -> Request<Full<Bytes>> {
@@ -79,12 +239,14 @@ pub struct Seen {
 
 type Handler = Arc<dyn Fn(usize, &Seen) -> Response<Full<Bytes>> + Send + Sync>;
 
-/// A loopback hyper server whose every answer is scripted by a closure of (request number, request).
+/// A hyper server whose every answer is scripted by a closure of (request number, request). It
+/// listens on 127.0.0.1 and is registered in the in-memory network under that authority.
 pub struct RawServer {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     bodies: Arc<Mutex<Vec<(usize, Bytes)>>>,
     connections: Arc<AtomicUsize>,
+    registration: Arc<Dial>,
     task: JoinHandle<()>,
 }
 
@@ -130,49 +292,43 @@ impl RawServer {
     {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let handler = Arc::new(handler);
-        let (log, body_log) = (seen.clone(), bodies.clone());
+        let (dialed, mut incoming) = mpsc::unbounded_channel::<DuplexStream>();
+        let registration = register(
+            addr.to_string(),
+            Arc::new(move || {
+                let (client, server) = tokio::io::duplex(64 * 1024);
+                dialed
+                    .send(server)
+                    .map_err(|_| refused(format!("the raw server on {addr} is gone")))?;
+                Ok(client)
+            }),
+        );
+        let script = Arc::new(Script {
+            handler,
+            seen: Arc::new(Mutex::new(Vec::new())),
+            bodies: Arc::new(Mutex::new(Vec::new())),
+        });
+        let (seen, bodies) = (script.seen.clone(), script.bodies.clone());
         let connections = Arc::new(AtomicUsize::new(0));
         let accepted = connections.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let (handler, log, body_log) = (handler.clone(), log.clone(), body_log.clone());
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let seen = Seen {
-                            method: req.method().clone(),
-                            uri: req.uri().clone(),
-                            headers: req.headers().clone(),
-                            at: Instant::now(),
+                // TCP and in-memory connections are served, and counted, alike.
+                tokio::select! {
+                    stream = listener.accept() => {
+                        let Ok((stream, _)) = stream else {
+                            continue;
                         };
-                        let n = {
-                            let mut log = log.lock().unwrap();
-                            log.push(seen.clone());
-                            log.len() - 1
-                        };
-                        let response = handler(n, &seen);
-                        let body_log = body_log.clone();
-                        async move {
-                            // The request body, read before answering, for `RawServer::body`.
-                            let body = match req.into_body().collect().await {
-                                Ok(collected) => collected.to_bytes(),
-                                Err(_) => Bytes::new(),
-                            };
-                            body_log.lock().unwrap().push((n, body));
-                            Ok::<_, Infallible>(response.await)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        connections.spawn(script.clone().serve(stream));
+                    }
+                    Some(stream) = incoming.recv() => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        connections.spawn(script.clone().serve(stream));
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                }
             }
         });
         RawServer {
@@ -180,11 +336,12 @@ impl RawServer {
             seen,
             bodies,
             connections,
+            registration,
             task,
         }
     }
 
-    /// How many TCP connections the server accepted.
+    /// How many connections the server accepted (over TCP or in memory).
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
@@ -210,7 +367,55 @@ impl RawServer {
 
 impl Drop for RawServer {
     fn drop(&mut self) {
+        unregister(&self.addr.to_string(), &self.registration);
         self.task.abort();
+    }
+}
+
+/// A [`RawServer`]'s handler and logs, shared by its connections.
+struct Script<F> {
+    handler: F,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    bodies: Arc<Mutex<Vec<(usize, Bytes)>>>,
+}
+
+impl<F> Script<F> {
+    /// Serves one connection, from the socket or in memory.
+    async fn serve<I, Fut, B>(self: Arc<Self>, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: Fn(usize, &Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let seen = Seen {
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                headers: req.headers().clone(),
+                at: Instant::now(),
+            };
+            let n = {
+                let mut log = self.seen.lock().unwrap();
+                log.push(seen.clone());
+                log.len() - 1
+            };
+            let response = (self.handler)(n, &seen);
+            let body_log = self.bodies.clone();
+            async move {
+                // The request body, read before answering, for `RawServer::body`.
+                let body = match req.into_body().collect().await {
+                    Ok(collected) => collected.to_bytes(),
+                    Err(_) => Bytes::new(),
+                };
+                body_log.lock().unwrap().push((n, body));
+                Ok::<_, Infallible>(response.await)
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), service)
+            .await;
     }
 }
 
@@ -327,10 +532,15 @@ pub fn full(body: impl Into<Bytes>) -> AnyBody {
         .boxed()
 }
 
-/// A port on 127.0.0.1 that nobody listens on (bound, then released).
+/// A port on 127.0.0.1 where the in-memory network refuses connections: it is never registered,
+/// and stays bound for the rest of the process so that no server of a test running alongside
+/// can take it meanwhile. (For [`client`]; over loopback a connection to it would hang.)
 pub fn free_port() -> u16 {
+    static RESERVED: Mutex<Vec<std::net::TcpListener>> = Mutex::new(Vec::new());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    let port = listener.local_addr().unwrap().port();
+    RESERVED.lock().unwrap().push(listener);
+    port
 }
 
 /// A body produced lazily, chunk by chunk, as the connection asks for it: `total` bytes of `fill`
