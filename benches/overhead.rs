@@ -246,7 +246,7 @@ fn request_counts() {
         (
             "AAO POST",
             Method::POST,
-            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation,
             false,
             false,
             0,
@@ -254,7 +254,7 @@ fn request_counts() {
         (
             "AAO PUT",
             Method::PUT,
-            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation,
             false,
             false,
             1,
@@ -286,7 +286,7 @@ fn request_counts() {
         (
             "AAO+Location POST",
             Method::POST,
-            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation,
             true,
             false,
             1,
@@ -294,7 +294,7 @@ fn request_counts() {
         (
             "AAO DELETE",
             Method::DELETE,
-            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation,
             false,
             false,
             0,

@@ -202,7 +202,7 @@ fn loopback(client: Client, spread: bool) -> Vec<i64> {
         let sim = Simulator::start().await.expect("a simulator");
         let path = "/subscriptions/s/providers/P/things/t/start";
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AsyncOperation)
+            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
                 .completes_after_polls(RUNNING),
         );

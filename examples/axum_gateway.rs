@@ -66,7 +66,7 @@ async fn main() -> Result<(), BoxError> {
         Scenario::new(
             Method::POST,
             "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Compute/virtualMachines/web1/start",
-            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation,
         )
         .retry_after(RetryAfter::Millis(100))
         .completes_after_polls(3),

@@ -24,7 +24,7 @@ async fn main() -> Result<(), BoxError> {
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Sql/servers/db1/import";
     sim.add(
-        Scenario::new(Method::POST, path, MonitorKind::AsyncOperation)
+        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .percent_complete(true)
             .running_status("Running")

@@ -33,7 +33,7 @@ async fn main() -> Result<(), BoxError> {
     let path =
         "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Storage/storageAccounts/handoff";
     sim.add(
-        Scenario::new(Method::PUT, path, MonitorKind::AsyncOperation)
+        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(50))
             .completes_after_polls(6),
     );

@@ -36,7 +36,7 @@ async fn main() -> Result<(), BoxError> {
     let vm_start =
         format!("{SUB}/resourceGroups/demo/providers/Microsoft.Compute/virtualMachines/vm1/start");
     sim.add(
-        Scenario::new(Method::POST, &vm_start, MonitorKind::AsyncOperation)
+        Scenario::new(Method::POST, &vm_start, MonitorKind::AzureAsyncOperation)
             .monitor_prefix(format!(
                 "{SUB}/providers/Microsoft.Compute/locations/westus/operations"
             ))
@@ -47,7 +47,7 @@ async fn main() -> Result<(), BoxError> {
     let deployment =
         format!("{SUB}/resourcegroups/demo/providers/microsoft.resources/deployments/site");
     sim.add(
-        Scenario::new(Method::PUT, &deployment, MonitorKind::AsyncOperation)
+        Scenario::new(Method::PUT, &deployment, MonitorKind::AzureAsyncOperation)
             .initial_status(StatusCode::CREATED)
             .initial_body(r#"{"name":"site","properties":{"provisioningState":"Accepted"}}"#)
             .monitor_prefix(format!("{deployment}/operationStatuses"))
@@ -70,7 +70,7 @@ async fn main() -> Result<(), BoxError> {
     let taken =
         format!("{SUB}/resourceGroups/demo/providers/Microsoft.Storage/storageAccounts/taken");
     sim.add(
-        Scenario::new(Method::PUT, &taken, MonitorKind::AsyncOperation)
+        Scenario::new(Method::PUT, &taken, MonitorKind::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .completes_after_polls(1)
             .outcome(Outcome::Failed {

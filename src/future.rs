@@ -915,7 +915,7 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 let reference = reference.clone();
                 if matches!(
                     kind,
-                    MonitorKind::AsyncOperation | MonitorKind::OperationLocation
+                    MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation
                 ) {
                     self.initial_location = parts.headers.get(LOCATION).cloned();
                 }

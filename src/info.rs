@@ -8,8 +8,10 @@ use http::{StatusCode, Uri};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum MonitorKind {
-    /// A status monitor named by `Azure-AsyncOperation`.
-    AsyncOperation,
+    /// A status monitor named by `Azure-AsyncOperation` (the name
+    /// [`FinalStateVia::AzureAsyncOperation`](crate::FinalStateVia::AzureAsyncOperation) uses
+    /// too).
+    AzureAsyncOperation,
     /// A status monitor named by `Operation-Location` (the data-plane form).
     OperationLocation,
     /// The `Location` of a `202 Accepted`: 202 while running, the result when done.
@@ -19,10 +21,18 @@ pub enum MonitorKind {
 }
 
 impl MonitorKind {
+    /// The former name of [`MonitorKind::AzureAsyncOperation`].
+    #[deprecated(
+        since = "0.2.0",
+        note = "renamed to `MonitorKind::AzureAsyncOperation`"
+    )]
+    #[allow(non_upper_case_globals)]
+    pub const AsyncOperation: MonitorKind = MonitorKind::AzureAsyncOperation;
+
     /// A short lowercase name, for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            MonitorKind::AsyncOperation => "azure-async-operation",
+            MonitorKind::AzureAsyncOperation => "azure-async-operation",
             MonitorKind::OperationLocation => "operation-location",
             MonitorKind::Location => "location",
             MonitorKind::Resource => "resource",
@@ -68,4 +78,27 @@ pub struct OperationInfo {
     pub operation_name: Option<String>,
     /// The URI of the final GET, when one was made.
     pub final_uri: Option<Uri>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[allow(deprecated)]
+    fn the_former_name_still_compiles_in_expressions_and_patterns() {
+        assert_eq!(
+            MonitorKind::AsyncOperation,
+            MonitorKind::AzureAsyncOperation
+        );
+        let named = match MonitorKind::AzureAsyncOperation {
+            MonitorKind::AsyncOperation => "the same kind",
+            _ => "another",
+        };
+        assert_eq!(named, "the same kind");
+        assert_eq!(
+            MonitorKind::AsyncOperation.as_str(),
+            "azure-async-operation"
+        );
+    }
 }

@@ -200,7 +200,7 @@ impl ResumeToken {
             }
         };
         let monitor = match self.monitor.as_str() {
-            "azure-async-operation" => MonitorKind::AsyncOperation,
+            "azure-async-operation" => MonitorKind::AzureAsyncOperation,
             "operation-location" => MonitorKind::OperationLocation,
             "location" => MonitorKind::Location,
             "resource" => MonitorKind::Resource,
@@ -279,7 +279,7 @@ mod tests {
             .unwrap();
         let location = HeaderValue::from_static("https://management.example/results/1");
         ResumeToken::new(Snapshot {
-            monitor: MonitorKind::AsyncOperation,
+            monitor: MonitorKind::AzureAsyncOperation,
             monitor_url: &monitor_url,
             method: &Method::POST,
             uri: &uri,
@@ -308,7 +308,7 @@ mod tests {
         assert_eq!(back.elapsed(), Duration::from_millis(4_500));
         assert_eq!(back.status(), Some("InProgress"));
         let resumption = back.resumption().unwrap();
-        assert_eq!(resumption.monitor, MonitorKind::AsyncOperation);
+        assert_eq!(resumption.monitor, MonitorKind::AzureAsyncOperation);
         assert_eq!(resumption.method, Method::POST);
         assert_eq!(resumption.via, Some(FinalStateVia::Location));
         assert_eq!(resumption.headers.len(), 1);

@@ -346,7 +346,7 @@ impl Simulator {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let sim = Simulator::start().await?;
     /// sim.add(
-    ///     Scenario::new(Method::POST, "/vms/a/start", MonitorKind::AsyncOperation)
+    ///     Scenario::new(Method::POST, "/vms/a/start", MonitorKind::AzureAsyncOperation)
     ///         .retry_after(RetryAfter::Seconds(30)),
     /// );
     /// let io = TokioIo::new(sim.connect_in_memory()?);

@@ -33,7 +33,7 @@ const VM: &str =
 async fn vm_sim(polls: u32, retry_after: RetryAfter) -> Arc<Simulator> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, VM, MonitorKind::AsyncOperation)
+        Scenario::new(Method::POST, VM, MonitorKind::AzureAsyncOperation)
             .retry_after(retry_after)
             .completes_after_polls(polls),
     );

@@ -66,7 +66,7 @@ fn polls(monitor: &str) -> Vec<(Method, String)> {
 async fn azure_async_operation_over_loopback() {
     let path = "/vms/vm/start";
     let (response, requests) = follow(
-        Scenario::new(Method::POST, path, MonitorKind::AsyncOperation),
+        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation),
         Method::POST,
         path,
         "",
@@ -74,7 +74,7 @@ async fn azure_async_operation_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(

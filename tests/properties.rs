@@ -543,7 +543,7 @@ proptest! {
         let expected = if !candidate {
             None
         } else if headers.contains_key("azure-asyncoperation") {
-            Some(MonitorKind::AsyncOperation)
+            Some(MonitorKind::AzureAsyncOperation)
         } else if headers.contains_key("operation-location") {
             Some(MonitorKind::OperationLocation)
         } else if headers.contains_key("location") && status == StatusCode::ACCEPTED {

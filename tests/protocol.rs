@@ -266,7 +266,7 @@ async fn azure_async_operation_wins_over_operation_location_and_location() {
     .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(info(&response).monitor, MonitorKind::AsyncOperation);
+    assert_eq!(info(&response).monitor, MonitorKind::AzureAsyncOperation);
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(
@@ -620,9 +620,13 @@ async fn sync_200_get_is_streamed_through_before_its_body_is_complete() {
 async fn sim_waits(hint: RetryAfter) -> Vec<Duration> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::DELETE, "/things/a", MonitorKind::AsyncOperation)
-            .retry_after(hint)
-            .completes_after_polls(2),
+        Scenario::new(
+            Method::DELETE,
+            "/things/a",
+            MonitorKind::AzureAsyncOperation,
+        )
+        .retry_after(hint)
+        .completes_after_polls(2),
     );
     let started = Instant::now();
     let response = send(
@@ -989,10 +993,14 @@ async fn terminal_statuses_match_in_any_letter_case() {
     for (spelling, outcome, error) in cases {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(Method::DELETE, "/things/a", MonitorKind::AsyncOperation)
-                .terminal_status(spelling)
-                .outcome(outcome)
-                .completes_after_polls(1),
+            Scenario::new(
+                Method::DELETE,
+                "/things/a",
+                MonitorKind::AzureAsyncOperation,
+            )
+            .terminal_status(spelling)
+            .outcome(outcome)
+            .completes_after_polls(1),
         );
         let result = send(
             LongRunningLayer::new(),
@@ -1044,9 +1052,13 @@ async fn provider_specific_statuses_mean_still_running() {
 async fn percent_complete_of_the_final_status_is_in_operation_info() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
-            .percent_complete(true)
-            .completes_after_polls(3),
+        Scenario::new(
+            Method::POST,
+            "/things/a/run",
+            MonitorKind::AzureAsyncOperation,
+        )
+        .percent_complete(true)
+        .completes_after_polls(3),
     );
     let response = send(
         LongRunningLayer::new(),
@@ -1078,13 +1090,17 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
 async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, "/things/a/run", MonitorKind::AsyncOperation)
-            .retry_after(RetryAfter::Seconds(1))
-            .completes_after_polls(2)
-            .outcome(Outcome::Failed {
-                code: "QuotaExceeded".into(),
-                message: "Operation results in exceeding quota limits of Core.".into(),
-            }),
+        Scenario::new(
+            Method::POST,
+            "/things/a/run",
+            MonitorKind::AzureAsyncOperation,
+        )
+        .retry_after(RetryAfter::Seconds(1))
+        .completes_after_polls(2)
+        .outcome(Outcome::Failed {
+            code: "QuotaExceeded".into(),
+            message: "Operation results in exceeding quota limits of Core.".into(),
+        }),
     );
     let err = send(
         LongRunningLayer::new(),
@@ -1105,7 +1121,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     assert_eq!(body["status"], "Failed");
     assert_eq!(body["error"]["code"], "QuotaExceeded");
     let op = err.operation().unwrap();
-    assert_eq!(op.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
     assert_eq!(op.polls, 3);
     assert_eq!(op.status.as_deref(), Some("Failed"));
     let trail = sim_trail(&sim.requests());
@@ -1365,7 +1381,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
     for kind in [
-        MonitorKind::AsyncOperation,
+        MonitorKind::AzureAsyncOperation,
         MonitorKind::OperationLocation,
         MonitorKind::Location,
     ] {
@@ -1824,7 +1840,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
         let op = err.operation().unwrap();
         assert_eq!(op.polls, 1);
-        assert_eq!(op.monitor, MonitorKind::AsyncOperation);
+        assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
         assert_eq!(trail.len(), 2, "{code}: a 4xx is not retried");
@@ -1900,7 +1916,7 @@ async fn sim_operation(
 }
 
 fn aao(method: Method, path: &str) -> Scenario {
-    Scenario::new(method, path, MonitorKind::AsyncOperation)
+    Scenario::new(method, path, MonitorKind::AzureAsyncOperation)
 }
 
 fn ol(method: Method, path: &str) -> Scenario {
@@ -2322,7 +2338,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
     assert_eq!(
         info.monitor_url.to_string(),
         sim.url("/operations/1?api-version=2024-01-01")

@@ -73,7 +73,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation POST: the last status is final, no final GET",
             Case {
                 method: Method::POST,
-                monitor: MonitorKind::AsyncOperation,
+                monitor: MonitorKind::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: None,
@@ -83,7 +83,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation PUT: one final GET of the original URI",
             Case {
                 method: Method::PUT,
-                monitor: MonitorKind::AsyncOperation,
+                monitor: MonitorKind::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: Some(PATH),
@@ -123,7 +123,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "POST with Azure-AsyncOperation and Location: one final GET of Location",
             Case {
                 method: Method::POST,
-                monitor: MonitorKind::AsyncOperation,
+                monitor: MonitorKind::AzureAsyncOperation,
                 location_header: true,
                 resource_location: false,
                 final_get: Some("/results/1"),
@@ -133,7 +133,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation DELETE: the last status is final",
             Case {
                 method: Method::DELETE,
-                monitor: MonitorKind::AsyncOperation,
+                monitor: MonitorKind::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: None,

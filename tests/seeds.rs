@@ -24,7 +24,7 @@ const STORAGE: &str =
 async fn start_virtual_machine_202_with_azure_async_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, VM_START, MonitorKind::AsyncOperation)
+        Scenario::new(Method::POST, VM_START, MonitorKind::AzureAsyncOperation)
             .monitor_prefix(
                 "/subscriptions/sub/providers/Microsoft.Compute/locations/westus/operations",
             )
@@ -39,7 +39,7 @@ async fn start_virtual_machine_202_with_azure_async_operation() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
     assert_eq!(info.polls, 4);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(info.operation_name.as_deref(), Some("1"));
@@ -76,7 +76,7 @@ async fn deploy_resources_201_with_azure_async_operation() {
     let sim = support::simulator().await;
     let deployment = r#"{"id":"dep1","properties":{"provisioningState":"Succeeded","outputs":{}}}"#;
     sim.add(
-        Scenario::new(Method::PUT, DEPLOYMENT, MonitorKind::AsyncOperation)
+        Scenario::new(Method::PUT, DEPLOYMENT, MonitorKind::AzureAsyncOperation)
             .initial_status(StatusCode::CREATED)
             .initial_body(r#"{"id":"dep1","properties":{"provisioningState":"Accepted"}}"#)
             .monitor_prefix(format!("{DEPLOYMENT}/operationStatuses"))

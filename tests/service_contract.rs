@@ -202,7 +202,7 @@ async fn an_inner_error_on_a_poll_is_retried_then_ends_as_a_service_error() {
     assert_eq!(*err.kind(), ErrorKind::Service);
     let op = err.operation().expect("the monitor was known");
     assert_eq!(op.polls, 2, "the poll and its one retry");
-    assert_eq!(op.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
     assert!(handle.poll_request().is_pending());
 }
 
@@ -269,7 +269,7 @@ impl Service<Req> for NotClone {
 async fn a_buffer_below_the_layer_carries_a_whole_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::AsyncOperation)
+        Scenario::new(Method::PUT, "/things/a", MonitorKind::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(3))
             .completes_after_polls(2),
     );

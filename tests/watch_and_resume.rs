@@ -19,7 +19,7 @@ const PATH: &str =
 async fn sim_with(polls: u32) -> Arc<Simulator> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, PATH, MonitorKind::AsyncOperation)
+        Scenario::new(Method::POST, PATH, MonitorKind::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(10))
             .percent_complete(true)
             .completes_after_polls(polls),
@@ -121,7 +121,7 @@ async fn accept_only_returns_the_initial_response_with_a_token() {
         token.monitor_url()
     );
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AsyncOperation);
+    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
     assert_eq!(sim.requests().len(), 1, "nothing polled");
 
     // The token, sent through the stack as a request, finishes the job.

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     if kind.is_some() && headers.contains_key("azure-asyncoperation") {
         assert_eq!(
             kind,
-            Some(MonitorKind::AsyncOperation),
+            Some(MonitorKind::AzureAsyncOperation),
             "Azure-AsyncOperation wins"
         );
     }

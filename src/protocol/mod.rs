@@ -43,7 +43,7 @@ pub(crate) fn classify<'a>(
     let sniff = created_or_ok && headers::may_be_json(headers);
     if let Some(reference) = headers.get(headers::AZURE_ASYNC_OPERATION) {
         return Initial::Monitor {
-            kind: MonitorKind::AsyncOperation,
+            kind: MonitorKind::AzureAsyncOperation,
             reference,
             sniff,
         };
@@ -75,7 +75,7 @@ pub(crate) fn classify<'a>(
 /// The header a poll response uses to move the monitor elsewhere.
 pub(crate) fn moved_monitor(kind: MonitorKind, headers: &HeaderMap) -> Option<&HeaderValue> {
     match kind {
-        MonitorKind::AsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
+        MonitorKind::AzureAsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
         MonitorKind::OperationLocation => headers.get(headers::OPERATION_LOCATION),
         MonitorKind::Location => headers.get(http::header::LOCATION),
         MonitorKind::Resource => None,
@@ -114,10 +114,10 @@ pub(crate) fn poll_reply(kind: MonitorKind, status: StatusCode) -> PollReply {
         return PollReply::Transient;
     }
     match (kind, status.as_u16()) {
-        (MonitorKind::AsyncOperation | MonitorKind::OperationLocation, 200..=202) => {
+        (MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation, 200..=202) => {
             PollReply::ReadStatus
         }
-        (MonitorKind::AsyncOperation | MonitorKind::OperationLocation, 204) => {
+        (MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation, 204) => {
             PollReply::NoStatusBody
         }
         (MonitorKind::Location | MonitorKind::Resource, 202) => PollReply::Running,
@@ -223,19 +223,19 @@ mod tests {
         let h = headers(&[loc, ol, aao]);
         assert_eq!(
             kind_of(classify(&post, StatusCode::ACCEPTED, &h, false)),
-            Some((MonitorKind::AsyncOperation, "/aao", false))
+            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::CREATED, &h, false)),
-            Some((MonitorKind::AsyncOperation, "/aao", true))
+            Some((MonitorKind::AzureAsyncOperation, "/aao", true))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::OK, &h, false)),
-            Some((MonitorKind::AsyncOperation, "/aao", true))
+            Some((MonitorKind::AzureAsyncOperation, "/aao", true))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::NO_CONTENT, &h, false)),
-            Some((MonitorKind::AsyncOperation, "/aao", false))
+            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
         );
         // Then Operation-Location.
         let h = headers(&[loc, ol]);
@@ -305,7 +305,7 @@ mod tests {
         let h = headers(&[aao, ("content-type", "application/octet-stream")]);
         assert_eq!(
             kind_of(classify(&put, StatusCode::CREATED, &h, false)),
-            Some((MonitorKind::AsyncOperation, "/aao", false))
+            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
         );
         let _ = (CONTENT_TYPE, LOCATION);
     }
@@ -315,13 +315,13 @@ mod tests {
         use MonitorKind::*;
         use PollReply::*;
         let table: &[(MonitorKind, u16, PollReply)] = &[
-            (AsyncOperation, 200, ReadStatus),
-            (AsyncOperation, 201, ReadStatus),
-            (AsyncOperation, 202, ReadStatus),
+            (AzureAsyncOperation, 200, ReadStatus),
+            (AzureAsyncOperation, 201, ReadStatus),
+            (AzureAsyncOperation, 202, ReadStatus),
             (OperationLocation, 200, ReadStatus),
-            (AsyncOperation, 204, NoStatusBody),
-            (AsyncOperation, 404, Unexpected),
-            (AsyncOperation, 203, Unexpected),
+            (AzureAsyncOperation, 204, NoStatusBody),
+            (AzureAsyncOperation, 404, Unexpected),
+            (AzureAsyncOperation, 203, Unexpected),
             (Location, 202, Running),
             (Location, 200, Final),
             (Location, 201, Final),
@@ -349,7 +349,7 @@ mod tests {
             );
         }
         for code in [408, 429, 500, 502, 503, 504] {
-            for kind in [AsyncOperation, OperationLocation, Location, Resource] {
+            for kind in [AzureAsyncOperation, OperationLocation, Location, Resource] {
                 assert_eq!(
                     poll_reply(kind, StatusCode::from_u16(code).unwrap()),
                     Transient
@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn final_targets() {
         use FinalTarget::*;
-        use MonitorKind::{AsyncOperation as Aao, OperationLocation as Ol};
+        use MonitorKind::{AzureAsyncOperation as Aao, OperationLocation as Ol};
         let (put, patch, post, delete) = (Method::PUT, Method::PATCH, Method::POST, Method::DELETE);
         let (loc, res): (Option<&[u8]>, Option<&[u8]>) = (Some(b"/loc"), Some(b"/res"));
         // Defaults by method.
