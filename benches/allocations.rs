@@ -1,4 +1,4 @@
-//! Allocations per poll (issue 5's profiling step), counted by a global allocator that counts only
+//! Allocations per poll, counted by a global allocator that counts only
 //! on the measuring thread (the client's current-thread runtime; the lean server's thread is not
 //! counted).
 //!

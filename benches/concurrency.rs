@@ -1,4 +1,4 @@
-//! Bench 3 (issue 5): 10,000 operations in flight at once through one service, and what each
+//! Bench 3: 10,000 operations in flight at once through one service, and what each
 //! costs in memory.
 //!
 //! The inner service is in memory (`tower::service_fn` scripting `202` + `Azure-AsyncOperation`,

@@ -1,4 +1,4 @@
-//! Bench 1 (issue 5): the layer's overhead against the limit, over real loopback HTTP.
+//! Bench 1: the layer's overhead against the limit, over real loopback HTTP.
 //!
 //! Client A is `LongRunningLayer` over a hyper-util legacy client; client B is a hand-written
 //! polling loop over the same client type that sends exactly the same requests and parses only

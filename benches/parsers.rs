@@ -1,4 +1,4 @@
-//! Bench 4 (issue 5): the pure parsers, in ns per call, through the hidden `tower_lro::fuzzing`
+//! Bench 4: the pure parsers, in ns per call, through the hidden `tower_lro::fuzzing`
 //! entry points (enabled for dev targets by the self dev-dependency's `fuzzing` feature).
 //!
 //! Note what each entry point adds to the layer's own path: `status_body` copies the borrowed

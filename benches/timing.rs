@@ -1,4 +1,4 @@
-//! Bench 5 (issue 5): under real time, does each poll fire when the server asked?
+//! Bench 5: under real time, does each poll fire when the server asked?
 //!
 //! 1,000 operations at once, every "running" answer with `retry-after-ms: 50`, 5 polls each.
 //! Lateness = a poll's arrival − (the previous answer to that operation + 50 ms).

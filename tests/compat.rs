@@ -1,5 +1,5 @@
 //! The layer inside real stacks: every combination the README recommends, run end to end against
-//! the simulator or a raw server (issue 4's compatibility matrix), on the in-memory network and
+//! the simulator or a raw server, on the in-memory network and
 //! tokio's paused clock; HTTP/2 over real loopback on the real clock.
 
 mod support;

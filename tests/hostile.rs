@@ -1,6 +1,6 @@
 //! A hostile server, over real HTTP on the in-memory network, on tokio's paused clock: everything
 //! it sends (URLs, headers, bodies, delays, silence) is untrusted input. Each test ends in the outcome the
-//! protocol documents (PROTOCOL.md §2, §3, §6; issue 3), and counts the initial request
+//! protocol documents (PROTOCOL §2, §3, §6), and counts the initial request
 //! server-side: it is sent exactly once whatever the server does.
 
 mod support;

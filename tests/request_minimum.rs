@@ -1,4 +1,4 @@
-//! The layer sends the protocol minimum (issue 5): the original request once, exactly the polls the
+//! The layer sends the protocol minimum: the original request once, exactly the polls the
 //! server dictates, and at most the one final GET the protocol requires; counted server-side by the
 //! simulator over HTTP on the in-memory network, for every scenario kind and several operation
 //! lengths.

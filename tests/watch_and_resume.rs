@@ -1,5 +1,5 @@
-//! Watching progress, the on_poll hook, accept-only mode, and resuming an operation elsewhere
-//! (issue 4), end to end against the simulator on tokio's paused clock.
+//! Watching progress, the on_poll hook, accept-only mode, and resuming an operation elsewhere,
+//! end to end against the simulator on tokio's paused clock.
 
 mod support;
 
@@ -144,7 +144,7 @@ async fn accept_only_leaves_ordinary_responses_alone() {
     assert!(response.extensions().get::<ResumeToken>().is_none());
 }
 
-/// The hand-off of issue 4: start, take the token from progress, drop the future, resume from
+/// The hand-off a job queue makes: start, take the token from progress, drop the future, resume from
 /// the JSON string in a service built from scratch, reach the same final response; the initial
 /// request was sent once.
 #[tokio::test(start_paused = true)]
