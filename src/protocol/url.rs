@@ -146,6 +146,17 @@ impl Base {
                 "monitor URL {text:?} carries userinfo"
             )));
         }
+        // Fragments are never sent to a server.
+        url.set_fragment(None);
+        if let Some(version) = &self.api_version {
+            if !url.query_pairs().any(|(name, _)| name == "api-version") {
+                url.query_pairs_mut().append_pair("api-version", version);
+            }
+        }
+        let uri = Uri::try_from(url.as_str()).map_err(|e| {
+            Rejection::Invalid(format!("monitor URL {text:?} is not a valid URI: {e}"))
+        })?;
+        // Judged last, so that a URL that is invalid is refused as invalid whatever the policy.
         let origin = Origin::of(&url);
         let cross_origin = origin != self.origin;
         if cross_origin {
@@ -166,16 +177,6 @@ impl Base {
                 )));
             }
         }
-        // Fragments are never sent to a server.
-        url.set_fragment(None);
-        if let Some(version) = &self.api_version {
-            if !url.query_pairs().any(|(name, _)| name == "api-version") {
-                url.query_pairs_mut().append_pair("api-version", version);
-            }
-        }
-        let uri = Uri::try_from(url.as_str()).map_err(|e| {
-            Rejection::Invalid(format!("monitor URL {text:?} is not a valid URI: {e}"))
-        })?;
         Ok(Admitted { uri, cross_origin })
     }
 }
@@ -378,6 +379,13 @@ mod tests {
             base(ORIG).admit(b"/x\xff", None, &OriginPolicy::SameOrigin),
             Err(Rejection::Invalid(_))
         ));
+        // `\\` reads as `//`: a host no URI can carry is invalid under every policy.
+        for policy in [OriginPolicy::SameOrigin, OriginPolicy::Any] {
+            assert!(matches!(
+                base("http://127.0.0.1:8080/s/start").admit(br#"\\"0"#, None, &policy),
+                Err(Rejection::Invalid(_))
+            ));
+        }
     }
 
     #[test]
