@@ -57,6 +57,11 @@ pub enum ErrorKind {
     InvalidResumeToken,
     /// The response future was polled again after it completed.
     PolledAfterCompletion,
+    /// A cancel was asked for an operation that cannot be canceled: its dialect has no cancel
+    /// request and none was attached ([`CancelVia`](crate::CancelVia)), so nothing was sent;
+    /// or the server answered that it has none (`501 Not Implemented`, `405`, `404`), with the
+    /// answer. The operation itself goes on: the error carries a resume token.
+    CancelUnsupported,
 }
 
 impl ErrorKind {
@@ -75,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Body => "error reading a status body",
             ErrorKind::InvalidResumeToken => "invalid resume token",
             ErrorKind::PolledAfterCompletion => "response future polled after completion",
+            ErrorKind::CancelUnsupported => "the operation cannot be canceled",
         }
     }
 }
@@ -176,6 +182,14 @@ impl Error {
         self.inner.code = code;
         self.inner.message = message;
         self
+    }
+
+    /// The service's code and message from what it said about the operation.
+    pub(crate) fn with_outcome(self, outcome: crate::dialect::Outcome<'_>) -> Error {
+        self.with_detail(
+            outcome.code.map(std::borrow::Cow::into_owned),
+            outcome.message.map(std::borrow::Cow::into_owned),
+        )
     }
 
     pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {

@@ -1,47 +1,50 @@
-//! The response future: one state machine that sends the initial request once, then polls.
+//! The response future: the mechanism that sends the initial request once, then polls, applying
+//! its dialect's verdicts. It moves bytes and time; it decides nothing about the protocol.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::LOCATION;
-use http::{
-    response, Extensions, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri,
-    Version,
-};
+use http::{response, HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
+use crate::azure::Azure;
 use crate::body::{poll_drain, Collector, Read, ResponseBody};
+use crate::clock::{fired, set_sleep, Clock};
+use crate::dialect::{
+    CancelReply, Dialect, FinalReply, Follow, Observer, Opening, Outcome, PollAt, Reply, Start,
+    Verdict,
+};
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::info::{MonitorKind, OperationInfo};
 use crate::layer::Config;
-use crate::options::{CredentialsWithheld, FinalStateVia, Polling};
+use crate::ledger::{Ledger, Target};
+use crate::options::Polling;
+use crate::original::Original;
 use crate::progress::{Progress, ProgressSender};
-use crate::protocol::status::{self, Phase};
-use crate::protocol::url::{self, Base, Rejection};
-use crate::protocol::{self, headers, retry_after::retry_after, FinalTarget, Initial, PollReply};
-use crate::resume::{ResumeToken, Snapshot};
+use crate::protocol::headers;
+use crate::resume::{Cancelling, ResumeToken};
+use crate::step::Pending;
 
 pin_project! {
     /// The future of [`LongRunning`](crate::LongRunning): resolves with the operation's final
     /// response, or the [`Error`] that ended it. Dropping it stops the operation's polling at once:
     /// it owns every timer and connection it uses and spawns nothing.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, ReqBody, ResBody>
+    pub struct ResponseFuture<S, ReqBody, ResBody, D = Azure>
     where
         S: Service<Request<ReqBody>>,
+        D: Dialect,
     {
         #[pin]
-        state: State<S::Future, ResBody>,
+        state: State<S::Future, ResBody, D::Monitor>,
         // The time of the next poll, while waiting. Created on first use.
         #[pin]
         wait: Option<Sleep>,
@@ -50,51 +53,74 @@ pin_project! {
         // than being reset for every request.
         #[pin]
         due: Option<Sleep>,
-        op: Operation<S, ReqBody>,
+        op: Operation<S, D>,
+        _request: PhantomData<fn(ReqBody)>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     #[project_replace = StateReplace]
-    enum State<F, B> {
-        // The original request, in flight.
+    enum State<F, B, M> {
+        // The original request (or a cancel request), in flight.
         Initial { #[pin] future: F },
-        // Reading a 200/201 initial body for a `provisioningState`. Boxed, because when the body
-        // turns out too large to be a status it is handed back whole, behind what was read.
-        Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector, sniff: Sniff },
-        // Reading and discarding a response body we do not need, so the connection is reused;
-        // bounded by `budget` bytes, and in time by the wait plus a short grace
-        // (`drain_deadline`). Counts into the wait that follows.
-        Draining { #[pin] body: B, budget: usize },
-        // Until `op.wake_at` (never entered for a zero wait).
-        Waiting,
-        // Waiting for the inner service to be ready for the next GET.
-        Ready,
-        // A poll or the final GET, in flight.
-        Requesting { #[pin] future: F },
-        // Reading the body of a poll response.
-        Reading { #[pin] body: B, parts: response::Parts, collector: Collector, purpose: Purpose },
+        // Reading an initial body the dialect asked for. Boxed, because when the body turns out
+        // too large to judge it is handed back whole, behind what was read.
+        Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector },
+        // An operation being followed: what is known of it, and what is in flight.
+        Following { ledger: Ledger<M>, #[pin] stage: Stage<F, B> },
         Done,
     }
 }
 
-/// Why an initial body is being read.
+pin_project! {
+    #[project = StageProj]
+    #[project_replace = StageReplace]
+    enum Stage<F, B> {
+        // Reading and discarding a response body we do not need, so the connection is reused;
+        // bounded by `budget` bytes, and in time by the wait plus a short grace. Counts into the
+        // wait that follows.
+        Draining { #[pin] body: B, budget: usize },
+        // Until `clock.wake_at` (never entered for a zero wait).
+        Waiting,
+        // Waiting for the inner service to be ready for the next GET.
+        Ready,
+        // A poll, the final GET or a cancel request, in flight.
+        Requesting { #[pin] future: F },
+        // Reading the body of an answer.
+        Reading { #[pin] body: B, parts: response::Parts, collector: Collector, purpose: Purpose },
+    }
+}
+
+/// How the future works through an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// To its end.
+    Follow,
+    /// One poll (and the final GET if it says done); a wait ends the step.
+    Step,
+}
+
+/// Why an answer's body is being read.
 #[derive(Debug)]
-enum Sniff {
-    /// The response names a monitor; a terminal `provisioningState` settles the operation inline.
-    Monitor {
-        kind: MonitorKind,
-        reference: HeaderValue,
-    },
-    /// A PUT/PATCH 200/201 without monitor headers: a resource monitor if not terminal.
-    Resource,
+enum Purpose {
+    /// The dialect judges it.
+    Verdict,
+    /// It ends the operation with this error; the body (bounded) goes into it.
+    Answer(Answer),
+}
+
+/// An answer that ended the operation by its HTTP status.
+#[derive(Debug)]
+struct Answer {
+    kind: ErrorKind,
+    outcome: Outcome<'static>,
 }
 
 /// How reading an initial body ended.
 enum Sniffed {
     Complete,
-    /// Stopped before the end: too large, or too slow, to be a status.
+    /// Stopped before the end: too large, or too slow, to be judged.
     Stopped,
     /// The body failed.
     Broken(BoxError),
@@ -102,39 +128,33 @@ enum Sniffed {
     Expired(Error),
 }
 
-/// Why a poll response body is being read.
-#[derive(Debug, Clone, Copy)]
-enum Purpose {
-    Status,
-    Resource,
-    /// The body of an error response, kept (bounded) in the error.
-    ErrorBody,
-    /// The body of a client error from a `Location` or resource monitor: the operation failed.
-    FailureBody,
-}
-
-/// What the next request is.
-#[derive(Debug)]
-enum Target {
-    Poll,
-    Final(Uri),
-}
-
-/// The initial response's body, as far as it was read when a monitor is followed.
+/// The initial response's body, as far as it was read when an operation is followed.
 enum InitialBody<B> {
     Unread(B),
     Read(Bytes, Option<Box<HeaderMap>>),
     Partial(Bytes, Pin<Box<B>>),
 }
 
-/// The transition a state asks for.
-enum Step<B> {
+/// What the initial response leads to.
+// A transition, returned once per operation and consumed at once: boxing the ledger would cost
+// an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Begin<B, M> {
     Finish(Result<Response<ResponseBody<B>>, Error>),
     Sniff {
         parts: response::Parts,
         body: Pin<Box<B>>,
-        sniff: Sniff,
     },
+    Follow {
+        ledger: Ledger<M>,
+        drain: Option<B>,
+    },
+}
+
+/// The transition a stage asks for while an operation is followed.
+enum Next<B> {
+    /// The end. Errors have not been given the operation's details yet.
+    Finish(Result<Response<ResponseBody<B>>, Error>),
     Wait {
         drain: Option<B>,
     },
@@ -146,119 +166,92 @@ enum Step<B> {
     },
 }
 
+/// How following an operation ended.
+enum Exit<B> {
+    Finished(Result<Response<ResponseBody<B>>, Error>),
+    /// A step ended with the operation still running.
+    Stepped(Response<ResponseBody<B>>),
+}
+
 /// Everything about the operation that outlives a state.
-struct Operation<S, ReqBody> {
+struct Operation<S, D> {
     service: S,
+    dialect: D,
     config: Arc<Config>,
+    original: Original,
+    clock: Clock,
     polling: Polling,
+    mode: Mode,
     progress: Option<ProgressSender>,
-    started: Instant,
-    deadline: Option<Instant>,
-    // The original request, as polls repeat it (PROTOCOL §5).
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    extensions: Extensions,
-    via: Option<FinalStateVia>,
-    base: Option<Base>,
-    // What is being followed.
-    monitor: Option<(MonitorKind, Uri)>,
-    // The header value the monitor URL was last taken from, to skip re-admitting a repeat.
-    monitor_reference: Option<HeaderValue>,
-    initial_location: Option<HeaderValue>,
-    target: Target,
-    // Counters and the last thing the server said.
-    polls: u32,
-    retries: u32,
-    unhinted_waits: u32,
-    status: Option<String>,
-    last_http_status: Option<StatusCode>,
-    percent_complete: Option<f64>,
-    operation_id: Option<String>,
-    operation_name: Option<String>,
-    final_uri: Option<Uri>,
-    // When the next request goes out; the deadline of the current phase, and where the `due`
-    // timer is set.
-    wake_at: Option<Instant>,
-    due: Option<Instant>,
-    due_set: Option<Instant>,
     // An error found before anything was sent (a bad resume token), returned on first poll.
     rejected: Option<Error>,
     #[cfg(feature = "tracing")]
     span: tracing::Span,
-    _request_body: PhantomData<fn() -> ReqBody>,
 }
 
-impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, D> ResponseFuture<S, ReqBody, ResBody, D>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    D: Dialect,
 {
     /// Sends `req` through `service`, which the caller has driven to readiness, unless `req`
-    /// carries a [`ResumeToken`]: then it resumes that operation instead.
-    pub(crate) fn start(mut service: S, config: Arc<Config>, mut req: Request<ReqBody>) -> Self {
+    /// carries a [`ResumeToken`]: then it resumes (or cancels) that operation instead.
+    pub(crate) fn start(
+        mut service: S,
+        config: Arc<Config>,
+        dialect: D,
+        mut req: Request<ReqBody>,
+    ) -> Self {
         // Our own extensions steer this layer only; layers below never see them.
         let extensions = req.extensions_mut();
         let polling = extensions.remove::<Polling>().unwrap_or_default();
-        let via = extensions.remove::<FinalStateVia>();
         let progress = extensions.remove::<ProgressSender>();
+        let cancelling = extensions.remove::<Cancelling>().is_some();
         if let Some(token) = extensions.remove::<ResumeToken>() {
-            return Self::resume(service, config, token, &req, progress);
-        }
-        let original = Original::of(&req, polling);
-        let future = service.call(req);
-        let mut op = Operation::new(service, config, original, polling);
-        op.via = via;
-        op.progress = progress;
-        ResponseFuture {
-            state: State::Initial { future },
-            wait: None,
-            due: None,
-            op,
-        }
-    }
-
-    /// Continues the operation of `token`, polling at once; `req` contributes extra headers and
-    /// extensions.
-    fn resume(
-        service: S,
-        config: Arc<Config>,
-        token: ResumeToken,
-        req: &Request<ReqBody>,
-        progress: Option<ProgressSender>,
-    ) -> Self {
-        let mut op = Operation::new(
-            service,
-            config,
-            Original::of(req, Polling::Enabled),
-            Polling::Enabled,
-        );
-        op.progress = progress;
-        if let Err(error) = op.adopt(&token) {
-            op.rejected = Some(error);
-            return ResponseFuture {
-                state: State::Done,
-                wait: None,
-                due: None,
-                op,
+            let mut op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
+            op.progress = progress;
+            return if cancelling {
+                op.cancel(token, req)
+            } else {
+                op.resume(&token, Mode::Follow)
             };
         }
+        let original = Original::of(&mut req, polling);
+        let future = service.call(req);
+        let mut op = Operation::with(service, config, dialect, original, polling);
+        op.progress = progress;
+        Self::with_state(op, State::Initial { future })
+    }
+
+    /// One step of the operation of `token`: one poll, and the final GET if it says done.
+    pub(crate) fn step(service: S, config: Arc<Config>, dialect: D, token: &ResumeToken) -> Self
+    where
+        ReqBody: Default,
+    {
+        let mut req = Request::new(ReqBody::default());
+        let op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
+        op.resume(token, Mode::Step)
+    }
+
+    fn with_state(op: Operation<S, D>, state: State<S::Future, ResBody, D::Monitor>) -> Self {
         ResponseFuture {
-            state: State::Ready,
+            state,
             wait: None,
             due: None,
             op,
+            _request: PhantomData,
         }
     }
 }
 
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, D> Future for ResponseFuture<S, ReqBody, ResBody, D>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     ReqBody: Default,
     ResBody: Body<Data = Bytes>,
     ResBody::Error: Into<BoxError>,
+    D: Dialect,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, Error>;
 
@@ -268,105 +261,53 @@ where
         #[cfg(feature = "tracing")]
         let _entered = op.span.clone().entered();
         loop {
-            let step = match this.state.as_mut().project() {
+            let begin = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => op.on_initial(response),
-                    Poll::Ready(Err(e)) => Step::Finish(Err(Error::service(e))),
-                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Step::Finish(Err(op.fail(expired))),
+                    Poll::Ready(Err(e)) => Begin::Finish(Err(Error::service(e))),
+                    Poll::Pending => match op.clock.on_due(this.due.as_mut(), cx) {
+                        Some(expired) => Begin::Finish(Err(expired)),
                         None => return Poll::Pending,
                     },
                 },
                 StateProj::Sniffing {
                     body, collector, ..
                 } => {
-                    let sniffed =
-                        match collector.poll_read(body.as_mut(), op.config.max_status_body, cx) {
-                            Poll::Ready(Ok(Read::Complete)) => Sniffed::Complete,
-                            Poll::Ready(Ok(Read::TooLarge)) => Sniffed::Stopped,
-                            Poll::Ready(Err(e)) => Sniffed::Broken(e.into()),
-                            Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                                // Too slow to be a status: handled like one too large to be one.
-                                Some(_) if !op.past_deadline() => Sniffed::Stopped,
-                                Some(expired) => Sniffed::Expired(expired),
-                                None => return Poll::Pending,
-                            },
-                        };
+                    let sniffed = match op.poll_sniff(body, collector, this.due.as_mut(), cx) {
+                        Poll::Ready(sniffed) => sniffed,
+                        Poll::Pending => return Poll::Pending,
+                    };
                     match this.state.as_mut().project_replace(State::Done) {
                         StateReplace::Sniffing {
                             parts,
                             body,
                             collector,
-                            sniff,
-                        } => op.on_sniffed(parts, body, collector, sniff, sniffed),
-                        _ => Step::Finish(Err(lost_state())),
+                        } => op.on_sniffed(parts, body, collector, sniffed),
+                        // `project_replace` inside a state's own arm always returns that state.
+                        _ => unreachable!("the sniffing state was replaced by another"),
                     }
                 }
-                StateProj::Draining { body, budget } => {
-                    let drained = poll_drain(body, budget, cx).is_ready();
-                    if !drained && !op.due_passed(this.due.as_mut(), cx) {
-                        return Poll::Pending;
-                    }
-                    if !drained && op.past_deadline() {
-                        let expired =
-                            Error::new(ErrorKind::TimedOut, "the operation's deadline passed");
-                        Step::Finish(Err(op.fail(expired)))
-                    } else {
-                        // Drained, or too slow to be worth it: then the connection is dropped.
-                        Step::Wait { drain: None }
-                    }
-                }
-                StateProj::Waiting => {
-                    if !fired(this.wait.as_mut(), cx) {
-                        return Poll::Pending;
-                    }
-                    Step::Send
-                }
-                StateProj::Ready => match op.service.poll_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        let request = op.next_request();
-                        let future = op.service.call(request);
-                        this.state.set(State::Requesting { future });
-                        op.due = op.request_deadline();
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => Step::Finish(Err(op.fail(Error::service(e)))),
-                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Step::Finish(Err(op.fail(expired))),
-                        None => return Poll::Pending,
-                    },
-                },
-                StateProj::Requesting { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => op.on_reply(response),
-                    Poll::Ready(Err(e)) => op.on_transient(None, || Error::service(e), None),
-                    Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => op.on_failed_request(expired),
-                        None => return Poll::Pending,
-                    },
-                },
-                StateProj::Reading {
-                    body, collector, ..
-                } => {
-                    let read = match collector.poll_read(body, op.config.max_status_body, cx) {
-                        Poll::Ready(Ok(read)) => Ok(read),
-                        Poll::Ready(Err(e)) => {
-                            let why = "the connection failed while reading a poll response";
-                            Err(Error::new(ErrorKind::Body, why).with_source(e.into()))
-                        }
-                        Poll::Pending => match op.on_due(this.due.as_mut(), cx) {
-                            Some(expired) => Err(expired),
-                            None => return Poll::Pending,
-                        },
+                StateProj::Following { ledger, stage } => {
+                    let exit = match op.poll_following(
+                        ledger,
+                        stage,
+                        this.wait.as_mut(),
+                        this.due.as_mut(),
+                        cx,
+                    ) {
+                        Poll::Ready(exit) => exit,
+                        Poll::Pending => return Poll::Pending,
                     };
-                    match this.state.as_mut().project_replace(State::Done) {
-                        StateReplace::Reading {
-                            parts,
-                            collector,
-                            purpose,
-                            ..
-                        } => op.on_read(parts, collector, purpose, read),
-                        _ => Step::Finish(Err(lost_state())),
-                    }
+                    let result = match exit {
+                        Exit::Finished(result) => {
+                            let result = result.map_err(|e| op.fail(ledger, e));
+                            op.conclude(ledger, &result);
+                            result
+                        }
+                        Exit::Stepped(response) => Ok(response),
+                    };
+                    this.state.set(State::Done);
+                    return Poll::Ready(result);
                 }
                 StateProj::Done => {
                     let error = op.rejected.take();
@@ -375,276 +316,211 @@ where
                     ));
                 }
             };
-            match step {
-                Step::Finish(result) => {
-                    op.conclude(&result);
+            match begin {
+                Begin::Finish(result) => {
                     this.state.set(State::Done);
                     return Poll::Ready(result);
                 }
-                Step::Sniff { parts, body, sniff } => {
+                Begin::Sniff { parts, body } => {
                     this.state.set(State::Sniffing {
                         parts,
                         body,
                         collector: Collector::default(),
-                        sniff,
                     });
                     // Reading the initial body is a round trip of its own: bounded like a poll.
-                    op.due = op.request_deadline();
+                    op.clock.start_request();
                 }
-                Step::Wait { drain: Some(body) } if !body.is_end_stream() => {
-                    let budget = op.config.max_status_body;
-                    this.state.set(State::Draining { body, budget });
-                    op.due = op.drain_deadline();
-                }
-                Step::Wait { .. } => match op.wake_at {
-                    Some(at) => {
-                        this.state.set(State::Waiting);
-                        set_sleep(this.wait.as_mut(), at);
-                    }
-                    // A zero wait (`Retry-After: 0`) needs no timer.
-                    None => {
-                        this.state.set(State::Ready);
-                        op.due = op.deadline;
-                    }
-                },
-                Step::Send => {
-                    this.state.set(State::Ready);
-                    op.due = op.deadline;
-                }
-                Step::Read {
-                    parts,
-                    body,
-                    purpose,
-                } => {
-                    this.state.set(State::Reading {
-                        body,
-                        parts,
-                        collector: Collector::default(),
-                        purpose,
+                Begin::Follow { ledger, drain } => {
+                    this.state.set(State::Following {
+                        ledger,
+                        stage: Stage::Waiting,
                     });
+                    if let StateProj::Following { stage, .. } = this.state.as_mut().project() {
+                        op.enter_wait(stage, this.wait.as_mut(), drain);
+                    }
                 }
             }
         }
     }
 }
 
-/// Sets a timer for `at`, resetting it rather than making a new one.
-fn set_sleep(mut timer: Pin<&mut Option<Sleep>>, at: Instant) {
-    match timer.as_mut().as_pin_mut() {
-        Some(sleep) => sleep.reset(at),
-        None => timer.set(Some(tokio::time::sleep_until(at))),
+impl<S, D: Dialect> Operation<S, D> {
+    fn new<B>(
+        service: S,
+        config: Arc<Config>,
+        dialect: D,
+        req: &mut Request<B>,
+        polling: Polling,
+    ) -> Self {
+        let original = Original::of(req, polling);
+        Operation::with(service, config, dialect, original, polling)
     }
-}
 
-fn fired(timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-    timer
-        .as_pin_mut()
-        .is_some_and(|sleep| sleep.poll(cx).is_ready())
-}
-
-fn lost_state() -> Error {
-    // `project_replace` inside a state's own arm always finds that state.
-    Error::new(ErrorKind::PolledAfterCompletion, "internal state lost")
-}
-
-/// The parts of the original request that polls repeat (PROTOCOL §5).
-struct Original {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-    extensions: Extensions,
-}
-
-impl Original {
-    fn of<B>(req: &Request<B>, polling: Polling) -> Original {
-        let (headers, extensions) = match polling {
-            // Nothing will be repeated: copy nothing.
-            Polling::Disabled => (HeaderMap::new(), Extensions::new()),
-            Polling::Enabled | Polling::AcceptOnly => (
-                headers::for_polls(req.headers().clone()),
-                req.extensions().clone(),
-            ),
-        };
-        Original {
-            method: req.method().clone(),
-            uri: req.uri().clone(),
-            version: req.version(),
-            headers,
-            extensions,
-        }
-    }
-}
-
-impl<S, ReqBody> Operation<S, ReqBody> {
-    fn new(service: S, config: Arc<Config>, original: Original, polling: Polling) -> Self {
-        let started = Instant::now();
-        let deadline = deadline_after(started, config.timeout);
+    fn with(
+        service: S,
+        config: Arc<Config>,
+        dialect: D,
+        original: Original,
+        polling: Polling,
+    ) -> Self {
         Operation {
+            clock: Clock::new(config.timeout, config.poll_timeout),
             service,
-            deadline,
+            dialect,
             config,
+            original,
             polling,
+            mode: Mode::Follow,
             progress: None,
-            started,
-            method: original.method,
-            uri: original.uri,
-            version: original.version,
-            headers: original.headers,
-            extensions: original.extensions,
-            via: None,
-            base: None,
-            monitor: None,
-            monitor_reference: None,
-            initial_location: None,
-            target: Target::Poll,
-            polls: 0,
-            retries: 0,
-            unhinted_waits: 0,
-            status: None,
-            last_http_status: None,
-            percent_complete: None,
-            operation_id: None,
-            operation_name: None,
-            final_uri: None,
-            wake_at: None,
-            due: deadline,
-            due_set: None,
             rejected: None,
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
-            _request_body: PhantomData,
         }
     }
 
-    /// Whether the current phase's deadline (`self.due`) has passed.
-    fn due_passed(&mut self, mut timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> bool {
-        let Some(due) = self.due else {
-            return false;
-        };
-        if self.due_set.is_none_or(|set| set > due) {
-            set_sleep(timer.as_mut(), due);
-            self.due_set = Some(due);
+    fn rejected<R, B>(mut self, error: Error) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        self.rejected = Some(error);
+        ResponseFuture::with_state(self, State::Done)
+    }
+
+    /// Continues the operation a token describes, polling at once.
+    fn resume<R, B>(mut self, token: &ResumeToken, mode: Mode) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        self.mode = mode;
+        match self.adopt(token) {
+            Ok(ledger) => ResponseFuture::with_state(
+                self,
+                State::Following {
+                    ledger,
+                    stage: Stage::Ready,
+                },
+            ),
+            Err(error) => self.rejected(error),
         }
-        // Twice at most: a timer that fired at an earlier phase's deadline is moved on to this
-        // one's, which is in the future, so it is then pending.
-        for _ in 0..2 {
-            let Some(sleep) = timer.as_mut().as_pin_mut() else {
-                return false;
+    }
+
+    /// Sends the cancel request `req` (through the service the caller drove to readiness) for
+    /// the operation of `token`, then follows the operation.
+    fn cancel<R, B>(mut self, token: ResumeToken, mut req: Request<R>) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        let mut ledger = match self.adopt(&token) {
+            Ok(ledger) => ledger,
+            Err(error) => return self.rejected(error),
+        };
+        let Some(spec) = token.cancel_spec() else {
+            let why = "the operation's dialect has no cancel request, and none was attached";
+            let error = self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why));
+            return self.rejected(error);
+        };
+        let uri =
+            match self
+                .original
+                .admit_reference(spec.url.as_bytes(), None, &self.config.origins)
+            {
+                Ok(uri) => uri,
+                Err(error) => {
+                    let error = self.fail(&ledger, error);
+                    return self.rejected(error);
+                }
             };
-            if sleep.poll(cx).is_pending() {
-                return false;
-            }
-            if Instant::now() >= due {
-                return true;
-            }
-            set_sleep(timer.as_mut(), due);
-            self.due_set = Some(due);
-        }
-        false
-    }
-
-    /// While something is in flight: `Some` error once its deadline passed.
-    fn on_due(&mut self, timer: Pin<&mut Option<Sleep>>, cx: &mut Context<'_>) -> Option<Error> {
-        if !self.due_passed(timer, cx) {
-            return None;
-        }
-        self.due = None;
-        let why = if self.past_deadline() {
-            "the operation's deadline passed"
-        } else {
-            "no answer within the poll timeout"
-        };
-        Some(Error::new(ErrorKind::TimedOut, why))
-    }
-
-    fn past_deadline(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// The deadline of a request being sent now: the poll timeout or the operation's deadline,
-    /// whichever comes first.
-    fn request_deadline(&self) -> Option<Instant> {
-        earliest(
-            deadline_after(Instant::now(), self.config.poll_timeout),
-            self.deadline,
+        *req.uri_mut() = uri;
+        self.original.dress(&mut req);
+        ledger.target = Target::Cancel;
+        let future = self.service.call(req);
+        self.clock.start_request();
+        ResponseFuture::with_state(
+            self,
+            State::Following {
+                ledger,
+                stage: Stage::Requesting { future },
+            },
         )
     }
 
-    /// How long an unneeded body may be drained: through the wait, and a short grace after it so a
-    /// body still arriving can finish, within the request's own bounds.
-    fn drain_deadline(&self) -> Option<Instant> {
-        let grace = Instant::now().checked_add(DRAIN_GRACE);
-        let until = match (self.wake_at, grace) {
-            (Some(wake), Some(grace)) => Some(wake.max(grace)),
-            (wake, grace) => wake.or(grace),
+    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy,
+    /// judged against the token's own original URI; its polls and time count against this
+    /// layer's bounds, which are checked before anything is sent.
+    fn adopt(&mut self, token: &ResumeToken) -> Result<Ledger<D::Monitor>, Error> {
+        let resumption = token.resumption(&self.dialect)?;
+        self.original
+            .adopt(resumption.method, resumption.uri, resumption.headers);
+        self.clock.rewind(resumption.elapsed);
+        let untrusted = |e: Error| {
+            Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
         };
-        earliest(until, self.request_deadline())
+        let policy = &self.config.origins;
+        let url = self
+            .original
+            .admit_reference(resumption.monitor_url.to_string().as_bytes(), None, policy)
+            .map_err(untrusted)?;
+        let kind = self.dialect.kind(&resumption.monitor);
+        let mut ledger = Ledger::new(resumption.monitor, kind, url, None);
+        if let Some(final_uri) = resumption.final_uri {
+            let final_uri = self
+                .original
+                .admit_reference(final_uri.to_string().as_bytes(), None, policy)
+                .map_err(untrusted)?;
+            ledger.target = Target::Final(final_uri);
+        }
+        ledger.polls = resumption.polls;
+        ledger.retries = resumption.retries;
+        ledger.unhinted_waits = resumption.unhinted_waits;
+        ledger.observed.status = resumption.status;
+        self.trace(&ledger);
+        if matches!(ledger.target, Target::Poll) {
+            self.poll_budget(&ledger)
+                .map_err(|e| self.fail(&ledger, e))?;
+        }
+        if self.clock.past_deadline() {
+            let why = "the operation's deadline passed before it was resumed";
+            return Err(self.fail(&ledger, Error::new(ErrorKind::TimedOut, why)));
+        }
+        Ok(ledger)
     }
 
-    fn info(&self) -> Option<OperationInfo> {
-        let (kind, url) = self.monitor.as_ref()?;
-        Some(OperationInfo {
-            monitor: *kind,
-            monitor_url: url.clone(),
-            polls: self.polls,
-            elapsed: self.started.elapsed(),
-            status: self.status.clone(),
-            last_http_status: self.last_http_status,
-            percent_complete: self.percent_complete,
-            operation_id: self.operation_id.clone(),
-            operation_name: self.operation_name.clone(),
-            final_uri: self.final_uri.clone(),
-        })
-    }
-
-    fn token(&self) -> Option<ResumeToken> {
-        let (kind, url) = self.monitor.as_ref()?;
-        Some(ResumeToken::new(Snapshot {
-            monitor: *kind,
-            monitor_url: url,
-            method: &self.method,
-            uri: &self.uri,
-            location: self.initial_location.as_ref(),
-            via: self.via,
-            final_uri: match &self.target {
-                Target::Final(uri) => Some(uri),
-                Target::Poll => None,
-            },
-            headers: &self.headers,
-            polls: self.polls,
-            elapsed: self.started.elapsed(),
-            status: self.status.as_deref(),
-        }))
+    fn trace(&mut self, _ledger: &Ledger<D::Monitor>) {
+        #[cfg(feature = "tracing")]
+        {
+            self.span = tracing::debug_span!(
+                "long_running_operation",
+                method = %self.original.method,
+                uri = %self.original.uri,
+                monitor = _ledger.kind.as_str(),
+                monitor_url = %_ledger.url,
+            );
+        }
     }
 
     /// Attaches what happened so far to an error that ends the operation and, unless the
     /// operation is known to have ended, a token to continue it.
-    fn fail(&self, error: Error) -> Error {
-        let Some(info) = self.info() else {
+    fn fail(&self, ledger: &Ledger<D::Monitor>, error: Error) -> Error {
+        let error = error.with_operation(ledger.info(self.clock.elapsed()));
+        if error.is_operation_error() {
             return error;
-        };
-        let error = error.with_operation(info);
-        match self.token() {
-            Some(token) if !error.is_operation_error() => error.with_resume_token(token),
-            _ => error,
         }
+        let token = ledger.token(&self.dialect, &self.original, self.clock.elapsed());
+        error.with_resume_token(token)
     }
 
     /// Tells the observers where the operation stands.
-    fn observe(&self, next_poll_in: Option<Duration>, finished: bool) {
+    fn observe(&self, ledger: &Ledger<D::Monitor>, next_poll_in: Option<Duration>, finished: bool) {
         let sender = self.progress.as_ref().filter(|p| p.is_observed());
         if sender.is_none() && self.config.on_poll.is_none() {
             return;
         }
-        let (Some(operation), Some(resume_token)) = (self.info(), self.token()) else {
-            return;
-        };
+        let elapsed = self.clock.elapsed();
         let progress = Progress {
-            operation,
+            operation: ledger.info(elapsed),
             next_poll_in,
             finished,
-            resume_token,
+            resume_token: ledger.token(&self.dialect, &self.original, elapsed),
         };
         if let Some(hook) = &self.config.on_poll {
             (hook.0)(&progress);
@@ -655,215 +531,46 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     }
 
     /// The future is about to complete with `result`.
-    fn conclude<B>(&self, result: &Result<Response<B>, Error>) {
-        // An accepted operation is handed off, not ended: its observers hear nothing more.
-        if self.monitor.is_none() || self.polling == Polling::AcceptOnly {
-            return;
-        }
+    fn conclude<B>(&self, ledger: &Ledger<D::Monitor>, result: &Result<Response<B>, Error>) {
         #[cfg(feature = "tracing")]
         match result {
             Ok(response) => {
-                tracing::debug!(parent: &self.span, polls = self.polls, status = %response.status(), "operation finished")
+                tracing::debug!(parent: &self.span, polls = ledger.polls, status = %response.status(), "operation finished")
             }
             Err(error) => {
-                tracing::debug!(parent: &self.span, polls = self.polls, %error, "operation ended with an error")
+                tracing::debug!(parent: &self.span, polls = ledger.polls, %error, "operation ended with an error")
             }
         }
         #[cfg(not(feature = "tracing"))]
         let _ = result;
-        self.observe(None, true);
+        self.observe(ledger, None, true);
     }
 
-    fn finish<B>(&self, parts: response::Parts, body: ResponseBody<B>) -> Step<B> {
-        let mut response = Response::from_parts(parts, body);
-        if let Some(info) = self.info() {
-            response.extensions_mut().insert(info);
-        }
-        Step::Finish(Ok(response))
-    }
-
-    fn base(&mut self) -> Result<&Base, Rejection> {
-        let base = match self.base.take() {
-            Some(base) => base,
-            None => Base::new(&self.uri)?,
+    /// Starts following the operation `follow` names.
+    fn track(&mut self, follow: Follow<'_, D::Monitor>) -> Result<Ledger<D::Monitor>, Error> {
+        let url = self
+            .original
+            .admit(&follow.poll_at, None, &self.config.origins)?;
+        let reference = match follow.poll_at {
+            PollAt::Reference(reference) | PollAt::FromOriginal(reference) => {
+                Some(reference.into_owned())
+            }
+            PollAt::OriginalUri => None,
         };
-        Ok(self.base.insert(base))
+        let kind = self.dialect.kind(&follow.monitor);
+        let ledger = Ledger::new(follow.monitor, kind, url, reference);
+        self.trace(&ledger);
+        Ok(ledger)
     }
 
-    /// Resolves a URL the server named against the URI of the response that named it
-    /// (`named_by`, else the original URI), validates it, and withholds credentials and extensions
-    /// from it if it is on another origin (for good: they do not come back on a later hop).
-    fn admit(&mut self, reference: &[u8], named_by: Option<&Uri>) -> Result<Uri, Error> {
-        if let Some(uri) = url::admit_plain(&self.uri, reference) {
-            return Ok(uri);
-        }
-        let config = Arc::clone(&self.config);
-        let admitted = self
-            .base()
-            .and_then(|base| base.admit(reference, named_by, &config.origins))
-            .map_err(|rejection| {
-                let error = match rejection {
-                    Rejection::Invalid(why) => Error::new(ErrorKind::InvalidMonitorUrl, why),
-                    Rejection::CrossOrigin(why) => Error::new(ErrorKind::CrossOrigin, why),
-                };
-                self.fail(error)
-            })?;
-        if admitted.cross_origin {
-            headers::strip_credentials(&mut self.headers);
-            self.extensions.clear();
-            self.extensions.insert(CredentialsWithheld);
-        }
-        Ok(admitted.uri)
-    }
-
-    fn trace_monitor(&mut self) {
-        #[cfg(feature = "tracing")]
-        if let Some((kind, url)) = &self.monitor {
-            self.span = tracing::debug_span!(
-                "long_running_operation",
-                method = %self.method,
-                uri = %self.uri,
-                monitor = kind.as_str(),
-                monitor_url = %url,
-            );
-        }
-    }
-
-    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy, judged
-    /// against the token's own original URI; its polls and time count against this layer's
-    /// bounds, which are checked before anything is sent.
-    fn adopt(&mut self, token: &ResumeToken) -> Result<(), Error> {
-        let resumption = token.resumption()?;
-        let mut headers = resumption.headers;
-        for name in self.headers.keys() {
-            headers.remove(name);
-        }
-        headers.extend(std::mem::take(&mut self.headers));
-        self.headers = headers;
-        self.method = resumption.method;
-        self.uri = resumption.uri;
-        self.via = resumption.via;
-        self.initial_location = resumption.location;
-        self.polls = resumption.polls;
-        self.status = resumption.status;
-        let now = Instant::now();
-        self.started = now.checked_sub(resumption.elapsed).unwrap_or(now);
-        self.deadline = deadline_after(self.started, self.config.timeout);
-        self.due = self.deadline;
-        let untrusted = |e: Error| {
-            Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
-        };
-        let monitor_url = self
-            .admit(resumption.monitor_url.to_string().as_bytes(), None)
-            .map_err(untrusted)?;
-        if let Some(final_uri) = resumption.final_uri {
-            self.target = Target::Final(
-                self.admit(final_uri.to_string().as_bytes(), None)
-                    .map_err(untrusted)?,
-            );
-        }
-        self.monitor = Some((resumption.monitor, monitor_url));
-        self.trace_monitor();
-        if matches!(self.target, Target::Poll) {
-            self.poll_budget()?;
-        }
-        if self.past_deadline() {
-            let why = "the operation's deadline passed before it was resumed";
-            return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
-        }
-        Ok(())
-    }
-
-    /// Whether another poll may be sent.
-    fn poll_budget(&self) -> Result<(), Error> {
-        if self.polls < self.config.max_polls {
-            return Ok(());
-        }
-        let why = format!("still running after {} polls", self.polls);
-        Err(self.fail(Error::new(ErrorKind::TooManyPolls, why)))
-    }
-
-    /// The operation is still running: follow the monitor if this answer moved it (only a
-    /// "running" answer can: a final one is the end), then schedule the next poll by its hint.
-    fn keep_polling(&mut self, headers: &HeaderMap) -> Result<(), Error> {
-        if let Some((kind, polled)) = &self.monitor {
-            let kind = *kind;
-            // Servers repeat the header on every answer: only a new value is admitted again.
-            let moved = protocol::moved_monitor(kind, headers)
-                .filter(|moved| self.monitor_reference.as_ref() != Some(*moved));
-            if let Some(moved) = moved {
-                // A relative reference is relative to the URL this answer came from.
-                let polled = polled.clone();
-                let uri = self.admit(moved.as_bytes(), Some(&polled))?;
-                self.monitor = Some((kind, uri));
-                self.monitor_reference = Some(moved.clone());
-            }
-        }
-        self.schedule_poll(retry_after(headers, SystemTime::now))
-    }
-
-    /// Checks the bounds and sets the time of the next poll.
-    fn schedule_poll(&mut self, hint: Option<Duration>) -> Result<(), Error> {
-        self.poll_budget()?;
-        let delay = self.config.delays.next_poll(hint, self.unhinted_waits);
-        if hint.is_none() {
-            self.unhinted_waits = self.unhinted_waits.saturating_add(1);
-        }
-        #[cfg(feature = "tracing")]
-        tracing::debug!(
-            parent: &self.span,
-            status = self.status.as_deref(),
-            percent_complete = self.percent_complete,
-            http_status = self.last_http_status.map(|s| s.as_u16()),
-            polls = self.polls,
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            "operation running"
-        );
-        self.wait(delay)
-    }
-
-    fn wait(&mut self, delay: Duration) -> Result<(), Error> {
-        self.wake_at = None;
-        if delay.is_zero() {
-            // "Poll now" reads the clock only if there is a deadline to check.
-            if self.past_deadline() {
-                let why = "the operation's deadline passed";
-                return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
-            }
-        } else {
-            let now = Instant::now();
-            let at = now.checked_add(delay).unwrap_or_else(|| far_future(now));
-            if self.deadline.is_some_and(|deadline| at > deadline) {
-                let why = format!(
-                    "the next request would be after the operation's deadline (in {delay:?})"
-                );
-                return Err(self.fail(Error::new(ErrorKind::TimedOut, why)));
-            }
-            self.wake_at = Some(at);
-        }
-        self.observe(Some(delay), false);
-        Ok(())
-    }
-
-    /// Starts following a monitor named by the initial response, or, for
-    /// [`Polling::AcceptOnly`], hands the initial response back with a token.
-    fn follow<B>(
+    /// An operation is known: hand it back for [`Polling::AcceptOnly`], else schedule the first
+    /// poll by the initial response's hint (PROTOCOL §2).
+    fn begin<B>(
         &mut self,
-        kind: MonitorKind,
-        reference: Option<&HeaderValue>,
+        mut ledger: Ledger<D::Monitor>,
         parts: response::Parts,
         body: InitialBody<B>,
-    ) -> Step<B> {
-        let uri = match reference {
-            Some(reference) => match self.admit(reference.as_bytes(), None) {
-                Ok(uri) => uri,
-                Err(e) => return Step::Finish(Err(e)),
-            },
-            None => self.uri.clone(),
-        };
-        self.monitor = Some((kind, uri));
-        self.monitor_reference = reference.cloned();
-        self.trace_monitor();
+    ) -> Begin<B, D::Monitor> {
         if self.polling == Polling::AcceptOnly {
             let body = match body {
                 InitialBody::Unread(body) => ResponseBody::streaming(body),
@@ -871,73 +578,81 @@ impl<S, ReqBody> Operation<S, ReqBody> {
                 InitialBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
             };
             let mut response = Response::from_parts(parts, body);
-            if let Some(token) = self.token() {
-                response.extensions_mut().insert(token);
-            }
-            if let Some(info) = self.info() {
-                response.extensions_mut().insert(info);
-            }
-            return Step::Finish(Ok(response));
+            let elapsed = self.clock.elapsed();
+            let token = ledger.token(&self.dialect, &self.original, elapsed);
+            response.extensions_mut().insert(token);
+            response.extensions_mut().insert(ledger.info(elapsed));
+            return Begin::Finish(Ok(response));
         }
-        // The initial response's hint governs the first poll (PROTOCOL §2).
-        match self.schedule_poll(retry_after(&parts.headers, SystemTime::now)) {
-            Ok(()) => Step::Wait {
+        let hint = self.dialect.wait_hint(&parts.headers);
+        match self.schedule_poll(&mut ledger, hint) {
+            Ok(()) => Begin::Follow {
+                ledger,
                 drain: match body {
                     InitialBody::Unread(body) => Some(body),
                     InitialBody::Read(..) | InitialBody::Partial(..) => None,
                 },
             },
-            Err(e) => Step::Finish(Err(e)),
+            Err(e) => Begin::Finish(Err(self.fail(&ledger, e))),
         }
     }
 
-    fn on_initial<B: Body<Data = Bytes>>(&mut self, response: Response<B>) -> Step<B> {
+    fn on_initial<B: Body<Data = Bytes>>(&mut self, response: Response<B>) -> Begin<B, D::Monitor> {
         if self.polling == Polling::Disabled {
-            return Step::Finish(Ok(response.map(ResponseBody::streaming)));
+            return Begin::Finish(Ok(response.map(ResponseBody::streaming)));
         }
         let (parts, body) = response.into_parts();
-        let limit = self.config.max_status_body;
-        match protocol::classify(
-            &self.method,
-            parts.status,
-            &parts.headers,
-            self.config.follow_created_location,
-        ) {
-            Initial::PassThrough => Step::Finish(Ok(Response::from_parts(
+        let pass = |parts, body| {
+            Begin::Finish(Ok(Response::from_parts(
                 parts,
                 ResponseBody::streaming(body),
-            ))),
-            Initial::Monitor {
-                kind,
-                reference,
-                sniff,
-            } => {
-                let reference = reference.clone();
-                if matches!(
-                    kind,
-                    MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation
-                ) {
-                    self.initial_location = parts.headers.get(LOCATION).cloned();
-                }
-                if sniff && !too_large(&parts.headers, &body, limit) {
-                    Step::Sniff {
-                        parts,
-                        body: Box::pin(body),
-                        sniff: Sniff::Monitor { kind, reference },
-                    }
-                } else {
-                    self.follow(kind, Some(&reference), parts, InitialBody::Unread(body))
+            )))
+        };
+        let follow = match self.dialect.start(&self.original.head(), &parts) {
+            Start::NotLongRunning => return pass(parts, body),
+            Start::Follow(follow) => follow,
+            Start::ReadBody { .. }
+                if !too_large(&parts.headers, &body, self.config.max_status_body) =>
+            {
+                return Begin::Sniff {
+                    parts,
+                    body: Box::pin(body),
                 }
             }
-            Initial::MaybeResource if too_large(&parts.headers, &body, limit) => Step::Finish(Ok(
-                Response::from_parts(parts, ResponseBody::streaming(body)),
-            )),
-            Initial::MaybeResource => Step::Sniff {
-                parts,
-                body: Box::pin(body),
-                sniff: Sniff::Resource,
-            },
+            Start::ReadBody {
+                otherwise: Some(follow),
+            } => follow,
+            Start::ReadBody { otherwise: None } => return pass(parts, body),
+        };
+        match self.track(follow) {
+            Ok(ledger) => self.begin(ledger, parts, InitialBody::Unread(body)),
+            Err(e) => Begin::Finish(Err(e)),
         }
+    }
+
+    fn poll_sniff<B: Body<Data = Bytes>>(
+        &mut self,
+        body: &mut Pin<Box<B>>,
+        collector: &mut Collector,
+        due: Pin<&mut Option<Sleep>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Sniffed>
+    where
+        B::Error: Into<BoxError>,
+    {
+        Poll::Ready(
+            match collector.poll_read(body.as_mut(), self.config.max_status_body, cx) {
+                Poll::Ready(Ok(Read::Complete)) => Sniffed::Complete,
+                Poll::Ready(Ok(Read::TooLarge)) => Sniffed::Stopped,
+                Poll::Ready(Err(e)) => Sniffed::Broken(e.into()),
+                Poll::Pending => match self.clock.on_due(due, cx) {
+                    // Too slow to be judged: handled like a body too large to be.
+                    Some(_) if !self.clock.past_deadline() => Sniffed::Stopped,
+                    Some(expired) => Sniffed::Expired(expired),
+                    None => return Poll::Pending,
+                },
+            },
+        )
     }
 
     fn on_sniffed<B>(
@@ -945,111 +660,471 @@ impl<S, ReqBody> Operation<S, ReqBody> {
         parts: response::Parts,
         body: Pin<Box<B>>,
         collector: Collector,
-        sniff: Sniff,
         sniffed: Sniffed,
-    ) -> Step<B> {
-        let broken = |e: BoxError| {
-            let why = "the connection failed while reading the initial response";
-            Step::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e)))
-        };
-        match (sniff, sniffed) {
-            (_, Sniffed::Expired(expired)) => Step::Finish(Err(expired)),
-            (_, Sniffed::Broken(e)) if self.polling == Polling::AcceptOnly => broken(e),
-            (Sniff::Resource, Sniffed::Broken(e)) => broken(e),
-            // Only the initial body could have settled the operation inline; the monitor still can.
-            (Sniff::Monitor { kind, reference }, Sniffed::Broken(_)) => self.follow(
-                kind,
-                Some(&reference),
-                parts,
-                InitialBody::Read(Bytes::new(), None),
-            ),
-            // Too large or too slow to be a resource with a state: the monitor decides.
-            (Sniff::Monitor { kind, reference }, Sniffed::Stopped) => {
-                let (prefix, _) = collector.finish();
-                self.follow(
-                    kind,
-                    Some(&reference),
-                    parts,
-                    InitialBody::Partial(prefix, body),
-                )
-            }
-            (Sniff::Resource, Sniffed::Stopped) => {
-                let (prefix, _) = collector.finish();
-                Step::Finish(Ok(Response::from_parts(
-                    parts,
-                    ResponseBody::resumed(prefix, body),
-                )))
-            }
-            (sniff, Sniffed::Complete) => {
-                let (bytes, trailers) = collector.finish();
-                let (state, detail) = match status::parse_resource(&bytes) {
-                    Ok(resource) => (resource.provisioning_state, resource.error),
-                    // Without a monitor only this body could tell whether the operation is done:
-                    // JSON that cannot be read is not "no state", it cannot be judged.
-                    Err(malformed)
-                        if matches!(sniff, Sniff::Resource)
-                            && status::meant_as_json_object(
-                                &bytes,
-                                headers::declares_json(&parts.headers),
-                            ) =>
-                    {
-                        let why = format!("the initial response cannot be judged: {malformed}");
-                        return self.malformed(why, parts, bytes);
-                    }
-                    // With a monitor, the initial body could only have settled the operation
-                    // early; unreadable, it leaves the decision to the monitor.
-                    Err(_) => (None, status::ErrorDetail::default()),
-                };
-                let state = state.as_deref();
-                match (sniff, state.map(Phase::of)) {
-                    (_, Some(Phase::Succeeded)) | (Sniff::Resource, None) => Step::Finish(Ok(
-                        Response::from_parts(parts, ResponseBody::buffered(bytes, trailers)),
-                    )),
-                    (_, Some(phase @ (Phase::Failed | Phase::Canceled))) => {
-                        Step::Finish(Err(ended(phase, parts, detail, state, bytes.clone())))
-                    }
-                    (Sniff::Resource, Some(Phase::Running)) => {
-                        self.status = state.map(str::to_owned);
-                        self.follow(
-                            MonitorKind::Resource,
-                            None,
-                            parts,
-                            InitialBody::Read(bytes, trailers),
-                        )
-                    }
-                    (Sniff::Monitor { kind, reference }, None | Some(Phase::Running)) => self
-                        .follow(
-                            kind,
-                            Some(&reference),
-                            parts,
-                            InitialBody::Read(bytes, trailers),
-                        ),
+    ) -> Begin<B, D::Monitor> {
+        let (bytes, trailers) = collector.finish();
+        let otherwise = match sniffed {
+            Sniffed::Complete => return self.on_initial_body(parts, bytes, trailers),
+            Sniffed::Expired(expired) => return Begin::Finish(Err(expired)),
+            Sniffed::Stopped | Sniffed::Broken(_) => {
+                match self.dialect.start(&self.original.head(), &parts) {
+                    Start::ReadBody { otherwise } => otherwise,
+                    Start::Follow(follow) => Some(follow),
+                    Start::NotLongRunning => None,
                 }
+            }
+        };
+        let follow = match (otherwise, sniffed) {
+            (Some(follow), Sniffed::Broken(_)) if self.polling != Polling::AcceptOnly => follow,
+            (_, Sniffed::Broken(e)) => {
+                let why = "the connection failed while reading the initial response";
+                return Begin::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e)));
+            }
+            (Some(follow), _) => follow,
+            // Too large or too slow to be judged, and nothing to follow: handed back whole.
+            (None, _) => {
+                let body = ResponseBody::resumed(bytes, body);
+                return Begin::Finish(Ok(Response::from_parts(parts, body)));
+            }
+        };
+        let ledger = match self.track(follow) {
+            Ok(ledger) => ledger,
+            Err(e) => return Begin::Finish(Err(e)),
+        };
+        self.begin(ledger, parts, InitialBody::Partial(bytes, body))
+    }
+
+    /// The initial body, read whole: the dialect judges it.
+    fn on_initial_body<B>(
+        &mut self,
+        parts: response::Parts,
+        bytes: Bytes,
+        trailers: Option<Box<HeaderMap>>,
+    ) -> Begin<B, D::Monitor> {
+        let mut observed = Default::default();
+        let opening = self.dialect.start_with_body(
+            &self.original.head(),
+            &parts,
+            &bytes,
+            &mut Observer {
+                ledger: &mut observed,
+            },
+        );
+        let ended =
+            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
+        let error = match opening {
+            Opening::Final => {
+                let body = ResponseBody::buffered(bytes, trailers);
+                return Begin::Finish(Ok(Response::from_parts(parts, body)));
+            }
+            Opening::Follow(follow) => match self.track(follow) {
+                Ok(mut ledger) => {
+                    ledger.observed = observed;
+                    return self.begin(ledger, parts, InitialBody::Read(bytes, trailers));
+                }
+                Err(e) => e,
+            },
+            Opening::Failed(outcome) => ended(ErrorKind::Failed, outcome),
+            Opening::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
+            Opening::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
+        };
+        let error = match error.kind() {
+            ErrorKind::InvalidMonitorUrl | ErrorKind::CrossOrigin => error,
+            _ => error.with_response(parts.status, parts.headers, Some(bytes)),
+        };
+        Begin::Finish(Err(error))
+    }
+}
+
+/// The context of an error for an outcome the server reported.
+fn reported(outcome: &Outcome<'_>) -> String {
+    outcome
+        .reported
+        .as_ref()
+        .map(|status| format!("the server reported {status:?}"))
+        .unwrap_or_default()
+}
+
+/// Whether a body is declared larger than `limit`, so it need not be read to be refused.
+fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let hint = body.size_hint();
+    // A body that knows its length (hyper's, from `Content-Length`) need not have it looked up.
+    hint.lower() > limit
+        || hint.exact().is_none() && headers::content_length(headers).is_some_and(|len| len > limit)
+}
+
+impl<S, D: Dialect> Operation<S, D> {
+    /// Drives the operation's requests until it ends, or a step does.
+    fn poll_following<F, B, E, R>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        mut stage: Pin<&mut Stage<F, B>>,
+        mut wait: Pin<&mut Option<Sleep>>,
+        mut due: Pin<&mut Option<Sleep>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Exit<B>>
+    where
+        S: Service<Request<R>, Response = Response<B>, Future = F, Error = E>,
+        F: Future<Output = Result<Response<B>, E>>,
+        E: Into<BoxError>,
+        R: Default,
+        B: Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        loop {
+            let next = match stage.as_mut().project() {
+                StageProj::Draining { body, budget } => {
+                    let drained = poll_drain(body, budget, cx).is_ready();
+                    if !drained && !self.clock.due_passed(due.as_mut(), cx) {
+                        return Poll::Pending;
+                    }
+                    if !drained && self.clock.past_deadline() {
+                        let expired =
+                            Error::new(ErrorKind::TimedOut, "the operation's deadline passed");
+                        Next::Finish(Err(expired))
+                    } else {
+                        // Drained, or too slow to be worth it: then the connection is dropped.
+                        Next::Wait { drain: None }
+                    }
+                }
+                StageProj::Waiting => {
+                    if !fired(wait.as_mut(), cx) {
+                        return Poll::Pending;
+                    }
+                    Next::Send
+                }
+                StageProj::Ready => match self.service.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        let request = self.next_request(ledger);
+                        let future = self.service.call(request);
+                        stage.set(Stage::Requesting { future });
+                        self.clock.start_request();
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => Next::Finish(Err(Error::service(e))),
+                    Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
+                        Some(expired) => Next::Finish(Err(expired)),
+                        None => return Poll::Pending,
+                    },
+                },
+                StageProj::Requesting { future } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => self.on_reply(ledger, response),
+                    Poll::Ready(Err(e)) if matches!(ledger.target, Target::Cancel) => {
+                        Next::Finish(Err(Error::service(e)))
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.on_transient(ledger, None, || Error::service(e), None)
+                    }
+                    Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
+                        Some(expired) => self.on_failed_request(ledger, expired),
+                        None => return Poll::Pending,
+                    },
+                },
+                StageProj::Reading {
+                    body, collector, ..
+                } => {
+                    let read = match collector.poll_read(body, self.config.max_status_body, cx) {
+                        Poll::Ready(Ok(read)) => Ok(read),
+                        Poll::Ready(Err(e)) => {
+                            let why = "the connection failed while reading an answer";
+                            Err(Error::new(ErrorKind::Body, why).with_source(e.into()))
+                        }
+                        Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
+                            Some(expired) => Err(expired),
+                            None => return Poll::Pending,
+                        },
+                    };
+                    match stage.as_mut().project_replace(Stage::Ready) {
+                        StageReplace::Reading {
+                            parts,
+                            collector,
+                            purpose,
+                            ..
+                        } => self.on_read(ledger, parts, collector, purpose, read),
+                        // `project_replace` inside a stage's own arm always returns that stage.
+                        _ => unreachable!("the reading stage was replaced by another"),
+                    }
+                }
+            };
+            match next {
+                Next::Finish(result) => return Poll::Ready(Exit::Finished(result)),
+                Next::Wait { .. } if self.mode == Mode::Step => {
+                    return Poll::Ready(Exit::Stepped(self.pending(ledger)));
+                }
+                Next::Wait { drain } => self.enter_wait(stage.as_mut(), wait.as_mut(), drain),
+                Next::Send => {
+                    stage.set(Stage::Ready);
+                    self.clock.start_waiting();
+                }
+                Next::Read {
+                    parts,
+                    body,
+                    purpose,
+                } => stage.set(Stage::Reading {
+                    body,
+                    parts,
+                    collector: Collector::default(),
+                    purpose,
+                }),
             }
         }
     }
 
-    fn next_request<B: Default>(&mut self) -> Request<B> {
-        let uri = match &self.target {
-            Target::Poll => {
-                self.polls = self.polls.saturating_add(1);
-                self.monitor
-                    .as_ref()
-                    .map_or_else(|| self.uri.clone(), |(_, uri)| uri.clone())
+    /// Waits for the next request, draining `drain` meanwhile.
+    fn enter_wait<F, B: Body>(
+        &mut self,
+        mut stage: Pin<&mut Stage<F, B>>,
+        wait: Pin<&mut Option<Sleep>>,
+        drain: Option<B>,
+    ) {
+        match (drain, self.clock.wake_at) {
+            (Some(body), _) if !body.is_end_stream() => {
+                let budget = self.config.max_status_body;
+                stage.set(Stage::Draining { body, budget });
+                self.clock.start_draining();
             }
+            (_, Some(at)) => {
+                stage.set(Stage::Waiting);
+                set_sleep(wait, at);
+            }
+            // A zero wait (`Retry-After: 0`) needs no timer.
+            (_, None) => {
+                stage.as_mut().set(Stage::Ready);
+                self.clock.start_waiting();
+            }
+        }
+    }
+
+    /// The end of a step: the operation is still running; its token and when to ask next.
+    fn pending<B>(&self, ledger: &Ledger<D::Monitor>) -> Response<ResponseBody<B>> {
+        let poll_in = self.clock.wake_at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        });
+        let elapsed = self.clock.elapsed();
+        let token = ledger
+            .token(&self.dialect, &self.original, elapsed)
+            .after(poll_in);
+        let mut response = Response::new(ResponseBody::buffered(Bytes::new(), None));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        response.extensions_mut().insert(Pending {
+            token,
+            poll_in,
+            operation: ledger.info(elapsed),
+        });
+        response
+    }
+
+    fn next_request<R: Default>(&mut self, ledger: &mut Ledger<D::Monitor>) -> Request<R> {
+        let uri = match &ledger.target {
             Target::Final(uri) => uri.clone(),
+            // A cancel is sent once, when the operation is taken over; after it, polls.
+            Target::Poll | Target::Cancel => {
+                ledger.target = Target::Poll;
+                ledger.polls = ledger.polls.saturating_add(1);
+                ledger.url.clone()
+            }
         };
-        let mut request = Request::new(B::default());
-        *request.uri_mut() = uri;
-        *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
-        *request.extensions_mut() = self.extensions.clone();
-        request
+        self.original.get(uri)
+    }
+}
+
+impl<S, D: Dialect> Operation<S, D> {
+    /// An answer arrived: the dialect judges it by what was asked.
+    fn on_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        response: Response<B>,
+    ) -> Next<B> {
+        let (parts, body) = response.into_parts();
+        match &ledger.target {
+            Target::Poll => {}
+            Target::Final(uri) => {
+                ledger.final_uri = Some(uri.clone());
+                return self.on_final_reply(ledger, parts, body);
+            }
+            Target::Cancel => return self.on_cancel_reply(ledger, parts, body),
+        }
+        ledger.last_http_status = Some(parts.status);
+        let verdict = match self.dialect.poll(&ledger.monitor, &parts) {
+            Reply::ReadBody => return self.read(ledger, parts, body, Purpose::Verdict),
+            Reply::Verdict(verdict) => verdict,
+        };
+        match verdict {
+            Verdict::Running { moved } => {
+                ledger.retries = 0;
+                let hint = self.dialect.wait_hint(&parts.headers);
+                match self.keep_polling(ledger, moved, hint) {
+                    Ok(()) => Next::Wait { drain: Some(body) },
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            Verdict::Done => {
+                ledger.retries = 0;
+                self.finish(ledger, parts, ResponseBody::streaming(body))
+            }
+            Verdict::Fetch(at) => match self.fetch(ledger, &at) {
+                Ok(()) => Next::Send,
+                Err(e) => Next::Finish(Err(e)),
+            },
+            Verdict::Failed(outcome) => {
+                let answer = Answer::ended(ErrorKind::Failed, outcome);
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            Verdict::Canceled(outcome) => {
+                let answer = Answer::ended(ErrorKind::Canceled, outcome);
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            // The last straw is read, not drained: its body says why the server kept failing.
+            Verdict::Transient if self.transient_exhausted(ledger) => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+            Verdict::Transient => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "a poll", None, Outcome::default());
+                self.on_transient(ledger, hint, failure, Some(body))
+            }
+            Verdict::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+            Verdict::Malformed(why) => {
+                let error = Error::new(ErrorKind::MalformedStatus, why);
+                Next::Finish(Err(error.with_response(parts.status, parts.headers, None)))
+            }
+        }
+    }
+
+    fn on_final_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+    ) -> Next<B> {
+        match self.dialect.final_reply(parts.status) {
+            FinalReply::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
+            FinalReply::Transient if !self.transient_exhausted(ledger) => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "the final GET", None, Outcome::default());
+                self.on_transient(ledger, hint, failure, Some(body))
+            }
+            FinalReply::Transient | FinalReply::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+        }
+    }
+
+    fn on_cancel_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+    ) -> Next<B> {
+        match self.dialect.cancel_reply(parts.status) {
+            CancelReply::Accepted => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                match self.schedule_poll(ledger, hint) {
+                    Ok(()) => Next::Wait { drain: Some(body) },
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            CancelReply::Unsupported => {
+                let answer = Answer {
+                    kind: ErrorKind::CancelUnsupported,
+                    outcome: Outcome::default(),
+                };
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            CancelReply::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+        }
+    }
+
+    fn finish<B>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: ResponseBody<B>,
+    ) -> Next<B> {
+        let mut response = Response::from_parts(parts, body);
+        response
+            .extensions_mut()
+            .insert(ledger.info(self.clock.elapsed()));
+        Next::Finish(Ok(response))
+    }
+
+    /// The operation succeeded; its final response is a GET of `at`.
+    fn fetch(&mut self, ledger: &mut Ledger<D::Monitor>, at: &PollAt<'_>) -> Result<(), Error> {
+        ledger.retries = 0;
+        let uri = self
+            .original
+            .admit(at, Some(&ledger.url), &self.config.origins)?;
+        ledger.target = Target::Final(uri);
+        Ok(())
+    }
+
+    /// Whether another poll may be sent.
+    fn poll_budget(&self, ledger: &Ledger<D::Monitor>) -> Result<(), Error> {
+        if ledger.polls < self.config.max_polls {
+            return Ok(());
+        }
+        let why = format!("still running after {} polls", ledger.polls);
+        Err(Error::new(ErrorKind::TooManyPolls, why))
+    }
+
+    /// The operation is still running: follow the monitor if this answer moved it, then
+    /// schedule the next poll by its hint.
+    fn keep_polling(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        moved: Option<&[u8]>,
+        hint: Option<Duration>,
+    ) -> Result<(), Error> {
+        // Servers repeat the header on every answer: only a new value is admitted again.
+        if let Some(moved) = moved.filter(|moved| ledger.reference.as_deref() != Some(*moved)) {
+            // A relative reference is relative to the URL this answer came from.
+            let uri =
+                self.original
+                    .admit_reference(moved, Some(&ledger.url), &self.config.origins)?;
+            ledger.url = uri;
+            ledger.reference = Some(moved.to_vec());
+        }
+        self.schedule_poll(ledger, hint)
+    }
+
+    /// Checks the bounds and sets the time of the next poll.
+    fn schedule_poll(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        hint: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.poll_budget(ledger)?;
+        let delay = self.config.delays.next_poll(hint, ledger.unhinted_waits);
+        if hint.is_none() {
+            ledger.unhinted_waits = ledger.unhinted_waits.saturating_add(1);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            parent: &self.span,
+            status = ledger.observed.status.as_deref(),
+            percent_complete = ledger.observed.percent_complete,
+            http_status = ledger.last_http_status.map(|s| s.as_u16()),
+            polls = ledger.polls,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "operation running"
+        );
+        self.wait(ledger, delay)
+    }
+
+    fn wait(&mut self, ledger: &Ledger<D::Monitor>, delay: Duration) -> Result<(), Error> {
+        self.clock.schedule(delay)?;
+        self.observe(ledger, Some(delay), false);
+        Ok(())
     }
 
     /// Whether one more transient failure would end the operation.
-    fn transient_exhausted(&self) -> bool {
-        self.retries >= self.config.max_transient_retries
+    fn transient_exhausted(&self, ledger: &Ledger<D::Monitor>) -> bool {
+        ledger.retries >= self.config.max_transient_retries
     }
 
     /// A poll or final GET failed in a way worth retrying: wait and send the same GET again,
@@ -1057,134 +1132,66 @@ impl<S, ReqBody> Operation<S, ReqBody> {
     /// operation.
     fn on_transient<B>(
         &mut self,
+        ledger: &mut Ledger<D::Monitor>,
         hint: Option<Duration>,
         failure: impl FnOnce() -> Error,
         drain: Option<B>,
-    ) -> Step<B> {
-        self.retries = self.retries.saturating_add(1);
-        if self.retries > self.config.max_transient_retries {
-            return Step::Finish(Err(self.fail(failure())));
+    ) -> Next<B> {
+        ledger.retries = ledger.retries.saturating_add(1);
+        if ledger.retries > self.config.max_transient_retries {
+            return Next::Finish(Err(failure()));
         }
-        if matches!(self.target, Target::Poll) {
-            if let Err(e) = self.poll_budget() {
-                return Step::Finish(Err(e));
+        if matches!(ledger.target, Target::Poll) {
+            if let Err(e) = self.poll_budget(ledger) {
+                return Next::Finish(Err(e));
             }
         }
-        let delay = self
-            .config
-            .delays
-            .retry(hint, self.retries, protocol::schedule::jitter());
+        let delay =
+            self.config
+                .delays
+                .retry(hint, ledger.retries, crate::protocol::schedule::jitter());
         #[cfg(feature = "tracing")]
         tracing::warn!(
             parent: &self.span,
-            attempt = self.retries,
+            attempt = ledger.retries,
             error = %failure(),
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "transient failure while following an operation; retrying"
         );
-        match self.wait(delay) {
-            Ok(()) => Step::Wait { drain },
-            Err(e) => Step::Finish(Err(e)),
+        match self.wait(ledger, delay) {
+            Ok(()) => Next::Wait { drain },
+            Err(e) => Next::Finish(Err(e)),
         }
     }
 
-    /// A request in flight failed (a timeout, a broken body): past the deadline that ends the
-    /// operation, otherwise it is a transient failure.
-    fn on_failed_request<B>(&mut self, failure: Error) -> Step<B> {
-        if self.past_deadline() {
-            return Step::Finish(Err(self.fail(failure)));
+    /// A request in flight failed (a timeout, a broken body): past the deadline, or for a cancel
+    /// request (never repeated), that ends the operation; otherwise it is a transient failure.
+    fn on_failed_request<B>(&mut self, ledger: &mut Ledger<D::Monitor>, failure: Error) -> Next<B> {
+        if self.clock.past_deadline() || matches!(ledger.target, Target::Cancel) {
+            return Next::Finish(Err(failure));
         }
-        self.on_transient(None, || failure, None)
+        self.on_transient(ledger, None, || failure, None)
     }
 
-    fn on_reply<B>(&mut self, response: Response<B>) -> Step<B>
-    where
-        B: Body<Data = Bytes>,
-    {
-        let (parts, body) = response.into_parts();
-        let status = parts.status;
-        let hint = retry_after(&parts.headers, SystemTime::now);
-        if let Target::Final(uri) = &self.target {
-            self.final_uri = Some(uri.clone());
-            return if status.is_success() {
-                self.finish(parts, ResponseBody::streaming(body))
-            } else if protocol::is_transient(status) && !self.transient_exhausted() {
-                let failure = move || unexpected(parts, "the final GET", None);
-                self.on_transient(hint, failure, Some(body))
-            } else {
-                self.read(parts, body, Purpose::ErrorBody)
+    /// Starts reading an answer's body, unless its declared length is already over the limit.
+    fn read<B: Body>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+        purpose: Purpose,
+    ) -> Next<B> {
+        if !too_large(&parts.headers, &body, self.config.max_status_body) {
+            return Next::Read {
+                parts,
+                body,
+                purpose,
             };
         }
-        self.last_http_status = Some(status);
-        let Some((kind, _)) = self.monitor else {
-            return Step::Finish(Err(lost_state()));
-        };
-        match protocol::poll_reply(kind, status) {
-            PollReply::ReadStatus => self.read(parts, body, Purpose::Status),
-            PollReply::ReadResource => self.read(parts, body, Purpose::Resource),
-            PollReply::Running => {
-                self.retries = 0;
-                match self.keep_polling(&parts.headers) {
-                    Ok(()) => Step::Wait { drain: Some(body) },
-                    Err(e) => Step::Finish(Err(e)),
-                }
-            }
-            PollReply::Final => {
-                self.retries = 0;
-                self.finish(parts, ResponseBody::streaming(body))
-            }
-            PollReply::NoStatusBody => {
-                let why = "the status monitor answered without a body";
-                let error = Error::new(ErrorKind::MalformedStatus, why).with_response(
-                    status,
-                    parts.headers,
-                    None,
-                );
-                Step::Finish(Err(self.fail(error)))
-            }
-            // The last straw is read, not drained: its body says why the server kept failing.
-            PollReply::Transient if self.transient_exhausted() => {
-                self.read(parts, body, Purpose::ErrorBody)
-            }
-            PollReply::Transient => {
-                let failure = move || unexpected(parts, "a poll", None);
-                self.on_transient(hint, failure, Some(body))
-            }
-            PollReply::Failed => self.read(parts, body, Purpose::FailureBody),
-            PollReply::Unexpected => self.read(parts, body, Purpose::ErrorBody),
-        }
-    }
-
-    /// Starts reading a poll response body, unless its declared length is already over the limit.
-    fn read<B: Body>(&mut self, parts: response::Parts, body: B, purpose: Purpose) -> Step<B> {
-        if too_large(&parts.headers, &body, self.config.max_status_body) {
-            let error = match purpose {
-                Purpose::ErrorBody => unexpected(parts, self.request_name(), None),
-                Purpose::FailureBody => self.failed_by_status(parts, None),
-                Purpose::Status | Purpose::Resource => self.too_large(parts),
-            };
-            return Step::Finish(Err(self.fail(error)));
-        }
-        Step::Read {
-            parts,
-            body,
-            purpose,
-        }
-    }
-
-    fn request_name(&self) -> &'static str {
-        match self.target {
-            Target::Final(_) => "the final GET",
-            Target::Poll => "a poll",
-        }
-    }
-
-    /// A `Location` or resource monitor answered a client error: the operation failed, and the
-    /// answer (its error envelope, else `x-ms-error-code`) says why.
-    fn failed_by_status(&self, parts: response::Parts, body: Option<Bytes>) -> Error {
-        let monitor = self.monitor.as_ref().map_or("", |(kind, _)| kind.as_str());
-        let what = format!("the {monitor} monitor answered {}", parts.status);
-        answered(ErrorKind::Failed, parts, what, body)
+        Next::Finish(Err(match purpose {
+            Purpose::Answer(answer) => self.answered_by(ledger, answer, parts, None),
+            Purpose::Verdict => self.too_large(parts),
+        }))
     }
 
     fn too_large(&self, parts: response::Parts) -> Error {
@@ -1198,259 +1205,207 @@ impl<S, ReqBody> Operation<S, ReqBody> {
 
     fn on_read<B>(
         &mut self,
+        ledger: &mut Ledger<D::Monitor>,
         parts: response::Parts,
         collector: Collector,
         purpose: Purpose,
         read: Result<Read, Error>,
-    ) -> Step<B> {
+    ) -> Next<B> {
         match (purpose, read) {
             // An error answer ends the operation whatever happens to its body: keep what arrived.
-            (Purpose::ErrorBody | Purpose::FailureBody, _) => {
+            (Purpose::Answer(answer), _) => {
                 let (bytes, _) = collector.finish();
                 let body = bytes.slice(..bytes.len().min(self.config.max_status_body));
-                let error = match purpose {
-                    Purpose::FailureBody => self.failed_by_status(parts, Some(body)),
-                    _ => unexpected(parts, self.request_name(), Some(body)),
-                };
-                Step::Finish(Err(self.fail(error)))
+                Next::Finish(Err(self.answered_by(ledger, answer, parts, Some(body))))
             }
-            (_, Err(failure)) => self.on_failed_request(failure),
-            (_, Ok(Read::TooLarge)) => {
-                let error = self.too_large(parts);
-                Step::Finish(Err(self.fail(error)))
-            }
-            (Purpose::Status, Ok(Read::Complete)) => {
+            (Purpose::Verdict, Err(failure)) => self.on_failed_request(ledger, failure),
+            (Purpose::Verdict, Ok(Read::TooLarge)) => Next::Finish(Err(self.too_large(parts))),
+            (Purpose::Verdict, Ok(Read::Complete)) => {
                 let (bytes, trailers) = collector.finish();
-                self.on_status(parts, bytes, trailers)
-            }
-            (Purpose::Resource, Ok(Read::Complete)) => {
-                let (bytes, trailers) = collector.finish();
-                self.on_resource(parts, bytes, trailers)
+                self.on_body(ledger, parts, bytes, trailers)
             }
         }
     }
 
-    fn malformed<B>(&self, why: String, parts: response::Parts, bytes: Bytes) -> Step<B> {
-        let error = Error::new(ErrorKind::MalformedStatus, why).with_response(
+    /// A poll answer's body, read whole: the dialect judges it.
+    fn on_body<B>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        bytes: Bytes,
+        trailers: Option<Box<HeaderMap>>,
+    ) -> Next<B> {
+        let verdict = self.dialect.verdict(
+            &mut ledger.monitor,
+            &self.original.head(),
+            &parts,
+            &bytes,
+            &mut Observer {
+                ledger: &mut ledger.observed,
+            },
+        );
+        let ended =
+            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
+        let error = match verdict {
+            Verdict::Running { moved } => {
+                ledger.retries = 0;
+                let hint = self.dialect.wait_hint(&parts.headers);
+                return match self.keep_polling(ledger, moved, hint) {
+                    Ok(()) => Next::Wait { drain: None },
+                    Err(e) => Next::Finish(Err(e)),
+                };
+            }
+            Verdict::Done => {
+                ledger.retries = 0;
+                return self.finish(ledger, parts, ResponseBody::buffered(bytes, trailers));
+            }
+            Verdict::Fetch(at) => {
+                return match self.fetch(ledger, &at) {
+                    Ok(()) => Next::Send,
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            Verdict::Transient => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "a poll", Some(bytes), Outcome::default());
+                return self.on_transient(ledger, hint, failure, None);
+            }
+            Verdict::Failed(outcome) => ended(ErrorKind::Failed, outcome),
+            Verdict::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
+            Verdict::Unexpected => {
+                let outcome = self
+                    .dialect
+                    .error_detail(&parts.headers, Some(&bytes))
+                    .into_owned();
+                return Next::Finish(Err(unexpected(parts, "a poll", Some(bytes), outcome)));
+            }
+            Verdict::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
+        };
+        Next::Finish(Err(error.with_response(
             parts.status,
             parts.headers,
             Some(bytes),
-        );
-        Step::Finish(Err(self.fail(error)))
+        )))
     }
 
-    fn on_status<B>(
-        &mut self,
+    fn request_name(&self, ledger: &Ledger<D::Monitor>) -> &'static str {
+        match ledger.target {
+            Target::Final(_) => "the final GET",
+            Target::Poll => "a poll",
+            Target::Cancel => "the cancel request",
+        }
+    }
+
+    /// The error of an answer that ended the operation by its HTTP status, with the service's
+    /// details from the outcome, else from the dialect's reading of the answer.
+    fn answered_by(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        answer: Answer,
         parts: response::Parts,
-        bytes: Bytes,
-        trailers: Option<Box<HeaderMap>>,
-    ) -> Step<B> {
-        let parsed = match status::parse_status(&bytes) {
-            Ok(parsed) => parsed,
-            Err(malformed) => return self.malformed(malformed.0, parts, bytes.clone()),
+        body: Option<Bytes>,
+    ) -> Error {
+        let what = match answer.kind {
+            ErrorKind::UnexpectedStatus => {
+                format!("{} answered {}", self.request_name(ledger), parts.status)
+            }
+            _ if answer.outcome.reported.is_some() => reported(&answer.outcome),
+            ErrorKind::CancelUnsupported => format!("the cancel request answered {}", parts.status),
+            _ => format!(
+                "the {} monitor answered {}",
+                ledger.kind.as_str(),
+                parts.status
+            ),
         };
-        self.retries = 0;
-        let phase = Phase::of(&parsed.status);
-        remember(&mut self.status, &parsed.status);
-        if let Some(percent) = parsed.percent_complete {
-            self.percent_complete = Some(percent);
-        }
-        if let Some(id) = &parsed.id {
-            remember(&mut self.operation_id, id);
-        }
-        if let Some(name) = &parsed.name {
-            remember(&mut self.operation_name, name);
-        }
-        match phase {
-            Phase::Running => match self.keep_polling(&parts.headers) {
-                Ok(()) => Step::Wait { drain: None },
-                Err(e) => Step::Finish(Err(e)),
-            },
-            Phase::Failed | Phase::Canceled => {
-                let error = ended(
-                    phase,
-                    parts,
-                    parsed.error,
-                    Some(&parsed.status),
-                    bytes.clone(),
-                );
-                Step::Finish(Err(self.fail(error)))
-            }
-            Phase::Succeeded => {
-                let Some((kind, _)) = self.monitor else {
-                    return Step::Finish(Err(lost_state()));
-                };
-                let initial_location = self.initial_location.clone();
-                let target = protocol::final_target(
-                    &self.method,
-                    kind,
-                    self.via,
-                    initial_location.as_ref().map(HeaderValue::as_bytes),
-                    parsed.resource_location.as_deref().map(str::as_bytes),
-                );
-                let uri = match target {
-                    FinalTarget::LastStatus => {
-                        return self.finish(parts, ResponseBody::buffered(bytes, trailers))
-                    }
-                    FinalTarget::OriginalUri => Ok(self.uri.clone()),
-                    FinalTarget::InitialLocation(reference) => self.admit(reference, None),
-                    // Named by the status body just read: relative to the monitor that answered.
-                    FinalTarget::ResourceLocation(reference) => {
-                        let polled = self.monitor.as_ref().map(|(_, uri)| uri.clone());
-                        self.admit(reference, polled.as_ref())
-                    }
-                };
-                match uri {
-                    Ok(uri) => {
-                        self.target = Target::Final(uri);
-                        Step::Send
-                    }
-                    Err(e) => Step::Finish(Err(e)),
-                }
-            }
-        }
+        self.detailed(answer, what, parts, body)
     }
 
-    fn on_resource<B>(
-        &mut self,
+    fn detailed(
+        &self,
+        answer: Answer,
+        what: String,
         parts: response::Parts,
-        bytes: Bytes,
-        trailers: Option<Box<HeaderMap>>,
-    ) -> Step<B> {
-        let resource = match status::parse_resource(&bytes) {
-            Ok(resource) => resource,
-            Err(malformed) => return self.malformed(malformed.0, parts, bytes.clone()),
-        };
-        self.retries = 0;
-        let state = resource.provisioning_state.as_deref();
-        if let Some(state) = state {
-            remember(&mut self.status, state);
+        body: Option<Bytes>,
+    ) -> Error {
+        let Answer { kind, mut outcome } = answer;
+        if outcome.code.is_none() && outcome.message.is_none() {
+            let detail = self
+                .dialect
+                .error_detail(&parts.headers, body.as_deref())
+                .into_owned();
+            outcome = outcome.with_detail(detail.code, detail.message);
         }
-        match state.map(Phase::of) {
-            None | Some(Phase::Succeeded) => {
-                self.finish(parts, ResponseBody::buffered(bytes, trailers))
-            }
-            Some(phase @ (Phase::Failed | Phase::Canceled)) => {
-                let error = ended(phase, parts, resource.error, state, bytes.clone());
-                Step::Finish(Err(self.fail(error)))
-            }
-            Some(Phase::Running) => match self.keep_polling(&parts.headers) {
-                Ok(()) => Step::Wait { drain: None },
-                Err(e) => Step::Finish(Err(e)),
-            },
+        Error::new(kind, what).with_outcome(outcome).with_response(
+            parts.status,
+            parts.headers,
+            body,
+        )
+    }
+}
+
+impl Answer {
+    fn unexpected() -> Answer {
+        Answer {
+            kind: ErrorKind::UnexpectedStatus,
+            outcome: Outcome::default(),
+        }
+    }
+
+    fn ended(kind: ErrorKind, outcome: Outcome<'_>) -> Answer {
+        Answer {
+            kind,
+            outcome: outcome.into_owned(),
         }
     }
 }
 
-/// An unneeded body is drained, so its connection can be reused, during the wait that follows
-/// and for at most this long beyond it; a body still arriving then is dropped with its connection.
-const DRAIN_GRACE: Duration = Duration::from_secs(1);
-
-/// `start + timeout`; no deadline when that is past what `Instant` can hold.
-fn deadline_after(start: Instant, timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|timeout| start.checked_add(timeout))
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Keeps `value` in `slot`, allocating only when it changed since the last poll.
-fn remember(slot: &mut Option<String>, value: &str) {
-    if slot.as_deref() != Some(value) {
-        *slot = Some(value.to_owned());
-    }
-}
-
-fn far_future(now: Instant) -> Instant {
-    // About 30 years: `Instant` has no MAX, and nothing waits that long after clamping anyway.
-    now + Duration::from_secs(86_400 * 365 * 30)
-}
-
-/// Whether a body is declared larger than `limit`, so it need not be read to be refused.
-fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
-    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
-    let hint = body.size_hint();
-    // A body that knows its length (hyper's, from `Content-Length`) need not have it looked up.
-    hint.lower() > limit
-        || hint.exact().is_none() && headers::content_length(headers).is_some_and(|len| len > limit)
-}
-
-fn unexpected(parts: response::Parts, what: &str, body: Option<Bytes>) -> Error {
+/// An answer the protocol does not allow, as an error built only when it ends the operation.
+fn unexpected(
+    parts: response::Parts,
+    what: &str,
+    body: Option<Bytes>,
+    outcome: Outcome<'static>,
+) -> Error {
     let what = format!("{what} answered {}", parts.status);
-    answered(ErrorKind::UnexpectedStatus, parts, what, body)
-}
-
-/// The error of a response that ended the operation by its HTTP status, with the service's
-/// details from the body's error envelope, else from `x-ms-error-code`.
-fn answered(kind: ErrorKind, parts: response::Parts, what: String, body: Option<Bytes>) -> Error {
-    let detail = body
-        .as_deref()
-        .map(status::parse_error_envelope)
-        .unwrap_or_default();
-    let code = error_code(detail.code, &parts.headers);
-    let message = detail.message.map(Cow::into_owned);
-    Error::new(kind, what)
-        .with_detail(code, message)
+    let detail = match (&outcome.code, &outcome.message, &body) {
+        (None, None, body) => {
+            crate::protocol::errors::envelope(&parts.headers, body.as_deref()).into_owned()
+        }
+        _ => outcome,
+    };
+    Error::new(ErrorKind::UnexpectedStatus, what)
+        .with_outcome(detail)
         .with_response(parts.status, parts.headers, body)
 }
 
-/// The service's error code: the body's, else the `x-ms-error-code` header's.
-fn error_code(from_body: Option<Cow<'_, str>>, headers: &HeaderMap) -> Option<String> {
-    from_body.map(Cow::into_owned).or_else(|| {
-        headers
-            .get(headers::X_MS_ERROR_CODE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
-}
-
-/// The error of an operation that reported `Failed` or `Canceled`, with the response that said so.
-fn ended(
-    phase: Phase,
-    parts: response::Parts,
-    detail: status::ErrorDetail<'_>,
-    reported: Option<&str>,
-    body: Bytes,
-) -> Error {
-    let kind = if phase == Phase::Canceled {
-        ErrorKind::Canceled
-    } else {
-        ErrorKind::Failed
-    };
-    let code = error_code(detail.code, &parts.headers);
-    let context = reported
-        .map(|status| format!("the server reported {status:?}"))
-        .unwrap_or_default();
-    Error::new(kind, context)
-        .with_detail(code, detail.message.map(|m| m.into_owned()))
-        .with_response(parts.status, parts.headers, Some(body))
-}
-
-impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+impl<S, ReqBody, ResBody, D> fmt::Debug for ResponseFuture<S, ReqBody, ResBody, D>
 where
     S: Service<Request<ReqBody>>,
+    D: Dialect,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match &self.state {
-            State::Initial { .. } => "Initial",
-            State::Sniffing { .. } => "Sniffing",
-            State::Draining { .. } => "Draining",
-            State::Waiting => "Waiting",
-            State::Ready => "Ready",
-            State::Requesting { .. } => "Requesting",
-            State::Reading { .. } => "Reading",
-            State::Done => "Done",
+        let (state, ledger) = match &self.state {
+            State::Initial { .. } => ("Initial", None),
+            State::Sniffing { .. } => ("Sniffing", None),
+            State::Following { ledger, stage } => (
+                match stage {
+                    Stage::Draining { .. } => "Draining",
+                    Stage::Waiting => "Waiting",
+                    Stage::Ready => "Ready",
+                    Stage::Requesting { .. } => "Requesting",
+                    Stage::Reading { .. } => "Reading",
+                },
+                Some(ledger),
+            ),
+            State::Done => ("Done", None),
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("method", &self.op.method)
-            .field("uri", &self.op.uri)
-            .field("monitor", &self.op.monitor)
-            .field("polls", &self.op.polls)
+            .field("dialect", &self.op.dialect)
+            .field("method", &self.op.original.method)
+            .field("uri", &self.op.original.uri)
+            .field("monitor", &ledger.map(|l| (l.kind, &l.url)))
+            .field("polls", &ledger.map(|l| l.polls))
             .finish()
     }
 }

@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
+use crate::azure::{rules as protocol, status};
 use crate::info::MonitorKind;
-use crate::protocol::{self, status, url};
+use crate::protocol::url;
 
 /// What a status body says: the raw `status` and its phase (`succeeded`, `failed`, `canceled`,
 /// `running`), `percentComplete`, `error.code`, `error.message`, `resourceLocation`.
@@ -52,7 +53,7 @@ pub fn provisioning_state(body: &[u8]) -> Result<Option<String>, String> {
 
 /// The wait a response's headers ask for, relative to `now`.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    protocol::retry_after::retry_after(headers, || now)
+    crate::protocol::retry_after::retry_after(headers, || now)
 }
 
 /// Resolves and validates a monitor URL against the original request URI, as the layer does: the

@@ -18,6 +18,10 @@ pub enum MonitorKind {
     Location,
     /// The resource itself, by its `provisioningState`.
     Resource,
+    /// A Google `Operation` resource (AIP-151), polled at `{version}/{name}`.
+    GoogleOperation,
+    /// A monitor of a dialect outside this crate, by the dialect's name for it.
+    Other(&'static str),
 }
 
 impl MonitorKind {
@@ -36,6 +40,8 @@ impl MonitorKind {
             MonitorKind::OperationLocation => "operation-location",
             MonitorKind::Location => "location",
             MonitorKind::Resource => "resource",
+            MonitorKind::GoogleOperation => "google-operation",
+            MonitorKind::Other(name) => name,
         }
     }
 }

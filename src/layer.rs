@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::azure::Azure;
+use crate::dialect::Dialect;
 use crate::progress::{OnPoll, Progress};
 use crate::protocol::schedule::Delays;
 use crate::protocol::url::{Origin, OriginPolicy};
@@ -21,7 +23,6 @@ pub(crate) struct Config {
     pub(crate) max_status_body: usize,
     pub(crate) max_transient_retries: u32,
     pub(crate) origins: OriginPolicy,
-    pub(crate) follow_created_location: bool,
     pub(crate) on_poll: Option<OnPoll>,
 }
 
@@ -39,7 +40,6 @@ impl Default for Config {
             max_status_body: LongRunningLayer::DEFAULT_MAX_STATUS_BODY,
             max_transient_retries: LongRunningLayer::DEFAULT_MAX_TRANSIENT_RETRIES,
             origins: OriginPolicy::SameOrigin,
-            follow_created_location: false,
             on_poll: None,
         }
     }
@@ -90,9 +90,16 @@ impl Default for Config {
 ///     )
 ///     .service(client);
 /// ```
+///
+/// # Dialects
+///
+/// [`new`](Self::new) follows Azure's protocol ([`Azure`]); [`with_dialect`](Self::with_dialect)
+/// follows another, such as Google's AIP-151 operations ([`Google`](crate::Google)) or one of
+/// your own ([`Dialect`]). Every setting below applies to every dialect.
 #[derive(Clone, Default)]
-pub struct LongRunningLayer {
+pub struct LongRunningLayer<D = Azure> {
     pub(crate) config: Arc<Config>,
+    pub(crate) dialect: D,
 }
 
 impl LongRunningLayer {
@@ -111,9 +118,39 @@ impl LongRunningLayer {
     /// Default of [`max_status_body`](Self::max_status_body).
     pub const DEFAULT_MAX_STATUS_BODY: usize = 1024 * 1024;
 
-    /// A layer with the defaults listed above.
+    /// A layer with the defaults listed above, following Azure's protocol.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Also follow a `201 Created` that carries only `Location`, as the Azure SDKs do for
+    /// operations their specs mark long-running. Off by default: for plain HTTP it means "created
+    /// there", not "poll there". The same as [`Azure::follow_created_location`].
+    pub fn follow_created_location(mut self, follow: bool) -> Self {
+        self.dialect = self.dialect.follow_created_location(follow);
+        self
+    }
+}
+
+impl<D: Dialect> LongRunningLayer<D> {
+    /// A layer with the defaults listed above, following `dialect`'s protocol.
+    ///
+    /// ```
+    /// use tower_lro::{Google, LongRunningLayer};
+    ///
+    /// let layer = LongRunningLayer::with_dialect(Google::new());
+    /// # let _ = layer;
+    /// ```
+    pub fn with_dialect(dialect: D) -> Self {
+        LongRunningLayer {
+            config: Arc::default(),
+            dialect,
+        }
+    }
+
+    /// The dialect followed.
+    pub fn dialect(&self) -> &D {
+        &self.dialect
     }
 
     fn config(&mut self) -> &mut Config {
@@ -211,17 +248,9 @@ impl LongRunningLayer {
         self.config().origins = OriginPolicy::Any;
         self
     }
-
-    /// Also follow a `201 Created` that carries only `Location`, as the Azure SDKs do for
-    /// operations their specs mark long-running. Off by default: for plain HTTP it means "created
-    /// there", not "poll there".
-    pub fn follow_created_location(mut self, follow: bool) -> Self {
-        self.config().follow_created_location = follow;
-        self
-    }
 }
 
-impl LongRunningLayer {
+impl<D: Dialect> LongRunningLayer<D> {
     /// Calls `hook` after the initial response of every operation, after every poll and when
     /// the operation ends, with where it stands: for metrics and logs, in the style of
     /// tower-http's `on_*` callbacks. It runs inline, so keep it quick.
@@ -247,15 +276,15 @@ impl LongRunningLayer {
     }
 }
 
-impl<S> Layer<S> for LongRunningLayer {
-    type Service = LongRunning<S>;
+impl<S, D: Clone> Layer<S> for LongRunningLayer<D> {
+    type Service = LongRunning<S, D>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        LongRunning::from_parts(inner, self.config.clone())
+        LongRunning::from_parts(inner, self.config.clone(), self.dialect.clone())
     }
 }
 
-impl fmt::Debug for LongRunningLayer {
+impl<D: fmt::Debug> fmt::Debug for LongRunningLayer<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.config;
         f.debug_struct("LongRunningLayer")
@@ -268,7 +297,7 @@ impl fmt::Debug for LongRunningLayer {
             .field("max_transient_retries", &c.max_transient_retries)
             .field("max_status_body", &c.max_status_body)
             .field("origins", &c.origins)
-            .field("follow_created_location", &c.follow_created_location)
+            .field("dialect", &self.dialect)
             .field("on_poll", &c.on_poll)
             .finish()
     }

@@ -86,16 +86,22 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod azure;
 mod body;
+mod clock;
+pub mod dialect;
 mod error;
 pub mod future;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
+mod google;
 mod info;
 mod layer;
+mod ledger;
 mod options;
+mod original;
 pub mod progress;
 mod protocol;
 mod resume;
@@ -103,11 +109,16 @@ mod service;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+mod step;
 
+pub use azure::{Azure, AzureMonitor};
 pub use body::ResponseBody;
+pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
+pub use google::{Google, GoogleMonitor};
 pub use info::{MonitorKind, OperationInfo};
 pub use layer::{InvalidOrigin, LongRunningLayer};
-pub use options::{CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
+pub use options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
 pub use resume::ResumeToken;
 pub use service::LongRunning;
+pub use step::{Pending, Step, StepFuture};

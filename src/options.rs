@@ -115,3 +115,40 @@ pub enum Polling {
 /// [`allow_any_origin`]: crate::LongRunningLayer::allow_any_origin
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CredentialsWithheld;
+
+/// How to cancel an operation whose protocol has no cancel of its own, attached by the caller
+/// to the request that starts it, and carried in its [`ResumeToken`](crate::ResumeToken)s.
+///
+/// Azure has no protocol-wide cancel, but many of its operations have one: an ARM template
+/// deployment is canceled by `POST {deployment}/cancel`. The URL is resolved against the
+/// original request's URI and judged by the layer's origin policy when the cancel is sent.
+///
+/// ```
+/// let mut req = http::Request::put(
+///     "https://management.azure.com/subscriptions/s/resourcegroups/g/providers/Microsoft.Resources/deployments/d?api-version=2021-04-01",
+/// )
+/// .body(())
+/// .unwrap();
+/// req.extensions_mut().insert(tower_lro::CancelVia::post(
+///     "https://management.azure.com/subscriptions/s/resourcegroups/g/providers/Microsoft.Resources/deployments/d/cancel?api-version=2021-04-01",
+/// ));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelVia(pub(crate) crate::dialect::CancelRequest);
+
+impl CancelVia {
+    /// Cancel with `method url` and an empty body.
+    pub fn new(method: http::Method, url: impl Into<String>) -> Self {
+        CancelVia(crate::dialect::CancelRequest::new(method, url))
+    }
+
+    /// Cancel with `POST url` and an empty body.
+    pub fn post(url: impl Into<String>) -> Self {
+        CancelVia::new(http::Method::POST, url)
+    }
+
+    /// With a JSON body.
+    pub fn json(self, body: impl Into<String>) -> Self {
+        CancelVia(self.0.json(body))
+    }
+}

@@ -3,11 +3,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::azure::{self, AzureMonitor};
+use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind};
-use crate::info::MonitorKind;
+use crate::google::GoogleMonitor;
 use crate::options::FinalStateVia;
 use crate::protocol::headers;
 
@@ -20,8 +24,10 @@ use crate::protocol::headers;
 /// [`LongRunning::resume`](crate::LongRunning::resume) or by sending
 /// [`into_request`](Self::into_request) through the stack.
 ///
-/// A token holds the monitor kind and URL, the original method and URI, the initial `Location`,
-/// the final-state choice, the headers polls repeat, and the polls and time spent so far (which
+/// A token holds its dialect and the dialect's state (for Azure: the monitor kind, the initial
+/// `Location`, the final-state choice), the monitor URL, the original method and URI, the
+/// headers polls repeat, how to cancel the operation when that is known, and the polls and time
+/// spent so far (which
 /// keep counting against the resuming layer's `max_polls` and `timeout`: resume a token from a
 /// [`TooManyPolls`](crate::ErrorKind::TooManyPolls) error with a layer that allows more). It
 /// never holds credentials (`Authorization`, `Cookie`, `Proxy-Authorization`): the resuming
@@ -38,12 +44,18 @@ use crate::protocol::headers;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeToken {
     version: u32,
-    monitor: String,
+    /// The dialect that issued the token; version 1 tokens, which predate dialects, are Azure's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dialect: Option<String>,
+    /// The dialect's state; in version 1, the Azure monitor kind's name.
+    monitor: serde_json::Value,
     monitor_url: String,
     method: String,
     uri: String,
+    /// Version 1 only: now part of the Azure monitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     location: Option<String>,
+    /// Version 1 only: now part of the Azure monitor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     final_state_via: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,45 +64,74 @@ pub struct ResumeToken {
     headers: Vec<(String, String)>,
     #[serde(default)]
     polls: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    retries: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unhinted_waits: u32,
     #[serde(default)]
     elapsed_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cancel: Option<CancelSpec>,
 }
 
-/// The current token format.
-const VERSION: u32 = 1;
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The current token format: 2 carries the dialect and its state. Version 1 tokens (Azure's,
+/// before dialects) are still read.
+const VERSION: u32 = 2;
+
+/// How to cancel the operation, as the token carries it: an absolute URL, admitted by the
+/// resuming layer's origin policy when the cancel is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CancelSpec {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(crate) body: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) json: bool,
+}
 
 /// A token, checked and typed, ready to drive a resumed operation.
 #[derive(Debug)]
-pub(crate) struct Resumption {
-    pub(crate) monitor: MonitorKind,
+pub(crate) struct Resumption<M> {
+    pub(crate) monitor: M,
     pub(crate) monitor_url: Uri,
     pub(crate) method: Method,
     pub(crate) uri: Uri,
-    pub(crate) location: Option<HeaderValue>,
-    pub(crate) via: Option<FinalStateVia>,
     pub(crate) final_uri: Option<Uri>,
     pub(crate) headers: HeaderMap,
     pub(crate) polls: u32,
+    pub(crate) retries: u32,
+    pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
     pub(crate) status: Option<String>,
 }
 
 /// What a running operation knows, to make a token of.
 pub(crate) struct Snapshot<'a> {
-    pub(crate) monitor: MonitorKind,
+    pub(crate) dialect: &'static str,
+    pub(crate) monitor: serde_json::Value,
     pub(crate) monitor_url: &'a Uri,
     pub(crate) method: &'a Method,
     pub(crate) uri: &'a Uri,
-    pub(crate) location: Option<&'a HeaderValue>,
-    pub(crate) via: Option<FinalStateVia>,
     pub(crate) final_uri: Option<&'a Uri>,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) polls: u32,
+    pub(crate) retries: u32,
+    pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
     pub(crate) status: Option<&'a str>,
+    pub(crate) cancel: Option<CancelSpec>,
 }
+
+/// Marks a token request that cancels the operation rather than following it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cancelling;
 
 impl ResumeToken {
     pub(crate) fn new(s: Snapshot<'_>) -> ResumeToken {
@@ -98,12 +139,13 @@ impl ResumeToken {
         headers::strip_credentials(&mut carried);
         ResumeToken {
             version: VERSION,
-            monitor: s.monitor.as_str().to_owned(),
+            dialect: Some(s.dialect.to_owned()),
+            monitor: s.monitor,
             monitor_url: s.monitor_url.to_string(),
             method: s.method.as_str().to_owned(),
             uri: s.uri.to_string(),
-            location: s.location.and_then(|l| l.to_str().ok()).map(str::to_owned),
-            final_state_via: s.via.map(|v| v.as_str().to_owned()),
+            location: None,
+            final_state_via: None,
             final_uri: s.final_uri.map(Uri::to_string),
             // Headers whose values are not visible ASCII cannot be written as JSON text faithfully;
             // they are left out rather than mangled.
@@ -114,19 +156,23 @@ impl ResumeToken {
                 })
                 .collect(),
             polls: s.polls,
+            retries: s.retries,
+            unhinted_waits: s.unhinted_waits,
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
             status: s.status.map(str::to_owned),
+            cancel: s.cancel,
         }
     }
 
     /// The token as a JSON string.
     pub fn to_json(&self) -> String {
-        // Serialising strings, numbers and a list of pairs cannot fail.
+        // Serialising strings, numbers, JSON values and a list of pairs cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads a token from its JSON string, checking it fully; a bad token is an
-    /// [`ErrorKind::InvalidResumeToken`] error.
+    /// Reads a token from its JSON string, checking it fully (a built-in dialect's state
+    /// included; another dialect's state is checked by the layer that resumes it); a bad token
+    /// is an [`ErrorKind::InvalidResumeToken`] error.
     pub fn from_json(json: &str) -> Result<ResumeToken, Error> {
         let token: ResumeToken = serde_json::from_str(json).map_err(|e| {
             Error::new(
@@ -147,6 +193,49 @@ impl ResumeToken {
         *request.uri_mut() = self.uri.parse().unwrap_or_default();
         request.extensions_mut().insert(self);
         request
+    }
+
+    /// A request that, sent through a stack with [`LongRunningLayer`](crate::LongRunningLayer),
+    /// asks the server to cancel this operation and then follows it to its end: the
+    /// `ServiceExt`-friendly form of [`LongRunning::cancel`](crate::LongRunning::cancel).
+    ///
+    /// It is the cancel request itself (method, URL and body from the token); the layer checks
+    /// its URL against its origin policy and sends it once. When the token has no way to cancel
+    /// ([`can_cancel`](Self::can_cancel) is `false`), nothing is sent and the answer is
+    /// [`ErrorKind::CancelUnsupported`].
+    pub fn into_cancel_request<B: From<Bytes>>(self) -> Request<B> {
+        let (method, url, body, json) = match &self.cancel {
+            Some(spec) => (
+                Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::POST),
+                spec.url.as_str(),
+                Bytes::from(spec.body.clone()),
+                spec.json,
+            ),
+            None => (Method::POST, self.uri.as_str(), Bytes::new(), false),
+        };
+        let mut request = Request::new(B::from(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = url.parse().unwrap_or_default();
+        if json {
+            request.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        request.extensions_mut().insert(Cancelling);
+        request.extensions_mut().insert(self);
+        request
+    }
+
+    /// Whether the operation can be canceled: its dialect has a cancel request, or the caller
+    /// attached a [`CancelVia`](crate::CancelVia) when starting it.
+    pub fn can_cancel(&self) -> bool {
+        self.cancel.is_some()
+    }
+
+    /// The dialect that issued the token (`"azure"`, `"google"`, ...).
+    pub fn dialect(&self) -> &str {
+        self.dialect.as_deref().unwrap_or(AZURE)
     }
 
     /// The URL the operation is polled at.
@@ -174,45 +263,98 @@ impl ResumeToken {
         self.status.as_deref()
     }
 
-    fn check(&self) -> Result<(), Error> {
-        self.resumption().map(drop)
+    /// The same token, `wait` further into the operation: a step's token, which counts the
+    /// wait before its next poll as spent.
+    pub(crate) fn after(mut self, wait: Duration) -> ResumeToken {
+        let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.elapsed_ms = self.elapsed_ms.saturating_add(wait);
+        self
     }
 
-    /// Validates every field; a token from another process or version is not trusted to be well
-    /// formed.
-    pub(crate) fn resumption(&self) -> Result<Resumption, Error> {
-        let invalid = |why: String| Error::new(ErrorKind::InvalidResumeToken, why);
-        if self.version != VERSION {
+    pub(crate) fn cancel_spec(&self) -> Option<&CancelSpec> {
+        self.cancel.as_ref()
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.common()?;
+        match self.dialect() {
+            AZURE => self.monitor::<AzureMonitor>().map(drop),
+            GOOGLE => self.monitor::<GoogleMonitor>().map(drop),
+            // A dialect of the user's: its state is checked by the layer that resumes it.
+            _ => Ok(()),
+        }
+    }
+
+    /// Validates every field for dialect `D`; a token from another process or version is not
+    /// trusted to be well formed.
+    pub(crate) fn resumption<D: Dialect>(
+        &self,
+        dialect: &D,
+    ) -> Result<Resumption<D::Monitor>, Error> {
+        if self.dialect() != dialect.name() {
             return Err(invalid(format!(
-                "token version {} is not supported (expected {VERSION})",
+                "a token of the {:?} dialect cannot be resumed by a layer of the {:?} dialect",
+                self.dialect(),
+                dialect.name()
+            )));
+        }
+        let common = self.common()?;
+        Ok(Resumption {
+            monitor: self.monitor::<D::Monitor>()?,
+            monitor_url: common.monitor_url,
+            method: common.method,
+            uri: common.uri,
+            final_uri: common.final_uri,
+            headers: common.headers,
+            polls: self.polls,
+            retries: self.retries,
+            unhinted_waits: self.unhinted_waits,
+            elapsed: Duration::from_millis(self.elapsed_ms),
+            status: self.status.clone(),
+        })
+    }
+
+    /// The dialect's state; for a version 1 token, the Azure monitor its fields describe.
+    fn monitor<M: DeserializeOwned>(&self) -> Result<M, Error> {
+        let state = match (self.version, &self.monitor) {
+            (1, serde_json::Value::String(kind)) => serde_json::to_value(AzureMonitor::from_parts(
+                azure::kind_of(kind)
+                    .ok_or_else(|| invalid(format!("unknown monitor kind {kind:?}")))?,
+                self.location
+                    .as_deref()
+                    .map(HeaderValue::from_str)
+                    .transpose()
+                    .map_err(|_| invalid("bad initial Location".into()))?,
+                self.final_state_via
+                    .as_deref()
+                    .map(|via| {
+                        FinalStateVia::from_str(via)
+                            .map_err(|_| invalid(format!("unknown final-state-via {via:?}")))
+                    })
+                    .transpose()?,
+            ))
+            .map_err(|e| invalid(format!("unusable version 1 monitor: {e}")))?,
+            (1, other) => return Err(invalid(format!("unknown monitor kind {other}"))),
+            (_, state) => state.clone(),
+        };
+        serde_json::from_value(state).map_err(|e| {
+            invalid(format!(
+                "the {} monitor state is not usable: {e}",
+                self.dialect()
+            ))
+        })
+    }
+
+    fn common(&self) -> Result<Common, Error> {
+        if self.version != VERSION && self.version != 1 {
+            return Err(invalid(format!(
+                "token version {} is not supported (expected 1 or {VERSION})",
                 self.version
             )));
         }
-        let absolute = |what: &str, text: &str| -> Result<Uri, Error> {
-            let uri: Uri = text
-                .parse()
-                .map_err(|e| invalid(format!("{what} {text:?} is not a URI: {e}")))?;
-            match uri.scheme_str() {
-                Some("http" | "https") if uri.authority().is_some() => Ok(uri),
-                _ => Err(invalid(format!(
-                    "{what} {text:?} is not an absolute http(s) URL"
-                ))),
-            }
-        };
-        let monitor = match self.monitor.as_str() {
-            "azure-async-operation" => MonitorKind::AzureAsyncOperation,
-            "operation-location" => MonitorKind::OperationLocation,
-            "location" => MonitorKind::Location,
-            "resource" => MonitorKind::Resource,
-            other => return Err(invalid(format!("unknown monitor kind {other:?}"))),
-        };
-        let via = match &self.final_state_via {
-            Some(via) => Some(
-                FinalStateVia::from_str(via)
-                    .map_err(|_| invalid(format!("unknown final-state-via {via:?}")))?,
-            ),
-            None => None,
-        };
+        if self.version == VERSION && self.dialect.is_none() {
+            return Err(invalid("the token names no dialect".into()));
+        }
         let mut carried = HeaderMap::new();
         for (name, value) in &self.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -225,30 +367,51 @@ impl ResumeToken {
         // was not made by this crate (or by an older one that kept a few `Content-*` headers).
         let mut carried = headers::for_polls(carried);
         headers::strip_credentials(&mut carried);
-        let location = match &self.location {
-            Some(l) => {
-                Some(HeaderValue::from_str(l).map_err(|_| invalid("bad initial Location".into()))?)
-            }
-            None => None,
-        };
-        Ok(Resumption {
-            monitor,
+        if let Some(cancel) = &self.cancel {
+            Method::from_bytes(cancel.method.as_bytes())
+                .map_err(|_| invalid(format!("bad cancel method {:?}", cancel.method)))?;
+            absolute("cancel URL", &cancel.url)?;
+        }
+        Ok(Common {
             monitor_url: absolute("monitor URL", &self.monitor_url)?,
             method: Method::from_bytes(self.method.as_bytes())
                 .map_err(|_| invalid(format!("bad method {:?}", self.method)))?,
             uri: absolute("original URI", &self.uri)?,
-            location,
-            via,
             final_uri: self
                 .final_uri
                 .as_deref()
                 .map(|u| absolute("final URI", u))
                 .transpose()?,
             headers: carried,
-            polls: self.polls,
-            elapsed: Duration::from_millis(self.elapsed_ms),
-            status: self.status.clone(),
         })
+    }
+}
+
+const AZURE: &str = "azure";
+const GOOGLE: &str = "google";
+
+/// The dialect-independent fields, checked.
+struct Common {
+    monitor_url: Uri,
+    method: Method,
+    uri: Uri,
+    final_uri: Option<Uri>,
+    headers: HeaderMap,
+}
+
+fn invalid(why: String) -> Error {
+    Error::new(ErrorKind::InvalidResumeToken, why)
+}
+
+fn absolute(what: &str, text: &str) -> Result<Uri, Error> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| invalid(format!("{what} {text:?} is not a URI: {e}")))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.authority().is_some() => Ok(uri),
+        _ => Err(invalid(format!(
+            "{what} {text:?} is not an absolute http(s) URL"
+        ))),
     }
 }
 
@@ -264,6 +427,9 @@ impl FromStr for ResumeToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::azure::Azure;
+    use crate::google::Google;
+    use crate::info::MonitorKind;
 
     fn token() -> ResumeToken {
         let mut headers = HeaderMap::new();
@@ -277,19 +443,27 @@ mod tests {
         let uri: Uri = "https://management.example/accounts/a?api-version=1"
             .parse()
             .unwrap();
-        let location = HeaderValue::from_static("https://management.example/results/1");
+        let monitor = AzureMonitor::from_parts(
+            MonitorKind::AzureAsyncOperation,
+            Some(HeaderValue::from_static(
+                "https://management.example/results/1",
+            )),
+            Some(FinalStateVia::Location),
+        );
         ResumeToken::new(Snapshot {
-            monitor: MonitorKind::AzureAsyncOperation,
+            dialect: "azure",
+            monitor: serde_json::to_value(&monitor).unwrap(),
             monitor_url: &monitor_url,
             method: &Method::POST,
             uri: &uri,
-            location: Some(&location),
-            via: Some(FinalStateVia::Location),
             final_uri: None,
             headers: &headers,
             polls: 3,
+            retries: 1,
+            unhinted_waits: 2,
             elapsed: Duration::from_millis(4_500),
             status: Some("InProgress"),
+            cancel: None,
         })
     }
 
@@ -302,16 +476,68 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("x-ms-client-request-id"));
+        assert!(json.contains(r#""version":2"#) && json.contains(r#""dialect":"azure""#));
         let back = ResumeToken::from_json(&json).unwrap();
         assert_eq!(back, token);
         assert_eq!(back.polls(), 3);
         assert_eq!(back.elapsed(), Duration::from_millis(4_500));
         assert_eq!(back.status(), Some("InProgress"));
-        let resumption = back.resumption().unwrap();
-        assert_eq!(resumption.monitor, MonitorKind::AzureAsyncOperation);
+        assert_eq!(back.dialect(), "azure");
+        assert!(!back.can_cancel());
+        let resumption = back.resumption(&Azure::new()).unwrap();
+        assert_eq!(
+            resumption.monitor,
+            AzureMonitor::from_parts(
+                MonitorKind::AzureAsyncOperation,
+                Some(HeaderValue::from_static(
+                    "https://management.example/results/1"
+                )),
+                Some(FinalStateVia::Location),
+            )
+        );
         assert_eq!(resumption.method, Method::POST);
-        assert_eq!(resumption.via, Some(FinalStateVia::Location));
+        assert_eq!((resumption.retries, resumption.unhinted_waits), (1, 2));
         assert_eq!(resumption.headers.len(), 1);
+    }
+
+    #[test]
+    fn version_1_tokens_are_still_read_as_azure_tokens() {
+        let v1 = r#"{"version":1,"monitor":"azure-async-operation","monitor_url":"https://management.example/operations/1?api-version=1","method":"POST","uri":"https://management.example/accounts/a?api-version=1","location":"https://management.example/results/1","final_state_via":"location","headers":[["x-ms-client-request-id","abc"]],"polls":3,"elapsed_ms":4500,"status":"InProgress"}"#;
+        let token = ResumeToken::from_json(v1).unwrap();
+        assert_eq!(token.dialect(), "azure");
+        let resumption = token.resumption(&Azure::new()).unwrap();
+        assert_eq!(resumption.monitor, token_monitor());
+        assert_eq!(resumption.polls, 3);
+        let refused = token.resumption(&Google::new()).unwrap_err();
+        assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
+        assert!(
+            refused.to_string().contains("\"azure\" dialect"),
+            "{refused}"
+        );
+        for bad in [
+            v1.replace("azure-async-operation", "carrier-pigeon"),
+            v1.replace(
+                r#""final_state_via":"location""#,
+                r#""final_state_via":"somewhere""#,
+            ),
+            v1.replace(
+                r#""monitor":"azure-async-operation""#,
+                r#""monitor":{"kind":"location"}"#,
+            ),
+        ] {
+            let err = ResumeToken::from_json(&bad).unwrap_err();
+            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+        }
+    }
+
+    fn token_monitor() -> AzureMonitor {
+        AzureMonitor::from_parts(
+            MonitorKind::AzureAsyncOperation,
+            Some(HeaderValue::from_static(
+                "https://management.example/results/1",
+            )),
+            Some(FinalStateVia::Location),
+        )
     }
 
     #[test]
@@ -322,26 +548,53 @@ mod tests {
             v[field] = value;
             v.to_string()
         };
+        let with_monitor = |field: &str, value: serde_json::Value| {
+            let mut v = good.clone();
+            v["monitor"][field] = value;
+            v.to_string()
+        };
         for bad in [
             String::new(),
             "{}".to_owned(),
             "not json".to_owned(),
             "[1,2]".to_owned(),
-            with("version", 2.into()),
+            with("version", 3.into()),
             with("version", "1".into()),
+            with("dialect", serde_json::Value::Null),
             with("monitor", "carrier-pigeon".into()),
+            with_monitor("kind", "carrier-pigeon".into()),
+            with_monitor("final_state_via", "somewhere".into()),
+            with_monitor("location", "line\nbreak".into()),
             with("monitor_url", "/relative".into()),
             with("monitor_url", "file:///etc/passwd".into()),
             with("uri", "not a uri".into()),
             with("method", "GET POST".into()),
-            with("final_state_via", "somewhere".into()),
             with("headers", serde_json::json!([["bad name", "v"]])),
             with("headers", serde_json::json!([["x-ok", "line\nbreak"]])),
             with("polls", (-1).into()),
+            with(
+                "cancel",
+                serde_json::json!({"method": "POST", "url": "/relative"}),
+            ),
+            with(
+                "cancel",
+                serde_json::json!({"method": "P OST", "url": "https://a.example/x"}),
+            ),
         ] {
             let err = ResumeToken::from_json(&bad).unwrap_err();
             assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_token_of_another_dialect_is_refused_with_the_reason() {
+        let mut v: serde_json::Value = serde_json::from_str(&token().to_json()).unwrap();
+        v["dialect"] = "x-job-status".into();
+        // A dialect of the user's: its state is checked only by its own layer.
+        let token = ResumeToken::from_json(&v.to_string()).unwrap();
+        let err = token.resumption(&Azure::new()).unwrap_err();
+        assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+        assert!(err.to_string().contains("x-job-status"), "{err}");
     }
 
     #[test]
@@ -350,9 +603,27 @@ mod tests {
         v["headers"] = serde_json::json!([["authorization", "Bearer forged"], ["x-ok", "1"]]);
         let resumption = ResumeToken::from_json(&v.to_string())
             .unwrap()
-            .resumption()
+            .resumption(&Azure::new())
             .unwrap();
         assert!(!resumption.headers.contains_key("authorization"));
         assert!(resumption.headers.contains_key("x-ok"));
+    }
+
+    #[test]
+    fn a_cancel_request_is_built_from_the_token() {
+        let mut v: serde_json::Value = serde_json::from_str(&token().to_json()).unwrap();
+        v["cancel"] = serde_json::json!({"method": "POST", "url": "https://management.example/operations/1:cancel", "body": "{}", "json": true});
+        let token = ResumeToken::from_json(&v.to_string()).unwrap();
+        assert!(token.can_cancel());
+        let request: Request<Bytes> = token.clone().into_cancel_request();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri(),
+            "https://management.example/operations/1:cancel"
+        );
+        assert_eq!(request.body(), &Bytes::from_static(b"{}"));
+        assert_eq!(request.headers()["content-type"], "application/json");
+        assert_eq!(request.extensions().get::<ResumeToken>(), Some(&token));
+        assert!(request.extensions().get::<Cancelling>().is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! [`LongRunning`]: the service the layer produces.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -9,11 +10,14 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
+use crate::azure::Azure;
 use crate::body::ResponseBody;
+use crate::dialect::Dialect;
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 use crate::layer::{Config, LongRunningLayer};
 use crate::resume::ResumeToken;
+use crate::step::StepFuture;
 
 /// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`];
 /// see it for the settings and the [crate documentation](crate) for the protocol.
@@ -21,10 +25,14 @@ use crate::resume::ResumeToken;
 /// The inner service must be `Clone`: the ready service sends the original request, and the
 /// future keeps it to send each poll, driving it to readiness again before every GET. For a
 /// service that is not `Clone`, put a `Buffer` below this layer.
+///
+/// `D` is the protocol followed: [`Azure`] unless the layer was made with
+/// [`LongRunningLayer::with_dialect`].
 #[derive(Clone)]
-pub struct LongRunning<S> {
+pub struct LongRunning<S, D = Azure> {
     inner: S,
     config: Arc<Config>,
+    dialect: D,
 }
 
 impl<S> LongRunning<S> {
@@ -33,16 +41,28 @@ impl<S> LongRunning<S> {
         LongRunning {
             inner,
             config: Arc::default(),
+            dialect: Azure::default(),
         }
-    }
-
-    pub(crate) fn from_parts(inner: S, config: Arc<Config>) -> Self {
-        LongRunning { inner, config }
     }
 
     /// A [`LongRunningLayer`] with the default settings.
     pub fn layer() -> LongRunningLayer {
         LongRunningLayer::new()
+    }
+}
+
+impl<S, D> LongRunning<S, D> {
+    pub(crate) fn from_parts(inner: S, config: Arc<Config>, dialect: D) -> Self {
+        LongRunning {
+            inner,
+            config,
+            dialect,
+        }
+    }
+
+    /// The dialect followed.
+    pub fn dialect(&self) -> &D {
+        &self.dialect
     }
 
     /// The inner service.
@@ -61,7 +81,7 @@ impl<S> LongRunning<S> {
     }
 }
 
-impl<S> LongRunning<S> {
+impl<S, D: Dialect> LongRunning<S, D> {
     /// Continues the operation `token` describes, polling at once, and returns the same future a
     /// call returns. Nothing is sent but GETs.
     ///
@@ -89,7 +109,7 @@ impl<S> LongRunning<S> {
     pub fn resume<ReqBody, ResBody>(
         &self,
         token: ResumeToken,
-    ) -> ResponseFuture<S, ReqBody, ResBody>
+    ) -> ResponseFuture<S, ReqBody, ResBody, D>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ReqBody: Default,
@@ -98,12 +118,87 @@ impl<S> LongRunning<S> {
         ResponseFuture::start(
             self.inner.clone(),
             self.config.clone(),
+            self.dialect.clone(),
             token.into_request(),
         )
     }
+
+    /// One step of the operation `token` describes: exactly one poll (and the final GET when
+    /// that poll says the operation succeeded), then [`Step::Running`](crate::Step::Running)
+    /// with the next token and when to poll next, or [`Step::Done`](crate::Step::Done) with the
+    /// final response, or the error that ended it. No future lives between steps, so an
+    /// operation can wait in a queue or a database row.
+    ///
+    /// The guarantees are the layer's: only GETs; the origin policy, credential stripping and
+    /// body limits; `max_polls`, `max_transient_retries` and `timeout` counted across steps
+    /// (the token carries polls, the retry count and the time spent, the wait before the next
+    /// step included). A transient failure is a `Running` step whose `poll_in` is the retry
+    /// delay.
+    ///
+    /// ```
+    /// # async fn run<S, B>(service: tower_lro::LongRunning<S>, saved: &str) -> Result<(), tower_lro::Error>
+    /// # where
+    /// #     S: tower::Service<http::Request<B>, Response = http::Response<http_body_util::Full<bytes::Bytes>>> + Clone,
+    /// #     S::Error: Into<tower_lro::BoxError>,
+    /// #     B: Default,
+    /// # {
+    /// let token = tower_lro::ResumeToken::from_json(saved)?;
+    /// match service.step(token).await? {
+    ///     tower_lro::Step::Running(pending) => {
+    ///         // Store `pending.token().to_json()`; step again after `pending.poll_in()`.
+    ///     }
+    ///     tower_lro::Step::Done(response) => {
+    ///         // The final response.
+    ///     }
+    ///     _ => {}
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn step<ReqBody, ResBody>(&self, token: ResumeToken) -> StepFuture<S, ReqBody, ResBody, D>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        ReqBody: Default,
+    {
+        StepFuture::new(ResponseFuture::step(
+            self.inner.clone(),
+            self.config.clone(),
+            self.dialect.clone(),
+            &token,
+        ))
+    }
+
+    /// Asks the server to cancel the operation `token` describes, then follows it to its end:
+    /// a [`Canceled`](crate::ErrorKind::Canceled) error once it is canceled, or its final
+    /// response if it completed anyway. The cancel request is the dialect's (Google's
+    /// `POST …:cancel`) or the [`CancelVia`](crate::CancelVia) attached when the operation
+    /// started; it is sent once, never repeated, and never to an origin the layer's policy
+    /// refuses. Without one, or when the server answers it has none (`501`), the error is
+    /// [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported) and the operation goes on.
+    ///
+    /// Dropping a response future only stops polling; this is the way to stop the operation.
+    /// Through a stack (a `Buffer`, `ServiceExt::oneshot`), send
+    /// [`ResumeToken::into_cancel_request`] instead.
+    pub fn cancel<ReqBody, ResBody>(
+        &self,
+        token: ResumeToken,
+    ) -> impl Future<Output = Result<Response<ResponseBody<ResBody>>, Error>>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        S::Error: Into<BoxError>,
+        ReqBody: Default + From<Bytes>,
+        ResBody: Body<Data = Bytes>,
+        ResBody::Error: Into<BoxError>,
+    {
+        let mut service = self.clone();
+        async move {
+            std::future::poll_fn(|cx| Service::<Request<ReqBody>>::poll_ready(&mut service, cx))
+                .await?;
+            service.call(token.into_cancel_request()).await
+        }
+    }
 }
 
-impl<S: fmt::Debug> fmt::Debug for LongRunning<S> {
+impl<S: fmt::Debug, D: fmt::Debug + Clone> fmt::Debug for LongRunning<S, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LongRunning")
             .field("inner", &self.inner)
@@ -111,14 +206,16 @@ impl<S: fmt::Debug> fmt::Debug for LongRunning<S> {
                 "layer",
                 &LongRunningLayer {
                     config: self.config.clone(),
+                    dialect: self.dialect.clone(),
                 },
             )
             .finish()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LongRunning<S>
+impl<S, D, ReqBody, ResBody> Service<Request<ReqBody>> for LongRunning<S, D>
 where
+    D: Dialect,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     S::Error: Into<BoxError>,
     ReqBody: Default,
@@ -127,7 +224,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody>;
+    type Future = ResponseFuture<S, ReqBody, ResBody, D>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Error::service)
@@ -138,6 +235,6 @@ where
         // place for the next call (tower's "be careful when cloning inner services").
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::start(ready, self.config.clone(), req)
+        ResponseFuture::start(ready, self.config.clone(), self.dialect.clone(), req)
     }
 }

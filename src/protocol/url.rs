@@ -181,6 +181,13 @@ impl Base {
     }
 }
 
+/// `reference` resolved against `base` as an absolute URL, for a cancel request a token carries;
+/// the layer admits it, by its origin policy, when the cancel is sent.
+pub(crate) fn resolve(base: &Uri, reference: &str) -> Option<String> {
+    let base = Url::parse(&base.to_string()).ok()?;
+    base.join(reference.trim()).ok().map(String::from)
+}
+
 /// The common case without the `url` crate: `reference` is an absolute URL on exactly the
 /// original's `scheme://authority`, followed by a path (and query) made only of characters no URL
 /// parser rewrites, without dot segments, and with an `api-version` whenever the original had

@@ -14,6 +14,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::protocol::json::{error_detail, number, text, utf8, Text};
+pub(crate) use crate::protocol::json::{ErrorDetail, Malformed};
+
 /// How a status string reads, compared case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -56,23 +59,6 @@ pub(crate) struct StatusBody<'a> {
     pub(crate) name: Option<Cow<'a, str>>,
     pub(crate) resource_location: Option<Cow<'a, str>>,
     pub(crate) error: ErrorDetail<'a>,
-}
-
-/// `error { code, message }` of a failed or canceled operation.
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct ErrorDetail<'a> {
-    pub(crate) code: Option<Cow<'a, str>>,
-    pub(crate) message: Option<Cow<'a, str>>,
-}
-
-/// Why a status body could not be read. The text ends up in the error message.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Malformed(pub(crate) String);
-
-impl fmt::Display for Malformed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// Parses a status-monitor body. An empty body, invalid JSON, a non-object, or a missing,
@@ -131,12 +117,6 @@ pub(crate) fn parse_resource(body: &[u8]) -> Result<Resource<'_>, Malformed> {
 pub(crate) fn meant_as_json_object(body: &[u8], declared_json: bool) -> bool {
     body.trim_ascii_start().starts_with(b"{")
         || declared_json && serde_json::from_slice::<IgnoredAny>(body).is_err()
-}
-
-/// JSON text is UTF-8 (RFC 8259): checked once for the whole body, in one fast pass, so that
-/// serde_json need not check each string again.
-fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Malformed> {
-    std::str::from_utf8(body).map_err(|e| Malformed(format!("the {what} body is not UTF-8: {e}")))
 }
 
 #[derive(Default)]
@@ -239,130 +219,6 @@ fn properties<'de>(raw: &'de RawValue) -> Result<Option<Cow<'de, str>>, serde_js
         }
     }
     serde_json::Deserializer::from_str(raw.get()).deserialize_map(PropertiesVisitor)
-}
-
-/// `error { code, message }`, or nothing when it is not an object. A `code` that is a number is
-/// kept as its JSON text (`1e999` stays `"1e999"`); members of other types are ignored.
-fn error_detail<'de>(raw: &'de RawValue) -> ErrorDetail<'de> {
-    if !raw.get().starts_with('{') {
-        return ErrorDetail::default();
-    }
-    struct ErrorVisitor;
-    impl<'de> Visitor<'de> for ErrorVisitor {
-        type Value = ErrorDetail<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an error object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut detail = ErrorDetail::default();
-            while let Some(key) = map.next_key::<Text<'de>>()? {
-                match &*key.0 {
-                    "code" => detail.code = code(map.next_value()?),
-                    "message" => detail.message = text(map.next_value()?),
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(detail)
-        }
-    }
-    serde_json::Deserializer::from_str(raw.get())
-        .deserialize_map(ErrorVisitor)
-        .unwrap_or_default()
-}
-
-/// The error details of a response that ended an operation by its HTTP status: Azure's envelope
-/// `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`. Anything else —
-/// not JSON, not an object, members of other types — yields no details; the caller keeps the
-/// raw body either way.
-pub(crate) fn parse_error_envelope(body: &[u8]) -> ErrorDetail<'_> {
-    struct EnvelopeVisitor;
-    impl<'de> Visitor<'de> for EnvelopeVisitor {
-        type Value = ErrorDetail<'de>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut nested, mut top_level) = (None, ErrorDetail::default());
-            while let Some(key) = map.next_key::<Text<'de>>()? {
-                match &*key.0 {
-                    "error" => {
-                        let detail = error_detail(map.next_value()?);
-                        nested = (detail != ErrorDetail::default()).then_some(detail);
-                    }
-                    "code" => top_level.code = code(map.next_value()?),
-                    "message" => top_level.message = text(map.next_value()?),
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(nested.unwrap_or(top_level))
-        }
-    }
-    let Ok(text) = std::str::from_utf8(body) else {
-        return ErrorDetail::default();
-    };
-    if !text.trim_start().starts_with('{') {
-        return ErrorDetail::default();
-    }
-    serde_json::Deserializer::from_str(text)
-        .deserialize_map(EnvelopeVisitor)
-        .unwrap_or_default()
-}
-
-/// A JSON string, borrowed from the body unless it had escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-/// An optional string member: `None` unless it is a JSON string. Borrowed when it has no escapes.
-fn text(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let json = raw.get();
-    let inner = json.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    serde_json::from_str::<String>(json).ok().map(Cow::Owned)
-}
-
-/// An optional number member: `None` unless it is a JSON number within `f64`'s range.
-fn number(raw: &RawValue) -> Option<f64> {
-    let json = raw.get();
-    if !json.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return None;
-    }
-    json.parse::<f64>().ok().filter(|n| n.is_finite())
-}
-
-/// An error code: a string, or a number kept as its JSON text (Google's codes are integers).
-fn code(raw: &RawValue) -> Option<Cow<'_, str>> {
-    let json = raw.get();
-    if json.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
-        return Some(Cow::Borrowed(json));
-    }
-    text(raw)
 }
 
 #[cfg(test)]
@@ -576,52 +432,6 @@ mod tests {
         let resource =
             parse_resource(br#"{"properties":1e999,"provisioningState":"Creating"}"#).unwrap();
         assert_eq!(resource.provisioning_state.as_deref(), Some("Creating"));
-    }
-
-    #[test]
-    fn error_envelopes() {
-        let detail = |body: &[u8]| {
-            let d = parse_error_envelope(body);
-            (d.code.map(Cow::into_owned), d.message.map(Cow::into_owned))
-        };
-        let some = |c: &str, m: &str| (Some(c.to_owned()), Some(m.to_owned()));
-        assert_eq!(
-            detail(br#"{"error":{"code":"StorageAccountAlreadyTaken","message":"taken"}}"#),
-            some("StorageAccountAlreadyTaken", "taken")
-        );
-        assert_eq!(
-            detail(br#"{"code":"Conflict","message":"no"}"#),
-            some("Conflict", "no")
-        );
-        // The nested envelope wins over top-level members, in either order.
-        assert_eq!(
-            detail(br#"{"code":"Outer","error":{"code":"Inner","message":"m"}}"#),
-            some("Inner", "m")
-        );
-        assert_eq!(
-            detail(br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#),
-            some("404", "gone")
-        );
-        // An `error` that is not an object leaves the top level to speak.
-        assert_eq!(
-            detail(br#"{"error":"boom","code":"C","message":"M"}"#),
-            some("C", "M")
-        );
-        for body in [
-            &b""[..],
-            b"<html>502</html>",
-            b"{\"error\":{\"code\":\"Trunc",
-            b"[{\"code\":\"X\"}]",
-            b"\xff{}",
-            b"{\"error\":{}}",
-        ] {
-            assert_eq!(
-                detail(body),
-                (None, None),
-                "{:?}",
-                String::from_utf8_lossy(body)
-            );
-        }
     }
 
     #[test]

@@ -1,0 +1,400 @@
+//! [`Azure`]: the Azure Resource Manager and data-plane protocol (PROTOCOL §1–§5), the default
+//! dialect.
+
+pub(crate) mod rules;
+pub(crate) mod status;
+
+use std::borrow::Cow;
+
+use http::header::LOCATION;
+use http::{response, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use self::rules::{FinalTarget, Initial, PollReply};
+use self::status::{ErrorDetail, Phase};
+use crate::dialect::{
+    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+};
+use crate::info::MonitorKind;
+use crate::options::FinalStateVia;
+use crate::protocol::errors::code_or_header;
+use crate::protocol::headers;
+
+/// Azure's long-running operations: `Azure-AsyncOperation` and `Operation-Location` status
+/// monitors, `202` + `Location`, and a resource's `provisioningState` (PROTOCOL §1). The
+/// dialect of [`LongRunningLayer::new`](crate::LongRunningLayer::new).
+///
+/// ```
+/// use tower_lro::{Azure, LongRunningLayer};
+///
+/// // The same as `LongRunningLayer::new().follow_created_location(true)`.
+/// let layer = LongRunningLayer::with_dialect(Azure::new().follow_created_location(true));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Azure {
+    follow_created_location: bool,
+}
+
+impl Azure {
+    /// The dialect with its defaults.
+    pub fn new() -> Self {
+        Azure::default()
+    }
+
+    /// Whether a `201 Created` with only a `Location` header is followed as a `Location`
+    /// monitor. Off by default: HTTP's ordinary "created here" is not an operation.
+    pub fn follow_created_location(mut self, follow: bool) -> Self {
+        self.follow_created_location = follow;
+        self
+    }
+}
+
+/// What the [`Azure`] dialect remembers about an operation: the kind of monitor, the initial
+/// response's `Location` (a final-state source), and the request's [`FinalStateVia`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureMonitor {
+    #[serde(with = "kind_name")]
+    kind: MonitorKind,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "header_text")]
+    location: Option<HeaderValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "via_name")]
+    final_state_via: Option<FinalStateVia>,
+}
+
+impl AzureMonitor {
+    fn of(kind: MonitorKind, request: &RequestHead<'_>, initial: &HeaderMap) -> AzureMonitor {
+        let status_monitor = matches!(
+            kind,
+            MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation
+        );
+        AzureMonitor {
+            kind,
+            // Only a status monitor's final response can come from the initial `Location`.
+            location: status_monitor
+                .then(|| initial.get(LOCATION).cloned())
+                .flatten(),
+            final_state_via: request.extension::<FinalStateVia>().copied(),
+        }
+    }
+
+    /// A monitor from a version 1 resume token's fields.
+    pub(crate) fn from_parts(
+        kind: MonitorKind,
+        location: Option<HeaderValue>,
+        final_state_via: Option<FinalStateVia>,
+    ) -> AzureMonitor {
+        AzureMonitor {
+            kind,
+            location,
+            final_state_via,
+        }
+    }
+}
+
+impl Dialect for Azure {
+    type Monitor = AzureMonitor;
+
+    fn name(&self) -> &'static str {
+        "azure"
+    }
+
+    fn kind(&self, monitor: &AzureMonitor) -> MonitorKind {
+        monitor.kind
+    }
+
+    fn start<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+    ) -> Start<'a, AzureMonitor> {
+        match rules::classify(
+            request.method(),
+            response.status,
+            &response.headers,
+            self.follow_created_location,
+        ) {
+            Initial::PassThrough => Start::NotLongRunning,
+            Initial::Monitor {
+                kind,
+                reference,
+                sniff,
+            } => {
+                let follow = Follow::new(
+                    AzureMonitor::of(kind, request, &response.headers),
+                    PollAt::url(reference),
+                );
+                // A terminal `provisioningState` in a 200/201 body settles the operation inline;
+                // a body that cannot be read leaves the decision to the monitor.
+                if sniff {
+                    Start::ReadBody {
+                        otherwise: Some(follow),
+                    }
+                } else {
+                    Start::Follow(follow)
+                }
+            }
+            Initial::MaybeResource => Start::ReadBody { otherwise: None },
+        }
+    }
+
+    fn start_with_body<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Opening<'a, AzureMonitor> {
+        let named = match rules::classify(
+            request.method(),
+            response.status,
+            &response.headers,
+            self.follow_created_location,
+        ) {
+            Initial::Monitor {
+                kind, reference, ..
+            } => Some((kind, reference)),
+            Initial::MaybeResource | Initial::PassThrough => None,
+        };
+        let (state, detail) = match status::parse_resource(body) {
+            Ok(resource) => (resource.provisioning_state, resource.error),
+            // Without a monitor only this body could tell whether the operation is done: JSON
+            // that cannot be read is not "no state", it cannot be judged.
+            Err(malformed)
+                if named.is_none()
+                    && status::meant_as_json_object(
+                        body,
+                        headers::declares_json(&response.headers),
+                    ) =>
+            {
+                return Opening::Malformed(format!(
+                    "the initial response cannot be judged: {malformed}"
+                ));
+            }
+            // With a monitor, the initial body could only have settled the operation early;
+            // unreadable, it leaves the decision to the monitor.
+            Err(_) => (None, ErrorDetail::default()),
+        };
+        match (named, state.as_deref().map(Phase::of)) {
+            (_, Some(Phase::Succeeded)) | (None, None) => Opening::Final,
+            (_, Some(Phase::Failed)) => Opening::Failed(ended(state, detail, &response.headers)),
+            (_, Some(Phase::Canceled)) => {
+                Opening::Canceled(ended(state, detail, &response.headers))
+            }
+            (None, Some(Phase::Running)) => {
+                if let Some(state) = &state {
+                    seen.status(state);
+                }
+                let monitor = AzureMonitor::of(MonitorKind::Resource, request, &response.headers);
+                Opening::Follow(Follow::new(monitor, PollAt::OriginalUri))
+            }
+            (Some((kind, reference)), None | Some(Phase::Running)) => {
+                let monitor = AzureMonitor::of(kind, request, &response.headers);
+                Opening::Follow(Follow::new(monitor, PollAt::url(reference)))
+            }
+        }
+    }
+
+    fn poll<'a>(&self, monitor: &AzureMonitor, response: &'a response::Parts) -> Reply<'a> {
+        let verdict = match rules::poll_reply(monitor.kind, response.status) {
+            PollReply::ReadStatus | PollReply::ReadResource => return Reply::ReadBody,
+            PollReply::Running => Verdict::Running {
+                moved: moved(monitor.kind, &response.headers),
+            },
+            PollReply::Final => Verdict::Done,
+            PollReply::NoStatusBody => {
+                Verdict::Malformed("the status monitor answered without a body".into())
+            }
+            PollReply::Transient => Verdict::Transient,
+            // How `Location` and resource monitors report a failure; the body says why.
+            PollReply::Failed => Verdict::Failed(Outcome::default()),
+            PollReply::Unexpected => Verdict::Unexpected,
+        };
+        Reply::Verdict(verdict)
+    }
+
+    fn verdict<'a>(
+        &self,
+        monitor: &mut AzureMonitor,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Verdict<'a> {
+        if monitor.kind == MonitorKind::Resource {
+            return resource_verdict(response, body, seen);
+        }
+        let parsed = match status::parse_status(body) {
+            Ok(parsed) => parsed,
+            Err(malformed) => return Verdict::Malformed(malformed.0),
+        };
+        seen.status(&parsed.status);
+        if let Some(percent) = parsed.percent_complete {
+            seen.percent_complete(percent);
+        }
+        if let Some(id) = &parsed.id {
+            seen.operation_id(id);
+        }
+        if let Some(name) = &parsed.name {
+            seen.operation_name(name);
+        }
+        let reported = Some(parsed.status);
+        match Phase::of(reported.as_deref().unwrap_or_default()) {
+            Phase::Running => Verdict::Running {
+                moved: moved(monitor.kind, &response.headers),
+            },
+            Phase::Failed => Verdict::Failed(ended(reported, parsed.error, &response.headers)),
+            Phase::Canceled => Verdict::Canceled(ended(reported, parsed.error, &response.headers)),
+            Phase::Succeeded => {
+                let target = rules::final_target(
+                    request.method(),
+                    monitor.kind,
+                    monitor.final_state_via,
+                    monitor.location.as_ref().map(HeaderValue::as_bytes),
+                    parsed.resource_location.as_deref().map(str::as_bytes),
+                );
+                match target {
+                    FinalTarget::LastStatus => Verdict::Done,
+                    FinalTarget::OriginalUri => Verdict::Fetch(PollAt::OriginalUri),
+                    FinalTarget::InitialLocation(reference) => {
+                        Verdict::Fetch(PollAt::FromOriginal(Cow::Owned(reference.to_vec())))
+                    }
+                    // Named by the status body just read: relative to the monitor that answered.
+                    FinalTarget::ResourceLocation(_) => {
+                        Verdict::Fetch(PollAt::Reference(match parsed.resource_location {
+                            Some(Cow::Borrowed(text)) => Cow::Borrowed(text.as_bytes()),
+                            Some(Cow::Owned(text)) => Cow::Owned(text.into_bytes()),
+                            None => Cow::Borrowed(&[]),
+                        }))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A resource monitor's `200`/`201`: its `provisioningState` decides; none means done.
+fn resource_verdict<'a>(
+    response: &'a response::Parts,
+    body: &'a [u8],
+    seen: &mut Observer<'_>,
+) -> Verdict<'a> {
+    let resource = match status::parse_resource(body) {
+        Ok(resource) => resource,
+        Err(malformed) => return Verdict::Malformed(malformed.0),
+    };
+    let state = resource.provisioning_state;
+    if let Some(state) = &state {
+        seen.status(state);
+    }
+    match state.as_deref().map(Phase::of) {
+        None | Some(Phase::Succeeded) => Verdict::Done,
+        Some(Phase::Failed) => Verdict::Failed(ended(state, resource.error, &response.headers)),
+        Some(Phase::Canceled) => Verdict::Canceled(ended(state, resource.error, &response.headers)),
+        Some(Phase::Running) => Verdict::Running { moved: None },
+    }
+}
+
+/// The header a poll response uses to move the monitor elsewhere.
+fn moved(kind: MonitorKind, headers: &HeaderMap) -> Option<&[u8]> {
+    rules::moved_monitor(kind, headers).map(HeaderValue::as_bytes)
+}
+
+/// The outcome of an operation that reported `Failed` or `Canceled`: the body's error, with
+/// `x-ms-error-code` as the code when the body has none.
+fn ended<'a>(
+    reported: Option<Cow<'a, str>>,
+    detail: ErrorDetail<'a>,
+    headers: &'a HeaderMap,
+) -> Outcome<'a> {
+    Outcome {
+        reported,
+        code: code_or_header(detail.code, headers),
+        message: detail.message,
+    }
+}
+
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::info::MonitorKind;
+
+    pub(super) fn serialize<S: Serializer>(kind: &MonitorKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MonitorKind, D::Error> {
+        let name = String::deserialize(d)?;
+        super::kind_of(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown monitor kind {name:?}")))
+    }
+}
+
+/// An Azure monitor kind by its [`MonitorKind::as_str`] name.
+pub(crate) fn kind_of(name: &str) -> Option<MonitorKind> {
+    [
+        MonitorKind::AzureAsyncOperation,
+        MonitorKind::OperationLocation,
+        MonitorKind::Location,
+        MonitorKind::Resource,
+    ]
+    .into_iter()
+    .find(|kind| kind.as_str() == name)
+}
+
+mod header_text {
+    use http::HeaderValue;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<HeaderValue>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        // A value that is not visible ASCII cannot be written as JSON text faithfully: left out.
+        match value.as_ref().and_then(|v| v.to_str().ok()) {
+            Some(text) => s.serialize_some(text),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<HeaderValue>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                HeaderValue::from_str(&text)
+                    .map_err(|_| serde::de::Error::custom("bad initial Location"))
+            })
+            .transpose()
+    }
+}
+
+mod via_name {
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::options::FinalStateVia;
+
+    pub(super) fn serialize<S: Serializer>(
+        via: &Option<FinalStateVia>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match via {
+            Some(via) => s.serialize_some(via.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<FinalStateVia>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| {
+                FinalStateVia::from_str(&text).map_err(|_| {
+                    serde::de::Error::custom(format!("unknown final-state-via {text:?}"))
+                })
+            })
+            .transpose()
+    }
+}

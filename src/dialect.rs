@@ -1,0 +1,488 @@
+//! The seam between the mechanism and a protocol: [`Dialect`].
+//!
+//! The layer's future moves bytes and time; every protocol decision is a call on its dialect. A
+//! dialect is a pure value (no I/O, no clock): it looks at a response's head, and body when it
+//! asks for it, and returns a verdict. Everything a dialect must not be able to get wrong stays
+//! in the mechanism: the original request is sent once and only GETs are repeated, every URL a
+//! dialect names is resolved and passes the layer's origin policy, credentials are withheld from
+//! other origins, bodies are bounded, waits are clamped and counted, and tokens, progress and
+//! tracing are kept.
+//!
+//! The built-in dialects are [`Azure`](crate::Azure) (the default) and
+//! [`Google`](crate::Google); a dialect of your own is one `impl Dialect` (see the
+//! trait's example).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use http::{response, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::info::MonitorKind;
+
+/// A long-running-operation protocol, as pure decisions the layer's future applies.
+///
+/// The future calls [`start`](Self::start) on the initial response (and
+/// [`start_with_body`](Self::start_with_body) when the head was not enough), then, for each poll
+/// response, [`poll`](Self::poll) (and [`verdict`](Self::verdict) with the body when asked for).
+/// A dialect's [`Monitor`](Self::Monitor) is what it remembers between polls beyond the URL
+/// being polled; it travels in [`ResumeToken`](crate::ResumeToken)s, so it must serialise.
+///
+/// # A dialect of your own
+///
+/// A toy API answers `202 Accepted` with an `X-Job-Status` URL; that URL answers `200` with
+/// `{"state": "running" | "done" | "failed"}`, and the last answer is the result:
+///
+/// ```
+/// use std::borrow::Cow;
+/// use http::response;
+/// use tower_lro::dialect::{Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict};
+/// use tower_lro::MonitorKind;
+///
+/// #[derive(Debug, Clone, Default)]
+/// struct JobStatus;
+///
+/// impl Dialect for JobStatus {
+///     type Monitor = ();
+///
+///     fn name(&self) -> &'static str {
+///         "x-job-status"
+///     }
+///
+///     fn kind(&self, _: &()) -> MonitorKind {
+///         MonitorKind::Other("x-job-status")
+///     }
+///
+///     fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
+///         match res.headers.get("x-job-status") {
+///             Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
+///             _ => Start::NotLongRunning,
+///         }
+///     }
+///
+///     fn start_with_body<'a>(
+///         &self, _: &RequestHead<'_>, _: &'a response::Parts, _: &'a [u8], _: &mut Observer<'_>,
+///     ) -> Opening<'a, ()> {
+///         Opening::Final // `start` never asks for the body
+///     }
+///
+///     fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
+///         match res.status.as_u16() {
+///             200 => Reply::ReadBody,
+///             429 | 500..=599 => Reply::Verdict(Verdict::Transient),
+///             _ => Reply::Verdict(Verdict::Unexpected),
+///         }
+///     }
+///
+///     fn verdict<'a>(
+///         &self, _: &mut (), _: &RequestHead<'_>, _: &'a response::Parts, body: &'a [u8],
+///         seen: &mut Observer<'_>,
+///     ) -> Verdict<'a> {
+///         #[derive(serde::Deserialize)]
+///         struct Job<'b> { #[serde(borrow)] state: Cow<'b, str> }
+///         match serde_json::from_slice::<Job<'_>>(body) {
+///             Ok(job) => {
+///                 seen.status(&job.state);
+///                 match &*job.state {
+///                     "done" => Verdict::Done,
+///                     "failed" => Verdict::Failed(Outcome::reported("failed")),
+///                     _ => Verdict::Running { moved: None },
+///                 }
+///             }
+///             Err(e) => Verdict::Malformed(format!("not a job status: {e}")),
+///         }
+///     }
+/// }
+///
+/// let layer = tower_lro::LongRunningLayer::with_dialect(JobStatus);
+/// # let _ = layer;
+/// ```
+///
+/// `examples/custom_dialect.rs` runs this dialect against a server on 127.0.0.1.
+pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
+    /// What the dialect remembers about an operation between polls, beyond the URL it polls.
+    /// Carried in resume tokens as JSON.
+    type Monitor: Clone + fmt::Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// The dialect's name in resume tokens: a token is resumed only by a layer of the dialect
+    /// that issued it.
+    fn name(&self) -> &'static str;
+
+    /// The kind of monitor, for [`OperationInfo`](crate::OperationInfo), logs and metrics.
+    fn kind(&self, monitor: &Self::Monitor) -> MonitorKind;
+
+    /// Judges the initial response by its head.
+    fn start<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+    ) -> Start<'a, Self::Monitor>;
+
+    /// Judges the initial response with its body, after [`Start::ReadBody`].
+    fn start_with_body<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Opening<'a, Self::Monitor>;
+
+    /// Judges a poll response by its head: read its body, or a verdict now.
+    fn poll<'a>(&self, monitor: &Self::Monitor, response: &'a response::Parts) -> Reply<'a>;
+
+    /// Judges a poll response with its body, after [`Reply::ReadBody`]. `seen` records what the
+    /// server reported (status, progress, ids) for [`OperationInfo`](crate::OperationInfo).
+    fn verdict<'a>(
+        &self,
+        monitor: &mut Self::Monitor,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Verdict<'a>;
+
+    /// How the answer to the final GET (after [`Verdict::Fetch`]) is judged. By default a 2xx is
+    /// the final response, 408, 429 and 5xx other than 501 and 505 are worth the same GET
+    /// again, and anything else is unexpected.
+    fn final_reply(&self, status: StatusCode) -> FinalReply {
+        if status.is_success() {
+            FinalReply::Final
+        } else if is_transient(status) {
+            FinalReply::Transient
+        } else {
+            FinalReply::Unexpected
+        }
+    }
+
+    /// The server's hint for when to ask again. By default the first usable of
+    /// `retry-after-ms`, `x-ms-retry-after-ms` and `Retry-After` (seconds or an HTTP-date).
+    fn wait_hint(&self, headers: &HeaderMap) -> Option<Duration> {
+        crate::protocol::retry_after::retry_after(headers, std::time::SystemTime::now)
+    }
+
+    /// The service's error code and message in an answer that ended the operation by its HTTP
+    /// status (an unexpected or failed answer, a transient one that outlasted the retries). By
+    /// default `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`, with
+    /// the `x-ms-error-code` header as the code when the body has none.
+    fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
+        crate::protocol::errors::envelope(headers, body)
+    }
+
+    /// The request that asks the server to cancel the operation, when the protocol has one.
+    /// The layer resolves its URL against the polled URL, applies its origin policy and sends
+    /// it once, never repeated. `None` (the default): cancel is
+    /// [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported) unless the caller attached a
+    /// [`CancelVia`](crate::CancelVia) when starting the operation.
+    fn cancel(&self, _monitor: &Self::Monitor, _polled: &Uri) -> Option<CancelRequest> {
+        None
+    }
+
+    /// How the answer to a cancel request is judged. By default a 2xx means the server took it
+    /// (the layer then follows the operation to its end), 404, 405 and 501 mean it has no cancel
+    /// for this operation, and anything else is unexpected.
+    fn cancel_reply(&self, status: StatusCode) -> CancelReply {
+        match status.as_u16() {
+            200..=299 => CancelReply::Accepted,
+            404 | 405 | 501 => CancelReply::Unsupported,
+            _ => CancelReply::Unexpected,
+        }
+    }
+}
+
+/// 408, 429, 500, 502, 503, 504: worth the same GET again later.
+pub(crate) fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// The original request, as a dialect sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) uri: &'a Uri,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) extensions: &'a Extensions,
+    pub(crate) options: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The original request's method.
+    pub fn method(&self) -> &'a Method {
+        self.method
+    }
+
+    /// The original request's URI.
+    pub fn uri(&self) -> &'a Uri {
+        self.uri
+    }
+
+    /// The original request's headers, as polls repeat them (no payload or conditional headers).
+    pub fn headers(&self) -> &'a HeaderMap {
+        self.headers
+    }
+
+    /// An extension of the original request: the layer's own options
+    /// ([`FinalStateVia`](crate::FinalStateVia), [`CancelVia`](crate::CancelVia)), which the
+    /// layer removes before sending, or one of those forwarded with the request.
+    pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<&'a T> {
+        self.options
+            .get::<T>()
+            .or_else(|| self.extensions.get::<T>())
+    }
+}
+
+/// What the initial response's head says.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Start<'a, M> {
+    /// Not a long-running operation: the response is returned untouched.
+    NotLongRunning,
+    /// A long-running operation: follow it.
+    Follow(Follow<'a, M>),
+    /// Read the body (up to the layer's `max_status_body`) and call
+    /// [`Dialect::start_with_body`]. When the body cannot be read whole (too large, too slow,
+    /// broken), `otherwise` applies: follow it, or (`None`) return the response untouched.
+    ReadBody {
+        /// What to do when the body cannot be judged.
+        otherwise: Option<Follow<'a, M>>,
+    },
+}
+
+/// An operation to follow: the dialect's state and where to poll.
+#[derive(Debug)]
+pub struct Follow<'a, M> {
+    pub(crate) monitor: M,
+    pub(crate) poll_at: PollAt<'a>,
+}
+
+impl<'a, M> Follow<'a, M> {
+    /// Follows an operation by polling `poll_at`.
+    pub fn new(monitor: M, poll_at: PollAt<'a>) -> Self {
+        Follow { monitor, poll_at }
+    }
+}
+
+/// Where an operation is polled, or its final response fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PollAt<'a> {
+    /// The original request's URI.
+    OriginalUri,
+    /// A URL reference the server named, resolved against the URI of the response that named
+    /// it: the original request's for the initial response, the polled URL's for a poll.
+    Reference(Cow<'a, [u8]>),
+    /// A URL reference resolved against the original request's URI, whoever named it.
+    FromOriginal(Cow<'a, [u8]>),
+}
+
+impl<'a> PollAt<'a> {
+    /// The URL in a header value.
+    pub fn url(value: &'a HeaderValue) -> PollAt<'a> {
+        PollAt::Reference(Cow::Borrowed(value.as_bytes()))
+    }
+}
+
+/// What the initial response says once its body is read.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Opening<'a, M> {
+    /// Done already: the response (its body read) is final.
+    Final,
+    /// A long-running operation: follow it.
+    Follow(Follow<'a, M>),
+    /// Done already, unsuccessfully.
+    Failed(Outcome<'a>),
+    /// Done already: canceled.
+    Canceled(Outcome<'a>),
+    /// The body cannot be judged ([`MalformedStatus`](crate::ErrorKind::MalformedStatus)).
+    Malformed(String),
+}
+
+/// What a poll response's head says.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Reply<'a> {
+    /// Read the body (up to the layer's `max_status_body`) and call [`Dialect::verdict`].
+    ReadBody,
+    /// Judged by the head alone. A [`Verdict::Done`] hands the body back unread; for
+    /// [`Verdict::Failed`], [`Verdict::Canceled`] and [`Verdict::Unexpected`] the layer reads it
+    /// (bounded) into the error, with [`Dialect::error_detail`] filling what the outcome lacks.
+    Verdict(Verdict<'a>),
+}
+
+/// What a poll response says about the operation.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Verdict<'a> {
+    /// Still running. `moved`: the answer moved the monitor (a reference relative to the polled
+    /// URL).
+    Running {
+        /// The new monitor URL, when the answer names one.
+        moved: Option<&'a [u8]>,
+    },
+    /// Done: this response is the final one.
+    Done,
+    /// Done: the final response is a GET of this URL.
+    Fetch(PollAt<'a>),
+    /// The operation ended unsuccessfully ([`Failed`](crate::ErrorKind::Failed)).
+    Failed(Outcome<'a>),
+    /// The operation was canceled ([`Canceled`](crate::ErrorKind::Canceled)).
+    Canceled(Outcome<'a>),
+    /// A failure worth the same GET again later, within the layer's retry bounds.
+    Transient,
+    /// An answer the protocol does not allow here
+    /// ([`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus)); the operation may still be
+    /// running.
+    Unexpected,
+    /// A body that cannot be judged ([`MalformedStatus`](crate::ErrorKind::MalformedStatus)).
+    Malformed(String),
+}
+
+/// What the server said about an operation that ended unsuccessfully, or about an answer that
+/// ended it.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Outcome<'a> {
+    /// The status the server reported (`"Failed"`), when it reported one.
+    pub reported: Option<Cow<'a, str>>,
+    /// The service's error code ([`Error::code`](crate::Error::code)).
+    pub code: Option<Cow<'a, str>>,
+    /// The service's error message ([`Error::message`](crate::Error::message)).
+    pub message: Option<Cow<'a, str>>,
+}
+
+impl<'a> Outcome<'a> {
+    /// The outcome of a reported status, without details.
+    pub fn reported(status: impl Into<Cow<'a, str>>) -> Self {
+        Outcome {
+            reported: Some(status.into()),
+            ..Outcome::default()
+        }
+    }
+
+    /// The same outcome, owning its text.
+    pub fn into_owned(self) -> Outcome<'static> {
+        let owned = |text: Option<Cow<'a, str>>| text.map(|t| Cow::Owned(t.into_owned()));
+        Outcome {
+            reported: owned(self.reported),
+            code: owned(self.code),
+            message: owned(self.message),
+        }
+    }
+
+    /// With the service's error code and message.
+    pub fn with_detail(
+        mut self,
+        code: Option<Cow<'a, str>>,
+        message: Option<Cow<'a, str>>,
+    ) -> Self {
+        self.code = code;
+        self.message = message;
+        self
+    }
+}
+
+/// How the final GET's answer is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FinalReply {
+    /// The final response.
+    Final,
+    /// Worth the same GET again later.
+    Transient,
+    /// An error ([`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus)).
+    Unexpected,
+}
+
+/// How a cancel request's answer is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReply {
+    /// The server took the request; the layer follows the operation to its end.
+    Accepted,
+    /// The server has no cancel for this operation
+    /// ([`CancelUnsupported`](crate::ErrorKind::CancelUnsupported)).
+    Unsupported,
+    /// An error ([`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus)).
+    Unexpected,
+}
+
+/// A request asking the server to cancel an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelRequest {
+    pub(crate) method: Method,
+    pub(crate) url: String,
+    pub(crate) body: String,
+    pub(crate) json: bool,
+}
+
+impl CancelRequest {
+    /// `method url`, with an empty body. `url` may be relative to the polled URL.
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        CancelRequest {
+            method,
+            url: url.into(),
+            body: String::new(),
+            json: false,
+        }
+    }
+
+    /// With a JSON body.
+    pub fn json(mut self, body: impl Into<String>) -> Self {
+        self.body = body.into();
+        self.json = true;
+        self
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The URL, as the dialect or caller named it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The body.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+}
+
+/// Records what the server reported while a dialect judges a body, for
+/// [`OperationInfo`](crate::OperationInfo) and progress. Allocates only when a value changed.
+#[derive(Debug)]
+pub struct Observer<'l> {
+    pub(crate) ledger: &'l mut crate::ledger::Observed,
+}
+
+impl Observer<'_> {
+    /// The operation's status as the server spelled it.
+    pub fn status(&mut self, status: &str) {
+        remember(&mut self.ledger.status, status);
+    }
+
+    /// How far along the operation is, in percent.
+    pub fn percent_complete(&mut self, percent: f64) {
+        self.ledger.percent_complete = Some(percent);
+    }
+
+    /// The operation's id.
+    pub fn operation_id(&mut self, id: &str) {
+        remember(&mut self.ledger.operation_id, id);
+    }
+
+    /// The operation's name.
+    pub fn operation_name(&mut self, name: &str) {
+        remember(&mut self.ledger.operation_name, name);
+    }
+}
+
+/// Keeps `value` in `slot`, allocating only when it changed since the last poll.
+fn remember(slot: &mut Option<String>, value: &str) {
+    if slot.as_deref() != Some(value) {
+        *slot = Some(value.to_owned());
+    }
+}

@@ -1,0 +1,372 @@
+//! [`Google`]: Google's long-running operations over REST/JSON (AIP-151, PROTOCOL §8).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use http::{response, HeaderMap, Method, StatusCode, Uri};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use crate::dialect::{
+    is_transient, CancelRequest, Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply,
+    RequestHead, Start, Verdict,
+};
+use crate::info::MonitorKind;
+use crate::protocol::headers;
+use crate::protocol::json::{number, text, utf8, Malformed, Text};
+
+/// Google's long-running operations (AIP-151) over REST/JSON: a method answers `200` with an
+/// `Operation` (`name`, `done`, `metadata`, and `response` or `error`), polled at
+/// `{origin}/{version}/{name}` until `done`. Choose it for a layer with
+/// [`LongRunningLayer::with_dialect`](crate::LongRunningLayer::with_dialect): an `Operation`
+/// is too generic a body to be told apart from an Azure response by itself.
+///
+/// - The final response is the last status response, status, headers and bytes unchanged (the
+///   result is its `response` member).
+/// - `error.code` 1 (`CANCELLED`) is [`Canceled`](crate::ErrorKind::Canceled), any other
+///   code [`Failed`](crate::ErrorKind::Failed); [`Error::code`](crate::Error::code) is the
+///   number as text (`"3"`), [`Error::message`](crate::Error::message) the message.
+/// - An error answer of the API itself (`{"error": {"code", "message", "status"}}`) gives its
+///   `status` (`"NOT_FOUND"`) as the code.
+/// - Progress: `metadata.progressPercent` (or `progressPercentage`, `percentComplete`) when
+///   it is a number.
+/// - Cancel: `POST {origin}/{version}/{name}:cancel` with `{}`; a `501` is
+///   [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported).
+///
+/// ```
+/// use tower_lro::{Google, LongRunningLayer};
+///
+/// let layer = LongRunningLayer::with_dialect(Google::new());
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Google {
+    _private: (),
+}
+
+impl Google {
+    /// The dialect.
+    pub fn new() -> Self {
+        Google::default()
+    }
+}
+
+/// What the [`Google`] dialect remembers about an operation: its `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoogleMonitor {
+    name: String,
+}
+
+impl Dialect for Google {
+    type Monitor = GoogleMonitor;
+
+    fn name(&self) -> &'static str {
+        "google"
+    }
+
+    fn kind(&self, _: &GoogleMonitor) -> MonitorKind {
+        MonitorKind::GoogleOperation
+    }
+
+    fn start<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        response: &'a response::Parts,
+    ) -> Start<'a, GoogleMonitor> {
+        // Reads never start an operation; a body that cannot be JSON is not one.
+        let read = matches!(*request.method(), Method::GET | Method::HEAD);
+        if read || response.status != StatusCode::OK || !headers::may_be_json(&response.headers) {
+            return Start::NotLongRunning;
+        }
+        Start::ReadBody { otherwise: None }
+    }
+
+    fn start_with_body<'a>(
+        &self,
+        request: &RequestHead<'_>,
+        _: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Opening<'a, GoogleMonitor> {
+        let Some(operation) = parse_operation(body).ok().filter(Operation::looks_like_one) else {
+            // Not an `Operation`: the method answered at once.
+            return Opening::Final;
+        };
+        match judge(operation, seen) {
+            Judged::Running(name) => {
+                let poll_at = format!("/{}{name}", version_prefix(request.uri()));
+                let monitor = GoogleMonitor { name };
+                Opening::Follow(Follow::new(
+                    monitor,
+                    PollAt::FromOriginal(Cow::Owned(poll_at.into_bytes())),
+                ))
+            }
+            Judged::Done => Opening::Final,
+            Judged::Failed(outcome) => Opening::Failed(outcome),
+            Judged::Canceled(outcome) => Opening::Canceled(outcome),
+            Judged::Malformed(why) => Opening::Malformed(why),
+        }
+    }
+
+    fn poll<'a>(&self, _: &GoogleMonitor, response: &'a response::Parts) -> Reply<'a> {
+        if response.status == StatusCode::OK {
+            Reply::ReadBody
+        } else if is_transient(response.status) {
+            Reply::Verdict(Verdict::Transient)
+        } else {
+            Reply::Verdict(Verdict::Unexpected)
+        }
+    }
+
+    fn verdict<'a>(
+        &self,
+        _: &mut GoogleMonitor,
+        _: &RequestHead<'_>,
+        _: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Verdict<'a> {
+        let operation = match parse_operation(body) {
+            Ok(operation) => operation,
+            Err(malformed) => return Verdict::Malformed(malformed.0),
+        };
+        match judge(operation, seen) {
+            Judged::Running(_) => Verdict::Running { moved: None },
+            Judged::Done => Verdict::Done,
+            Judged::Failed(outcome) => Verdict::Failed(outcome),
+            Judged::Canceled(outcome) => Verdict::Canceled(outcome),
+            Judged::Malformed(why) => Verdict::Malformed(why),
+        }
+    }
+
+    fn error_detail<'a>(&self, _: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
+        body.and_then(|body| parse_rest_error(body).ok())
+            .map(|error| {
+                let code = error.status.or(error.code);
+                Outcome::default().with_detail(code, error.message)
+            })
+            .unwrap_or_default()
+    }
+
+    fn cancel(&self, _: &GoogleMonitor, polled: &Uri) -> Option<CancelRequest> {
+        let url = match polled.query() {
+            Some(query) => format!("{}:cancel?{query}", polled.path()),
+            None => format!("{}:cancel", polled.path()),
+        };
+        Some(CancelRequest::new(Method::POST, url).json("{}"))
+    }
+}
+
+/// `/{version}/` of the original request's path (`/v1/`), or `/` when it has none.
+fn version_prefix(uri: &Uri) -> String {
+    match uri.path().trim_start_matches('/').split_once('/') {
+        Some((version, _)) if !version.is_empty() => format!("{version}/"),
+        _ => String::new(),
+    }
+}
+
+/// The `Operation` members, as read.
+#[derive(Default)]
+struct Operation<'a> {
+    name: Option<Option<Cow<'a, str>>>,
+    done: Option<&'a RawValue>,
+    has_response: bool,
+    error: Option<&'a RawValue>,
+    metadata: Option<&'a RawValue>,
+    /// A member an `Operation` does not have.
+    foreign: bool,
+}
+
+impl Operation<'_> {
+    /// Whether an initial body is an `Operation` rather than a resource that happens to have a
+    /// `name`: only `Operation` members, a string `name`, and either a `done`, `metadata`,
+    /// `response` or `error`, or a name under `operations/`.
+    fn looks_like_one(&self) -> bool {
+        let Some(Some(name)) = &self.name else {
+            return false;
+        };
+        let shaped = self.done.is_some()
+            || self.metadata.is_some()
+            || self.has_response
+            || self.error.is_some();
+        !self.foreign
+            && (shaped || name.starts_with("operations/") || name.contains("/operations/"))
+    }
+}
+
+enum Judged<'a> {
+    Running(String),
+    Done,
+    Failed(Outcome<'a>),
+    Canceled(Outcome<'a>),
+    Malformed(String),
+}
+
+/// What an `Operation` says (GOOGLE §3), recording its name and progress.
+fn judge<'a>(operation: Operation<'a>, seen: &mut Observer<'_>) -> Judged<'a> {
+    let name = match operation.name {
+        Some(Some(name)) if !name.is_empty() => name,
+        Some(_) => return Judged::Malformed("the operation's `name` is not a string".into()),
+        None => return Judged::Malformed("the operation has no `name`".into()),
+    };
+    seen.operation_name(&name);
+    if let Some(percent) = operation.metadata.and_then(progress) {
+        seen.percent_complete(percent);
+    }
+    let done = match operation.done.map(RawValue::get) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Judged::Malformed(format!("the operation's `done` is {other}, not a boolean"))
+        }
+    };
+    if !done {
+        return Judged::Running(name.into_owned());
+    }
+    match (operation.error, operation.has_response) {
+        (Some(error), _) => {
+            let (code, message) = status_of(error);
+            let canceled = code.as_deref() == Some("1");
+            let outcome = Outcome::reported(if canceled { "CANCELLED" } else { "FAILED" })
+                .with_detail(code, message);
+            if canceled {
+                Judged::Canceled(outcome)
+            } else {
+                Judged::Failed(outcome)
+            }
+        }
+        (None, true) => Judged::Done,
+        (None, false) => {
+            Judged::Malformed("the operation is done without a `response` or an `error`".into())
+        }
+    }
+}
+
+fn parse_operation(body: &[u8]) -> Result<Operation<'_>, Malformed> {
+    let mut de = serde_json::Deserializer::from_str(utf8(body, "operation")?);
+    de.deserialize_map(OperationVisitor)
+        .and_then(|parsed| de.end().map(|()| parsed))
+        .map_err(|e| Malformed(format!("the body is not a JSON operation object: {e}")))
+}
+
+struct OperationVisitor;
+
+impl<'de> Visitor<'de> for OperationVisitor {
+    type Value = Operation<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Operation::default();
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match &*key.0 {
+                "name" => out.name = Some(text(map.next_value()?)),
+                "done" => out.done = Some(map.next_value()?),
+                "error" => out.error = Some(map.next_value()?),
+                "metadata" => out.metadata = Some(map.next_value()?),
+                "response" => {
+                    map.next_value::<IgnoredAny>()?;
+                    out.has_response = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    out.foreign = true;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `google.rpc.Status`: the integer `code` as its decimal text, and the message.
+fn status_of(raw: &RawValue) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
+    #[derive(Deserialize)]
+    struct Status<'a> {
+        #[serde(borrow, default)]
+        code: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        message: Option<&'a RawValue>,
+    }
+    match serde_json::from_str::<Status<'_>>(raw.get()) {
+        Ok(status) => (
+            status
+                .code
+                .map(RawValue::get)
+                .filter(|code| code.parse::<i64>().is_ok())
+                .map(Cow::Borrowed),
+            status.message.and_then(text),
+        ),
+        Err(_) => (None, None),
+    }
+}
+
+/// `metadata`'s progress percentage, when it has one.
+fn progress(raw: &RawValue) -> Option<f64> {
+    struct Progress;
+    impl<'de> Visitor<'de> for Progress {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut percent = None;
+            while let Some(key) = map.next_key::<Text<'de>>()? {
+                match &*key.0 {
+                    "progressPercent" | "progressPercentage" | "percentComplete" => {
+                        percent = percent.or(number(map.next_value()?));
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(percent)
+        }
+    }
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    serde_json::Deserializer::from_str(raw.get())
+        .deserialize_map(Progress)
+        .ok()
+        .flatten()
+}
+
+/// An error answer of a Google REST API: `{"error": {"code", "message", "status"}}`.
+struct RestError<'a> {
+    code: Option<Cow<'a, str>>,
+    message: Option<Cow<'a, str>>,
+    status: Option<Cow<'a, str>>,
+}
+
+fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow)]
+        error: &'a RawValue,
+    }
+    #[derive(Deserialize)]
+    struct Inner<'a> {
+        #[serde(borrow, default)]
+        code: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        message: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        status: Option<&'a RawValue>,
+    }
+    let text_of = |e: serde_json::Error| Malformed(e.to_string());
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(text_of)?;
+    let inner: Inner<'_> = serde_json::from_str(envelope.error.get()).map_err(text_of)?;
+    Ok(RestError {
+        code: inner
+            .code
+            .map(RawValue::get)
+            .filter(|code| code.parse::<i64>().is_ok())
+            .map(Cow::Borrowed),
+        message: inner.message.and_then(text),
+        status: inner.status.and_then(text),
+    })
+}

@@ -1,0 +1,135 @@
+//! What has been observed of an operation being followed: its monitor, counters and the last
+//! things the server said. It builds [`OperationInfo`] and [`ResumeToken`]s.
+
+use std::time::Duration;
+
+use http::{StatusCode, Uri};
+
+use crate::dialect::Dialect;
+use crate::info::{MonitorKind, OperationInfo};
+use crate::options::CancelVia;
+use crate::original::Original;
+use crate::protocol::url;
+use crate::resume::{CancelSpec, ResumeToken, Snapshot};
+
+/// What the server reported while the operation ran.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub(crate) status: Option<String>,
+    pub(crate) percent_complete: Option<f64>,
+    pub(crate) operation_id: Option<String>,
+    pub(crate) operation_name: Option<String>,
+}
+
+/// What the next request is.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Poll,
+    Final(Uri),
+    /// The cancel request, sent once; polling follows when the server takes it.
+    Cancel,
+}
+
+/// An operation being followed. Exists only once a monitor is known, so everything that needs
+/// one has it.
+pub(crate) struct Ledger<M> {
+    pub(crate) monitor: M,
+    pub(crate) kind: MonitorKind,
+    /// The URL polled: admitted, and where a "running" answer moved the monitor.
+    pub(crate) url: Uri,
+    /// The reference the URL was last taken from, so a repeat of it is not admitted again.
+    pub(crate) reference: Option<Vec<u8>>,
+    pub(crate) target: Target,
+    pub(crate) polls: u32,
+    /// Transient failures in a row.
+    pub(crate) retries: u32,
+    /// Waits without a server hint, which the default delay doubles over.
+    pub(crate) unhinted_waits: u32,
+    pub(crate) observed: Observed,
+    pub(crate) last_http_status: Option<StatusCode>,
+    pub(crate) final_uri: Option<Uri>,
+}
+
+impl<M> Ledger<M> {
+    pub(crate) fn new(monitor: M, kind: MonitorKind, url: Uri, reference: Option<Vec<u8>>) -> Self {
+        Ledger {
+            monitor,
+            kind,
+            url,
+            reference,
+            target: Target::Poll,
+            polls: 0,
+            retries: 0,
+            unhinted_waits: 0,
+            observed: Observed::default(),
+            last_http_status: None,
+            final_uri: None,
+        }
+    }
+
+    pub(crate) fn info(&self, elapsed: Duration) -> OperationInfo {
+        OperationInfo {
+            monitor: self.kind,
+            monitor_url: self.url.clone(),
+            polls: self.polls,
+            elapsed,
+            status: self.observed.status.clone(),
+            last_http_status: self.last_http_status,
+            percent_complete: self.observed.percent_complete,
+            operation_id: self.observed.operation_id.clone(),
+            operation_name: self.observed.operation_name.clone(),
+            final_uri: self.final_uri.clone(),
+        }
+    }
+
+    /// A token to continue the operation, `elapsed` into it.
+    pub(crate) fn token<D>(
+        &self,
+        dialect: &D,
+        original: &Original,
+        elapsed: Duration,
+    ) -> ResumeToken
+    where
+        D: Dialect<Monitor = M>,
+        M: serde::Serialize,
+    {
+        ResumeToken::new(Snapshot {
+            dialect: dialect.name(),
+            // Serialising a dialect's state is not expected to fail; if it did, the token would
+            // carry `null` and be refused, with a reason, by the layer that resumes it.
+            monitor: serde_json::to_value(&self.monitor).unwrap_or_default(),
+            monitor_url: &self.url,
+            method: &original.method,
+            uri: &original.uri,
+            final_uri: match &self.target {
+                Target::Final(uri) => Some(uri),
+                Target::Poll | Target::Cancel => None,
+            },
+            headers: &original.headers,
+            polls: self.polls,
+            retries: self.retries,
+            unhinted_waits: self.unhinted_waits,
+            elapsed,
+            status: self.observed.status.as_deref(),
+            cancel: self.cancel(dialect, original),
+        })
+    }
+
+    /// How to cancel the operation: the caller's [`CancelVia`], else the dialect's request, with
+    /// its URL made absolute.
+    fn cancel<D>(&self, dialect: &D, original: &Original) -> Option<CancelSpec>
+    where
+        D: Dialect<Monitor = M>,
+    {
+        let (request, base) = match original.option::<CancelVia>() {
+            Some(via) => (via.0.clone(), &original.uri),
+            None => (dialect.cancel(&self.monitor, &self.url)?, &self.url),
+        };
+        Some(CancelSpec {
+            method: request.method.as_str().to_owned(),
+            url: url::resolve(base, &request.url)?,
+            body: request.body,
+            json: request.json,
+        })
+    }
+}

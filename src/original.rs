@@ -1,0 +1,168 @@
+//! The original request being followed: what polls repeat, and the URLs a server names,
+//! resolved against it and judged by the layer's origin policy.
+
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+
+use crate::dialect::{PollAt, RequestHead};
+use crate::error::{Error, ErrorKind};
+use crate::options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling};
+use crate::protocol::headers;
+use crate::protocol::url::{self, Base, OriginPolicy, Rejection};
+
+/// The parts of the original request that polls repeat (PROTOCOL §5), and the layer's own
+/// options it carried.
+pub(crate) struct Original {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    version: Version,
+    /// As polls send them: no payload, conditional or (once another origin is involved)
+    /// credential headers.
+    pub(crate) headers: HeaderMap,
+    extensions: Extensions,
+    /// The layer's own options, taken out of the request so no layer below sees them.
+    options: Extensions,
+    /// The original URI parsed for resolution; made on first use, as most references take the
+    /// plain path.
+    base: Option<Base>,
+}
+
+impl Original {
+    /// Takes the layer's own options out of `req` and keeps what polls repeat.
+    pub(crate) fn of<B>(req: &mut Request<B>, polling: Polling) -> Original {
+        let mut options = Extensions::new();
+        if let Some(via) = req.extensions_mut().remove::<FinalStateVia>() {
+            options.insert(via);
+        }
+        if let Some(cancel) = req.extensions_mut().remove::<CancelVia>() {
+            options.insert(cancel);
+        }
+        let (headers, extensions) = match polling {
+            // Nothing will be repeated: copy nothing.
+            Polling::Disabled => (HeaderMap::new(), Extensions::new()),
+            Polling::Enabled | Polling::AcceptOnly => (
+                headers::for_polls(req.headers().clone()),
+                req.extensions().clone(),
+            ),
+        };
+        Original {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers,
+            extensions,
+            options,
+            base: None,
+        }
+    }
+
+    /// The request as a dialect sees it.
+    pub(crate) fn head(&self) -> RequestHead<'_> {
+        RequestHead {
+            method: &self.method,
+            uri: &self.uri,
+            headers: &self.headers,
+            extensions: &self.extensions,
+            options: &self.options,
+        }
+    }
+
+    pub(crate) fn option<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
+        self.options.get::<T>()
+    }
+
+    /// Continues an operation of another original request: the token's method and URI, its
+    /// headers under those of the request that carried the token.
+    pub(crate) fn adopt(&mut self, method: Method, uri: Uri, mut carried: HeaderMap) {
+        for name in self.headers.keys() {
+            carried.remove(name);
+        }
+        carried.extend(std::mem::take(&mut self.headers));
+        self.headers = carried;
+        self.method = method;
+        self.uri = uri;
+        self.base = None;
+    }
+
+    /// Resolves a URL a dialect named — against `polled` for a reference a poll answer made, else
+    /// the original URI — validates it, and withholds credentials and extensions from every
+    /// later request if it is on another origin (for good: they do not come back on a later
+    /// hop).
+    pub(crate) fn admit(
+        &mut self,
+        at: &PollAt<'_>,
+        polled: Option<&Uri>,
+        policy: &OriginPolicy,
+    ) -> Result<Uri, Error> {
+        let (reference, named_by) = match at {
+            PollAt::OriginalUri => return Ok(self.uri.clone()),
+            PollAt::Reference(reference) => (&**reference, polled),
+            PollAt::FromOriginal(reference) => (&**reference, None),
+        };
+        self.admit_reference(reference, named_by, policy)
+    }
+
+    pub(crate) fn admit_reference(
+        &mut self,
+        reference: &[u8],
+        named_by: Option<&Uri>,
+        policy: &OriginPolicy,
+    ) -> Result<Uri, Error> {
+        // An absolute URL on the original's own origin needs no parser (the common case).
+        if let Some(uri) = url::admit_plain(&self.uri, reference) {
+            return Ok(uri);
+        }
+        let base = match self.base.take() {
+            Some(base) => base,
+            None => Base::new(&self.uri).map_err(refused)?,
+        };
+        let admitted = self
+            .base
+            .insert(base)
+            .admit(reference, named_by, policy)
+            .map_err(refused)?;
+        if admitted.cross_origin {
+            self.withhold_credentials();
+        }
+        Ok(admitted.uri)
+    }
+
+    fn withhold_credentials(&mut self) {
+        headers::strip_credentials(&mut self.headers);
+        self.extensions.clear();
+        self.extensions.insert(CredentialsWithheld);
+    }
+
+    /// A GET of `uri` as polls send it.
+    pub(crate) fn get<B: Default>(&self, uri: Uri) -> Request<B> {
+        let mut request = Request::new(B::default());
+        *request.uri_mut() = uri;
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+
+    /// Prepares a request the caller built to go where polls go (a cancel request): the headers
+    /// polls repeat under its own, and no credentials or extensions if polls have none.
+    pub(crate) fn dress<B>(&self, request: &mut Request<B>) {
+        let own = std::mem::take(request.headers_mut());
+        let mut headers = self.headers.clone();
+        for name in own.keys() {
+            headers.remove(name);
+        }
+        headers.extend(own);
+        if self.extensions.get::<CredentialsWithheld>().is_some() {
+            headers::strip_credentials(&mut headers);
+            *request.extensions_mut() = self.extensions.clone();
+        }
+        *request.headers_mut() = headers;
+        *request.version_mut() = self.version;
+    }
+}
+
+fn refused(rejection: Rejection) -> Error {
+    match rejection {
+        Rejection::Invalid(why) => Error::new(ErrorKind::InvalidMonitorUrl, why),
+        Rejection::CrossOrigin(why) => Error::new(ErrorKind::CrossOrigin, why),
+    }
+}
