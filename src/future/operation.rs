@@ -1,0 +1,460 @@
+//! The operation's life before and around its polls: how the future starts (a request, a
+//! resumed or canceled token, a step), what the initial response leads to, and the details every
+//! error and progress update carries.
+
+use super::*;
+
+impl<S, D: Dialect> Operation<S, D> {
+    pub(super) fn new<B>(
+        service: S,
+        config: Arc<Config>,
+        dialect: D,
+        req: &mut Request<B>,
+        polling: Polling,
+    ) -> Self {
+        let original = Original::of(req, polling);
+        Operation::with(service, config, dialect, original, polling)
+    }
+
+    pub(super) fn with(
+        service: S,
+        config: Arc<Config>,
+        dialect: D,
+        original: Original,
+        polling: Polling,
+    ) -> Self {
+        Operation {
+            clock: Clock::new(config.timeout, config.poll_timeout),
+            service,
+            dialect,
+            config,
+            original,
+            polling,
+            mode: Mode::Follow,
+            progress: None,
+            rejected: None,
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::none(),
+        }
+    }
+
+    /// The answer of a future that completed, or never started (a bad token).
+    pub(super) fn after_completion(&mut self) -> Error {
+        let error = self.rejected.take();
+        error.unwrap_or_else(|| Error::new(ErrorKind::PolledAfterCompletion, ""))
+    }
+
+    pub(super) fn rejected<R, B>(mut self, error: Error) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        self.rejected = Some(error);
+        ResponseFuture::with_state(self, State::Done)
+    }
+
+    /// Continues the operation a token describes, polling at once.
+    pub(super) fn resume<R, B>(
+        mut self,
+        token: &ResumeToken,
+        mode: Mode,
+    ) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        self.mode = mode;
+        match self.adopt(token) {
+            Ok(ledger) => ResponseFuture::with_state(
+                self,
+                State::Following {
+                    ledger,
+                    stage: Stage::Ready,
+                },
+            ),
+            Err(error) => self.rejected(error),
+        }
+    }
+
+    /// Sends the cancel request `req` (through the service the caller drove to readiness) for
+    /// the operation of `token`, then follows the operation.
+    pub(super) fn cancel<R, B>(
+        mut self,
+        token: ResumeToken,
+        mut req: Request<R>,
+    ) -> ResponseFuture<S, R, B, D>
+    where
+        S: Service<Request<R>, Response = Response<B>>,
+    {
+        let mut ledger = match self.adopt(&token) {
+            Ok(ledger) => ledger,
+            Err(error) => return self.rejected(error),
+        };
+        let Some(spec) = token.cancel_spec() else {
+            let why = "the operation's dialect has no cancel request, and none was attached";
+            let error = self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why));
+            return self.rejected(error);
+        };
+        let uri =
+            match self
+                .original
+                .admit_reference(spec.url.as_bytes(), None, &self.config.origins)
+            {
+                Ok(uri) => uri,
+                Err(error) => {
+                    let error = self.fail(&ledger, error);
+                    return self.rejected(error);
+                }
+            };
+        *req.uri_mut() = uri;
+        self.original.dress(&mut req);
+        ledger.target = Target::Cancel;
+        let future = self.service.call(req);
+        self.clock.start_request();
+        ResponseFuture::with_state(
+            self,
+            State::Following {
+                ledger,
+                stage: Stage::Requesting { future },
+            },
+        )
+    }
+
+    /// Takes over the operation a token describes. Its URLs pass this layer's origin policy,
+    /// judged against the token's own original URI; its polls and time count against this
+    /// layer's bounds, which are checked before anything is sent.
+    pub(super) fn adopt(&mut self, token: &ResumeToken) -> Result<Ledger<D::Monitor>, Error> {
+        let resumption = token.resumption(&self.dialect)?;
+        self.original
+            .adopt(resumption.method, resumption.uri, resumption.headers);
+        self.clock.rewind(resumption.elapsed);
+        let untrusted = |e: Error| {
+            Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
+        };
+        let policy = &self.config.origins;
+        let url = self
+            .original
+            .admit_reference(resumption.monitor_url.to_string().as_bytes(), None, policy)
+            .map_err(untrusted)?;
+        let kind = self.dialect.kind(&resumption.monitor);
+        let mut ledger = Ledger::new(resumption.monitor, kind, url, None);
+        if let Some(final_uri) = resumption.final_uri {
+            let final_uri = self
+                .original
+                .admit_reference(final_uri.to_string().as_bytes(), None, policy)
+                .map_err(untrusted)?;
+            ledger.target = Target::Final(final_uri);
+        }
+        ledger.polls = resumption.polls;
+        ledger.retries = resumption.retries;
+        ledger.unhinted_waits = resumption.unhinted_waits;
+        ledger.observed.status = resumption.status;
+        self.trace(&ledger);
+        if matches!(ledger.target, Target::Poll) {
+            self.poll_budget(&ledger)
+                .map_err(|e| self.fail(&ledger, e))?;
+        }
+        if self.clock.past_deadline() {
+            let why = "the operation's deadline passed before it was resumed";
+            return Err(self.fail(&ledger, Error::new(ErrorKind::TimedOut, why)));
+        }
+        Ok(ledger)
+    }
+
+    pub(super) fn trace(&mut self, _ledger: &Ledger<D::Monitor>) {
+        #[cfg(feature = "tracing")]
+        {
+            self.span = tracing::debug_span!(
+                "long_running_operation",
+                method = %self.original.method,
+                uri = %self.original.uri,
+                monitor = _ledger.kind.as_str(),
+                monitor_url = %_ledger.url,
+            );
+        }
+    }
+
+    /// Attaches what happened so far to an error that ends the operation and, unless the
+    /// operation is known to have ended, a token to continue it.
+    pub(super) fn fail(&self, ledger: &Ledger<D::Monitor>, error: Error) -> Error {
+        let error = error.with_operation(ledger.info(self.clock.elapsed()));
+        if error.is_operation_error() {
+            return error;
+        }
+        let token = ledger.token(&self.dialect, &self.original, self.clock.elapsed());
+        error.with_resume_token(token)
+    }
+
+    /// The result of following the operation: an error gets the operation's details, once, here.
+    pub(super) fn exit<B>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        exit: Exit<B>,
+    ) -> Result<Response<ResponseBody<B>>, Error> {
+        match exit {
+            Exit::Finished(result) => {
+                let result = result.map_err(|e| self.fail(ledger, e));
+                self.conclude(ledger, &result);
+                result
+            }
+            Exit::Stepped(response) => Ok(response),
+        }
+    }
+
+    /// Tells the observers where the operation stands.
+    pub(super) fn observe(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        next_poll_in: Option<Duration>,
+        finished: bool,
+    ) {
+        let sender = self.progress.as_ref().filter(|p| p.is_observed());
+        if sender.is_none() && self.config.on_poll.is_none() {
+            return;
+        }
+        let elapsed = self.clock.elapsed();
+        let progress = Progress {
+            operation: ledger.info(elapsed),
+            next_poll_in,
+            finished,
+            resume_token: ledger.token(&self.dialect, &self.original, elapsed),
+        };
+        if let Some(hook) = &self.config.on_poll {
+            (hook.0)(&progress);
+        }
+        if let Some(sender) = sender {
+            sender.send(progress);
+        }
+    }
+
+    /// The future is about to complete with `result`.
+    pub(super) fn conclude<B>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        result: &Result<Response<B>, Error>,
+    ) {
+        #[cfg(feature = "tracing")]
+        match result {
+            Ok(response) => {
+                tracing::debug!(parent: &self.span, polls = ledger.polls, status = %response.status(), "operation finished")
+            }
+            Err(error) => {
+                tracing::debug!(parent: &self.span, polls = ledger.polls, %error, "operation ended with an error")
+            }
+        }
+        #[cfg(not(feature = "tracing"))]
+        let _ = result;
+        self.observe(ledger, None, true);
+    }
+
+    /// Starts following the operation `follow` names.
+    pub(super) fn track(
+        &mut self,
+        follow: Follow<'_, D::Monitor>,
+    ) -> Result<Ledger<D::Monitor>, Error> {
+        let url = self
+            .original
+            .admit(&follow.poll_at, None, &self.config.origins)?;
+        let reference = match follow.poll_at {
+            PollAt::Reference(reference) | PollAt::FromOriginal(reference) => {
+                Some(reference.into_owned())
+            }
+            PollAt::OriginalUri => None,
+        };
+        let kind = self.dialect.kind(&follow.monitor);
+        let ledger = Ledger::new(follow.monitor, kind, url, reference);
+        self.trace(&ledger);
+        Ok(ledger)
+    }
+
+    /// An operation is known: hand it back for [`Polling::AcceptOnly`], else schedule the first
+    /// poll by the initial response's hint (PROTOCOL §2).
+    pub(super) fn begin<B>(
+        &mut self,
+        mut ledger: Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: InitialBody<B>,
+    ) -> Begin<B, D::Monitor> {
+        if self.polling == Polling::AcceptOnly {
+            let body = match body {
+                InitialBody::Unread(body) => ResponseBody::streaming(body),
+                InitialBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
+                InitialBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
+            };
+            let mut response = Response::from_parts(parts, body);
+            let elapsed = self.clock.elapsed();
+            let token = ledger.token(&self.dialect, &self.original, elapsed);
+            response.extensions_mut().insert(token);
+            response.extensions_mut().insert(ledger.info(elapsed));
+            return Begin::Finish(Ok(response));
+        }
+        let hint = self.dialect.wait_hint(&parts.headers);
+        match self.schedule_poll(&mut ledger, hint) {
+            Ok(()) => Begin::Follow {
+                ledger,
+                drain: match body {
+                    InitialBody::Unread(body) => Some(body),
+                    InitialBody::Read(..) | InitialBody::Partial(..) => None,
+                },
+            },
+            Err(e) => Begin::Finish(Err(self.fail(&ledger, e))),
+        }
+    }
+
+    pub(super) fn on_initial<B: Body<Data = Bytes>>(
+        &mut self,
+        response: Response<B>,
+    ) -> Begin<B, D::Monitor> {
+        if self.polling == Polling::Disabled {
+            return Begin::Finish(Ok(response.map(ResponseBody::streaming)));
+        }
+        let (parts, body) = response.into_parts();
+        let pass = |parts, body| {
+            Begin::Finish(Ok(Response::from_parts(
+                parts,
+                ResponseBody::streaming(body),
+            )))
+        };
+        let follow = match self.dialect.start(&self.original.head(), &parts) {
+            Start::NotLongRunning => return pass(parts, body),
+            Start::Follow(follow) => follow,
+            Start::ReadBody { .. }
+                if !too_large(&parts.headers, &body, self.config.max_status_body) =>
+            {
+                return Begin::Sniff {
+                    parts,
+                    body: Box::pin(body),
+                }
+            }
+            Start::ReadBody {
+                otherwise: Some(follow),
+            } => follow,
+            Start::ReadBody { otherwise: None } => return pass(parts, body),
+        };
+        match self.track(follow) {
+            Ok(ledger) => self.begin(ledger, parts, InitialBody::Unread(body)),
+            Err(e) => Begin::Finish(Err(e)),
+        }
+    }
+
+    pub(super) fn poll_sniff<B: Body<Data = Bytes>>(
+        &mut self,
+        body: &mut Pin<Box<B>>,
+        collector: &mut Collector,
+        due: Pin<&mut Option<Sleep>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Sniffed>
+    where
+        B::Error: Into<BoxError>,
+    {
+        Poll::Ready(
+            match collector.poll_read(body.as_mut(), self.config.max_status_body, cx) {
+                Poll::Ready(Ok(Read::Complete)) => Sniffed::Complete,
+                Poll::Ready(Ok(Read::TooLarge)) => Sniffed::Stopped,
+                Poll::Ready(Err(e)) => Sniffed::Broken(e.into()),
+                Poll::Pending => match self.clock.on_due(due, cx) {
+                    // Too slow to be judged: handled like a body too large to be.
+                    Some(_) if !self.clock.past_deadline() => Sniffed::Stopped,
+                    Some(expired) => Sniffed::Expired(expired),
+                    None => return Poll::Pending,
+                },
+            },
+        )
+    }
+
+    pub(super) fn on_sniffed<B>(
+        &mut self,
+        parts: response::Parts,
+        body: Pin<Box<B>>,
+        collector: Collector,
+        sniffed: Sniffed,
+    ) -> Begin<B, D::Monitor> {
+        let (bytes, trailers) = collector.finish();
+        let otherwise = match sniffed {
+            Sniffed::Complete => return self.on_initial_body(parts, bytes, trailers),
+            Sniffed::Expired(expired) => return Begin::Finish(Err(expired)),
+            Sniffed::Stopped | Sniffed::Broken(_) => {
+                match self.dialect.start(&self.original.head(), &parts) {
+                    Start::ReadBody { otherwise } => otherwise,
+                    Start::Follow(follow) => Some(follow),
+                    Start::NotLongRunning => None,
+                }
+            }
+        };
+        let follow = match (otherwise, sniffed) {
+            (Some(follow), Sniffed::Broken(_)) if self.polling != Polling::AcceptOnly => follow,
+            (_, Sniffed::Broken(e)) => {
+                let why = "the connection failed while reading the initial response";
+                return Begin::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e)));
+            }
+            (Some(follow), _) => follow,
+            // Too large or too slow to be judged, and nothing to follow: handed back whole.
+            (None, _) => {
+                let body = ResponseBody::resumed(bytes, body);
+                return Begin::Finish(Ok(Response::from_parts(parts, body)));
+            }
+        };
+        let ledger = match self.track(follow) {
+            Ok(ledger) => ledger,
+            Err(e) => return Begin::Finish(Err(e)),
+        };
+        self.begin(ledger, parts, InitialBody::Partial(bytes, body))
+    }
+
+    /// The initial body, read whole: the dialect judges it.
+    pub(super) fn on_initial_body<B>(
+        &mut self,
+        parts: response::Parts,
+        bytes: Bytes,
+        trailers: Option<Box<HeaderMap>>,
+    ) -> Begin<B, D::Monitor> {
+        let mut observed = Default::default();
+        let opening = self.dialect.start_with_body(
+            &self.original.head(),
+            &parts,
+            &bytes,
+            &mut Observer {
+                ledger: &mut observed,
+            },
+        );
+        let ended =
+            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
+        let error = match opening {
+            Opening::Final => {
+                let body = ResponseBody::buffered(bytes, trailers);
+                return Begin::Finish(Ok(Response::from_parts(parts, body)));
+            }
+            Opening::Follow(follow) => match self.track(follow) {
+                Ok(mut ledger) => {
+                    ledger.observed = observed;
+                    return self.begin(ledger, parts, InitialBody::Read(bytes, trailers));
+                }
+                Err(e) => e,
+            },
+            Opening::Failed(outcome) => ended(ErrorKind::Failed, outcome),
+            Opening::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
+            Opening::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
+        };
+        let error = match error.kind() {
+            ErrorKind::InvalidMonitorUrl | ErrorKind::CrossOrigin => error,
+            _ => error.with_response(parts.status, parts.headers, Some(bytes)),
+        };
+        Begin::Finish(Err(error))
+    }
+}
+
+/// The context of an error for an outcome the server reported.
+pub(super) fn reported(outcome: &Outcome<'_>) -> String {
+    outcome
+        .reported
+        .as_ref()
+        .map(|status| format!("the server reported {status:?}"))
+        .unwrap_or_default()
+}
+
+/// Whether a body is declared larger than `limit`, so it need not be read to be refused.
+pub(super) fn too_large<B: Body>(headers: &HeaderMap, body: &B, limit: usize) -> bool {
+    let limit = u64::try_from(limit).unwrap_or(u64::MAX);
+    let hint = body.size_hint();
+    // A body that knows its length (hyper's, from `Content-Length`) need not have it looked up.
+    hint.lower() > limit
+        || hint.exact().is_none() && headers::content_length(headers).is_some_and(|len| len > limit)
+}

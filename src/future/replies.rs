@@ -1,0 +1,465 @@
+//! Applying the dialect's verdict on each answer: keep polling, fetch the final response, end
+//! with the answer, or retry within the bounds.
+
+use super::*;
+
+impl<S, D: Dialect> Operation<S, D> {
+    /// An answer arrived: the dialect judges it by what was asked.
+    pub(super) fn on_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        response: Response<B>,
+    ) -> Next<B> {
+        let (parts, body) = response.into_parts();
+        match &ledger.target {
+            Target::Poll => {}
+            Target::Final(uri) => {
+                ledger.final_uri = Some(uri.clone());
+                return self.on_final_reply(ledger, parts, body);
+            }
+            Target::Cancel => return self.on_cancel_reply(ledger, parts, body),
+        }
+        ledger.last_http_status = Some(parts.status);
+        let verdict = match self.dialect.poll(&ledger.monitor, &parts) {
+            Reply::ReadBody => return self.read(ledger, parts, body, Purpose::Verdict),
+            Reply::Verdict(verdict) => verdict,
+        };
+        match verdict {
+            Verdict::Running { moved } => {
+                ledger.retries = 0;
+                let hint = self.dialect.wait_hint(&parts.headers);
+                match self.keep_polling(ledger, moved, hint) {
+                    Ok(()) => Next::Wait { drain: Some(body) },
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            Verdict::Done => {
+                ledger.retries = 0;
+                self.finish(ledger, parts, ResponseBody::streaming(body))
+            }
+            Verdict::Fetch(at) => match self.fetch(ledger, &at) {
+                Ok(()) => Next::Send,
+                Err(e) => Next::Finish(Err(e)),
+            },
+            Verdict::Failed(outcome) => {
+                let answer = Answer::ended(ErrorKind::Failed, outcome);
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            Verdict::Canceled(outcome) => {
+                let answer = Answer::ended(ErrorKind::Canceled, outcome);
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            // The last straw is read, not drained: its body says why the server kept failing.
+            Verdict::Transient if self.transient_exhausted(ledger) => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+            Verdict::Transient => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "a poll", None, Outcome::default());
+                self.on_transient(ledger, hint, failure, Some(body))
+            }
+            Verdict::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+            Verdict::Malformed(why) => {
+                let error = Error::new(ErrorKind::MalformedStatus, why);
+                Next::Finish(Err(error.with_response(parts.status, parts.headers, None)))
+            }
+        }
+    }
+
+    pub(super) fn on_final_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+    ) -> Next<B> {
+        match self.dialect.final_reply(parts.status) {
+            FinalReply::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
+            FinalReply::Transient if !self.transient_exhausted(ledger) => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "the final GET", None, Outcome::default());
+                self.on_transient(ledger, hint, failure, Some(body))
+            }
+            FinalReply::Transient | FinalReply::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+        }
+    }
+
+    pub(super) fn on_cancel_reply<B: Body>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+    ) -> Next<B> {
+        match self.dialect.cancel_reply(parts.status) {
+            CancelReply::Accepted => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                match self.schedule_poll(ledger, hint) {
+                    Ok(()) => Next::Wait { drain: Some(body) },
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            CancelReply::Unsupported => {
+                let answer = Answer {
+                    kind: ErrorKind::CancelUnsupported,
+                    outcome: Outcome::default(),
+                };
+                self.read(ledger, parts, body, Purpose::Answer(answer))
+            }
+            CancelReply::Unexpected => {
+                self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
+            }
+        }
+    }
+
+    pub(super) fn finish<B>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: ResponseBody<B>,
+    ) -> Next<B> {
+        let mut response = Response::from_parts(parts, body);
+        response
+            .extensions_mut()
+            .insert(ledger.info(self.clock.elapsed()));
+        Next::Finish(Ok(response))
+    }
+
+    /// The operation succeeded; its final response is a GET of `at`.
+    pub(super) fn fetch(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        at: &PollAt<'_>,
+    ) -> Result<(), Error> {
+        ledger.retries = 0;
+        let uri = self
+            .original
+            .admit(at, Some(&ledger.url), &self.config.origins)?;
+        ledger.target = Target::Final(uri);
+        Ok(())
+    }
+
+    /// Whether another poll may be sent.
+    pub(super) fn poll_budget(&self, ledger: &Ledger<D::Monitor>) -> Result<(), Error> {
+        if ledger.polls < self.config.max_polls {
+            return Ok(());
+        }
+        let why = format!("still running after {} polls", ledger.polls);
+        Err(Error::new(ErrorKind::TooManyPolls, why))
+    }
+
+    /// The operation is still running: follow the monitor if this answer moved it, then
+    /// schedule the next poll by its hint.
+    pub(super) fn keep_polling(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        moved: Option<&[u8]>,
+        hint: Option<Duration>,
+    ) -> Result<(), Error> {
+        // Servers repeat the header on every answer: only a new value is admitted again.
+        if let Some(moved) = moved.filter(|moved| ledger.reference.as_deref() != Some(*moved)) {
+            // A relative reference is relative to the URL this answer came from.
+            let uri =
+                self.original
+                    .admit_reference(moved, Some(&ledger.url), &self.config.origins)?;
+            ledger.url = uri;
+            ledger.reference = Some(moved.to_vec());
+        }
+        self.schedule_poll(ledger, hint)
+    }
+
+    /// Checks the bounds and sets the time of the next poll.
+    pub(super) fn schedule_poll(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        hint: Option<Duration>,
+    ) -> Result<(), Error> {
+        self.poll_budget(ledger)?;
+        let delay = self.config.delays.next_poll(hint, ledger.unhinted_waits);
+        if hint.is_none() {
+            ledger.unhinted_waits = ledger.unhinted_waits.saturating_add(1);
+        }
+        #[cfg(feature = "tracing")]
+        tracing::debug!(
+            parent: &self.span,
+            status = ledger.observed.status.as_deref(),
+            percent_complete = ledger.observed.percent_complete,
+            http_status = ledger.last_http_status.map(|s| s.as_u16()),
+            polls = ledger.polls,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "operation running"
+        );
+        self.wait(ledger, delay)
+    }
+
+    pub(super) fn wait(
+        &mut self,
+        ledger: &Ledger<D::Monitor>,
+        delay: Duration,
+    ) -> Result<(), Error> {
+        self.clock.schedule(delay)?;
+        self.observe(ledger, Some(delay), false);
+        Ok(())
+    }
+
+    /// Whether one more transient failure would end the operation.
+    pub(super) fn transient_exhausted(&self, ledger: &Ledger<D::Monitor>) -> bool {
+        ledger.retries >= self.config.max_transient_retries
+    }
+
+    /// A poll or final GET failed in a way worth retrying: wait and send the same GET again,
+    /// unless that has happened too often in a row. The error is built only if it ends the
+    /// operation.
+    pub(super) fn on_transient<B>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        hint: Option<Duration>,
+        failure: impl FnOnce() -> Error,
+        drain: Option<B>,
+    ) -> Next<B> {
+        ledger.retries = ledger.retries.saturating_add(1);
+        if ledger.retries > self.config.max_transient_retries {
+            return Next::Finish(Err(failure()));
+        }
+        if matches!(ledger.target, Target::Poll) {
+            if let Err(e) = self.poll_budget(ledger) {
+                return Next::Finish(Err(e));
+            }
+        }
+        let delay =
+            self.config
+                .delays
+                .retry(hint, ledger.retries, crate::protocol::schedule::jitter());
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            parent: &self.span,
+            attempt = ledger.retries,
+            error = %failure(),
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "transient failure while following an operation; retrying"
+        );
+        match self.wait(ledger, delay) {
+            Ok(()) => Next::Wait { drain },
+            Err(e) => Next::Finish(Err(e)),
+        }
+    }
+
+    /// A request in flight failed (a timeout, a broken body): past the deadline, or for a cancel
+    /// request (never repeated), that ends the operation; otherwise it is a transient failure.
+    pub(super) fn on_failed_request<B>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        failure: Error,
+    ) -> Next<B> {
+        if self.clock.past_deadline() || matches!(ledger.target, Target::Cancel) {
+            return Next::Finish(Err(failure));
+        }
+        self.on_transient(ledger, None, || failure, None)
+    }
+
+    /// Starts reading an answer's body, unless its declared length is already over the limit.
+    pub(super) fn read<B: Body>(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        parts: response::Parts,
+        body: B,
+        purpose: Purpose,
+    ) -> Next<B> {
+        if !too_large(&parts.headers, &body, self.config.max_status_body) {
+            return Next::Read {
+                parts,
+                body,
+                purpose,
+            };
+        }
+        Next::Finish(Err(match purpose {
+            Purpose::Answer(answer) => self.answered_by(ledger, answer, parts, None),
+            Purpose::Verdict => self.too_large(parts),
+        }))
+    }
+
+    pub(super) fn too_large(&self, parts: response::Parts) -> Error {
+        let why = format!("over the limit of {} bytes", self.config.max_status_body);
+        Error::new(ErrorKind::StatusBodyTooLarge, why).with_response(
+            parts.status,
+            parts.headers,
+            None,
+        )
+    }
+
+    pub(super) fn on_read<B>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        collector: Collector,
+        purpose: Purpose,
+        read: Result<Read, Error>,
+    ) -> Next<B> {
+        match (purpose, read) {
+            // An error answer ends the operation whatever happens to its body: keep what arrived.
+            (Purpose::Answer(answer), _) => {
+                let (bytes, _) = collector.finish();
+                let body = bytes.slice(..bytes.len().min(self.config.max_status_body));
+                Next::Finish(Err(self.answered_by(ledger, answer, parts, Some(body))))
+            }
+            (Purpose::Verdict, Err(failure)) => self.on_failed_request(ledger, failure),
+            (Purpose::Verdict, Ok(Read::TooLarge)) => Next::Finish(Err(self.too_large(parts))),
+            (Purpose::Verdict, Ok(Read::Complete)) => {
+                let (bytes, trailers) = collector.finish();
+                self.on_body(ledger, parts, bytes, trailers)
+            }
+        }
+    }
+
+    /// A poll answer's body, read whole: the dialect judges it.
+    pub(super) fn on_body<B>(
+        &mut self,
+        ledger: &mut Ledger<D::Monitor>,
+        parts: response::Parts,
+        bytes: Bytes,
+        trailers: Option<Box<HeaderMap>>,
+    ) -> Next<B> {
+        let verdict = self.dialect.verdict(
+            &mut ledger.monitor,
+            &self.original.head(),
+            &parts,
+            &bytes,
+            &mut Observer {
+                ledger: &mut ledger.observed,
+            },
+        );
+        let ended =
+            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
+        let error = match verdict {
+            Verdict::Running { moved } => {
+                ledger.retries = 0;
+                let hint = self.dialect.wait_hint(&parts.headers);
+                return match self.keep_polling(ledger, moved, hint) {
+                    Ok(()) => Next::Wait { drain: None },
+                    Err(e) => Next::Finish(Err(e)),
+                };
+            }
+            Verdict::Done => {
+                ledger.retries = 0;
+                return self.finish(ledger, parts, ResponseBody::buffered(bytes, trailers));
+            }
+            Verdict::Fetch(at) => {
+                return match self.fetch(ledger, &at) {
+                    Ok(()) => Next::Send,
+                    Err(e) => Next::Finish(Err(e)),
+                }
+            }
+            Verdict::Transient => {
+                let hint = self.dialect.wait_hint(&parts.headers);
+                let failure = move || unexpected(parts, "a poll", Some(bytes), Outcome::default());
+                return self.on_transient(ledger, hint, failure, None);
+            }
+            Verdict::Failed(outcome) => ended(ErrorKind::Failed, outcome),
+            Verdict::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
+            Verdict::Unexpected => {
+                let outcome = self
+                    .dialect
+                    .error_detail(&parts.headers, Some(&bytes))
+                    .into_owned();
+                return Next::Finish(Err(unexpected(parts, "a poll", Some(bytes), outcome)));
+            }
+            Verdict::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
+        };
+        Next::Finish(Err(error.with_response(
+            parts.status,
+            parts.headers,
+            Some(bytes),
+        )))
+    }
+
+    pub(super) fn request_name(&self, ledger: &Ledger<D::Monitor>) -> &'static str {
+        match ledger.target {
+            Target::Final(_) => "the final GET",
+            Target::Poll => "a poll",
+            Target::Cancel => "the cancel request",
+        }
+    }
+
+    /// The error of an answer that ended the operation by its HTTP status, with the service's
+    /// details from the outcome, else from the dialect's reading of the answer.
+    pub(super) fn answered_by(
+        &self,
+        ledger: &Ledger<D::Monitor>,
+        answer: Answer,
+        parts: response::Parts,
+        body: Option<Bytes>,
+    ) -> Error {
+        let what = match answer.kind {
+            ErrorKind::UnexpectedStatus => {
+                format!("{} answered {}", self.request_name(ledger), parts.status)
+            }
+            _ if answer.outcome.reported.is_some() => reported(&answer.outcome),
+            ErrorKind::CancelUnsupported => format!("the cancel request answered {}", parts.status),
+            _ => format!(
+                "the {} monitor answered {}",
+                ledger.kind.as_str(),
+                parts.status
+            ),
+        };
+        self.detailed(answer, what, parts, body)
+    }
+
+    pub(super) fn detailed(
+        &self,
+        answer: Answer,
+        what: String,
+        parts: response::Parts,
+        body: Option<Bytes>,
+    ) -> Error {
+        let Answer { kind, mut outcome } = answer;
+        if outcome.code.is_none() && outcome.message.is_none() {
+            let detail = self
+                .dialect
+                .error_detail(&parts.headers, body.as_deref())
+                .into_owned();
+            outcome = outcome.with_detail(detail.code, detail.message);
+        }
+        Error::new(kind, what).with_outcome(outcome).with_response(
+            parts.status,
+            parts.headers,
+            body,
+        )
+    }
+}
+
+impl Answer {
+    pub(super) fn unexpected() -> Answer {
+        Answer {
+            kind: ErrorKind::UnexpectedStatus,
+            outcome: Outcome::default(),
+        }
+    }
+
+    pub(super) fn ended(kind: ErrorKind, outcome: Outcome<'_>) -> Answer {
+        Answer {
+            kind,
+            outcome: outcome.into_owned(),
+        }
+    }
+}
+
+/// An answer the protocol does not allow, as an error built only when it ends the operation.
+pub(super) fn unexpected(
+    parts: response::Parts,
+    what: &str,
+    body: Option<Bytes>,
+    outcome: Outcome<'static>,
+) -> Error {
+    let what = format!("{what} answered {}", parts.status);
+    let detail = match (&outcome.code, &outcome.message, &body) {
+        (None, None, body) => {
+            crate::protocol::errors::envelope(&parts.headers, body.as_deref()).into_owned()
+        }
+        _ => outcome,
+    };
+    Error::new(ErrorKind::UnexpectedStatus, what)
+        .with_outcome(detail)
+        .with_response(parts.status, parts.headers, body)
+}
