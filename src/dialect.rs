@@ -486,3 +486,108 @@ fn remember(slot: &mut Option<String>, value: &str) {
         *slot = Some(value.to_owned());
     }
 }
+
+/// Verdicts as short text, so dialect tables read as tables.
+#[cfg(test)]
+pub(crate) mod table {
+    use super::*;
+
+    pub(crate) fn parts(status: u16, headers: &[(&str, &str)]) -> response::Parts {
+        let mut builder = http::Response::builder().status(status);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    pub(crate) struct Head {
+        pub(crate) method: Method,
+        pub(crate) uri: Uri,
+        pub(crate) headers: HeaderMap,
+        pub(crate) extensions: Extensions,
+        pub(crate) options: Extensions,
+    }
+
+    impl Head {
+        pub(crate) fn new(method: Method, uri: &str) -> Head {
+            Head {
+                method,
+                uri: uri.parse().unwrap(),
+                headers: HeaderMap::new(),
+                extensions: Extensions::new(),
+                options: Extensions::new(),
+            }
+        }
+
+        pub(crate) fn head(&self) -> RequestHead<'_> {
+            RequestHead {
+                method: &self.method,
+                uri: &self.uri,
+                headers: &self.headers,
+                extensions: &self.extensions,
+                options: &self.options,
+            }
+        }
+    }
+
+    fn at(poll_at: &PollAt<'_>) -> String {
+        match poll_at {
+            PollAt::OriginalUri => "original".into(),
+            PollAt::Reference(r) => format!("ref {}", String::from_utf8_lossy(r)),
+            PollAt::FromOriginal(r) => format!("from-original {}", String::from_utf8_lossy(r)),
+        }
+    }
+
+    fn outcome(o: &Outcome<'_>) -> String {
+        format!(
+            "{}/{}/{}",
+            o.reported.as_deref().unwrap_or("-"),
+            o.code.as_deref().unwrap_or("-"),
+            o.message.as_deref().unwrap_or("-")
+        )
+    }
+
+    pub(crate) fn start<M: fmt::Debug>(start: &Start<'_, M>) -> String {
+        match start {
+            Start::NotLongRunning => "pass".into(),
+            Start::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
+            Start::ReadBody { otherwise: None } => "read, else pass".into(),
+            Start::ReadBody { otherwise: Some(f) } => {
+                format!("read, else follow {:?} {}", f.monitor, at(&f.poll_at))
+            }
+        }
+    }
+
+    pub(crate) fn opening<M: fmt::Debug>(opening: &Opening<'_, M>) -> String {
+        match opening {
+            Opening::Final => "final".into(),
+            Opening::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
+            Opening::Failed(o) => format!("failed {}", outcome(o)),
+            Opening::Canceled(o) => format!("canceled {}", outcome(o)),
+            Opening::Malformed(_) => "malformed".into(),
+        }
+    }
+
+    pub(crate) fn reply(reply: &Reply<'_>) -> String {
+        match reply {
+            Reply::ReadBody => "read".into(),
+            Reply::Verdict(v) => verdict(v),
+        }
+    }
+
+    pub(crate) fn verdict(verdict: &Verdict<'_>) -> String {
+        match verdict {
+            Verdict::Running { moved: None } => "running".into(),
+            Verdict::Running { moved: Some(m) } => {
+                format!("running, moved {}", String::from_utf8_lossy(m))
+            }
+            Verdict::Done => "done".into(),
+            Verdict::Fetch(a) => format!("fetch {}", at(a)),
+            Verdict::Failed(o) => format!("failed {}", outcome(o)),
+            Verdict::Canceled(o) => format!("canceled {}", outcome(o)),
+            Verdict::Transient => "transient".into(),
+            Verdict::Unexpected => "unexpected".into(),
+            Verdict::Malformed(_) => "malformed".into(),
+        }
+    }
+}

@@ -370,3 +370,212 @@ fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
         status: inner.status.and_then(text),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::table::{self, parts, Head};
+    use crate::ledger::Observed;
+
+    const URI: &str = "https://run.example/v2/projects/p/locations/l/services?serviceId=s";
+
+    fn opening(method: Method, body: &str) -> (String, Observed) {
+        let head = Head::new(method, URI);
+        let response = parts(200, &[("content-type", "application/json")]);
+        let mut observed = Observed::default();
+        let opening = Google::new().start_with_body(
+            &head.head(),
+            &response,
+            body.as_bytes(),
+            &mut Observer {
+                ledger: &mut observed,
+            },
+        );
+        (table::opening(&opening), observed)
+    }
+
+    #[test]
+    fn initial_heads() {
+        let google = Google::new();
+        for (method, status, headers, expected) in [
+            (
+                Method::POST,
+                200,
+                &[("content-type", "application/json")][..],
+                "read, else pass",
+            ),
+            (Method::PATCH, 200, &[][..], "read, else pass"),
+            (Method::DELETE, 200, &[][..], "read, else pass"),
+            (Method::GET, 200, &[][..], "pass"),
+            (Method::POST, 202, &[][..], "pass"),
+            (Method::POST, 400, &[][..], "pass"),
+            (
+                Method::POST,
+                200,
+                &[("content-type", "text/html")][..],
+                "pass",
+            ),
+        ] {
+            let head = Head::new(method.clone(), URI);
+            let response = parts(status, headers);
+            let start = google.start(&head.head(), &response);
+            assert_eq!(table::start(&start), expected, "{method} {status}");
+        }
+    }
+
+    #[test]
+    fn initial_bodies() {
+        let running = r#"{"name":"projects/p/locations/l/operations/op-1","metadata":{"@type":"t","progressPercent":40},"done":false}"#;
+        let (verdict, observed) = opening(Method::POST, running);
+        assert_eq!(
+            verdict,
+            r#"follow GoogleMonitor { name: "projects/p/locations/l/operations/op-1" } from-original /v2/projects/p/locations/l/operations/op-1"#
+        );
+        assert_eq!(observed.percent_complete, Some(40.0));
+        assert_eq!(
+            observed.operation_name.as_deref(),
+            Some("projects/p/locations/l/operations/op-1")
+        );
+        for (body, expected) in [
+            // `done: false` is omitted by proto3 JSON.
+            (
+                r#"{"name":"operations/op-2"}"#,
+                r#"follow GoogleMonitor { name: "operations/op-2" } from-original /v2/operations/op-2"#,
+            ),
+            (
+                r#"{"name":"x/operations/1","done":true,"response":{"@type":"t"}}"#,
+                "final",
+            ),
+            (
+                r#"{"name":"x/operations/1","done":true,"error":{"code":3,"message":"bad"}}"#,
+                "failed FAILED/3/bad",
+            ),
+            (
+                r#"{"name":"x/operations/1","done":true,"error":{"code":1}}"#,
+                "canceled CANCELLED/1/-",
+            ),
+            (r#"{"name":"x/operations/1","done":true}"#, "malformed"),
+            (r#"{"name":"x/operations/1","done":"yes"}"#, "malformed"),
+            // Not an `Operation`: the method's own result.
+            (
+                r#"{"name":"projects/p/services/s","uri":"https://s.example"}"#,
+                "final",
+            ),
+            (r#"{"name":"projects/p/services/s"}"#, "final"),
+            (r#"{"done":false}"#, "final"),
+            (r#"{"name":7,"done":false}"#, "final"),
+            ("[]", "final"),
+            ("not json", "final"),
+        ] {
+            assert_eq!(opening(Method::POST, body).0, expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn polls() {
+        let google = Google::new();
+        let monitor = GoogleMonitor {
+            name: "operations/1".into(),
+        };
+        for (status, expected) in [
+            (200, "read"),
+            (404, "unexpected"),
+            (403, "unexpected"),
+            (429, "transient"),
+            (503, "transient"),
+            (501, "unexpected"),
+        ] {
+            assert_eq!(
+                table::reply(&google.poll(&monitor, &parts(status, &[]))),
+                expected,
+                "{status}"
+            );
+        }
+        let head = Head::new(Method::POST, URI);
+        let response = parts(200, &[]);
+        for (body, expected) in [
+            (
+                r#"{"name":"operations/1","metadata":{"progressPercent":"x"}}"#,
+                "running",
+            ),
+            (
+                r#"{"name":"operations/1","done":true,"response":{}}"#,
+                "done",
+            ),
+            (
+                r#"{"name":"operations/1","done":true,"error":{"code":13,"message":"m","details":[]}}"#,
+                "failed FAILED/13/m",
+            ),
+            (
+                r#"{"name":"operations/1","done":true,"error":{"code":1,"message":"stop"}}"#,
+                "canceled CANCELLED/1/stop",
+            ),
+            (r#"{"done":true,"response":{}}"#, "malformed"),
+            (r#"{"name":"operations/1","done":1}"#, "malformed"),
+            (r#"{"name":"operations/1","done":true}"#, "malformed"),
+            ("", "malformed"),
+            ("[]", "malformed"),
+        ] {
+            let mut observed = Observed::default();
+            let verdict = google.verdict(
+                &mut monitor.clone(),
+                &head.head(),
+                &response,
+                body.as_bytes(),
+                &mut Observer {
+                    ledger: &mut observed,
+                },
+            );
+            assert_eq!(table::verdict(&verdict), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn rest_errors_give_their_status_as_the_code() {
+        let google = Google::new();
+        let headers = HeaderMap::new();
+        let body = br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#;
+        let detail = google.error_detail(&headers, Some(body));
+        assert_eq!(detail.code.as_deref(), Some("NOT_FOUND"));
+        assert_eq!(detail.message.as_deref(), Some("gone"));
+        let body = br#"{"error":{"code":500}}"#;
+        assert_eq!(
+            google.error_detail(&headers, Some(body)).code.as_deref(),
+            Some("500")
+        );
+        assert_eq!(
+            google.error_detail(&headers, Some(b"<html>")),
+            Outcome::default()
+        );
+        assert_eq!(google.error_detail(&headers, None), Outcome::default());
+    }
+
+    #[test]
+    fn cancel_is_a_post_of_the_operation_with_an_empty_object() {
+        let monitor = GoogleMonitor {
+            name: "operations/1".into(),
+        };
+        let polled: Uri = "https://run.example/v2/operations/1".parse().unwrap();
+        let cancel = Google::new().cancel(&monitor, &polled).unwrap();
+        assert_eq!(cancel.method(), Method::POST);
+        assert_eq!(cancel.url(), "/v2/operations/1:cancel");
+        assert_eq!(cancel.body(), "{}");
+        let polled: Uri = "https://run.example/v2/operations/1?alt=json"
+            .parse()
+            .unwrap();
+        let cancel = Google::new().cancel(&monitor, &polled).unwrap();
+        assert_eq!(cancel.url(), "/v2/operations/1:cancel?alt=json");
+    }
+
+    #[test]
+    fn the_version_is_the_first_path_segment() {
+        for (uri, prefix) in [
+            ("https://a.example/v1/projects/p", "v1/"),
+            ("https://a.example/v1beta1/x", "v1beta1/"),
+            ("https://a.example/v2", ""),
+            ("https://a.example/", ""),
+        ] {
+            assert_eq!(version_prefix(&uri.parse().unwrap()), prefix, "{uri}");
+        }
+    }
+}

@@ -398,3 +398,345 @@ mod via_name {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::dialect::table::{self, parts, Head};
+    use crate::ledger::Observed;
+
+    const URI: &str = "https://management.example/accounts/a?api-version=1";
+
+    #[test]
+    fn initial_responses() {
+        let azure = Azure::new();
+        let rows: &[(Method, u16, &[(&str, &str)], &str)] = &[
+            (Method::PUT, 404, &[("azure-asyncoperation", "/op")], "pass"),
+            (
+                Method::POST,
+                202,
+                &[("azure-asyncoperation", "/op"), ("location", "/res")],
+                r#"follow AzureMonitor { kind: AzureAsyncOperation, location: Some("/res"), final_state_via: None } ref /op"#,
+            ),
+            (
+                Method::PUT,
+                201,
+                &[("operation-location", "/op"), ("content-type", "application/json")],
+                "read, else follow AzureMonitor { kind: OperationLocation, location: None, final_state_via: None } ref /op",
+            ),
+            (
+                Method::DELETE,
+                202,
+                &[("location", "/res")],
+                "follow AzureMonitor { kind: Location, location: None, final_state_via: None } ref /res",
+            ),
+            (Method::PUT, 200, &[], "read, else pass"),
+            (Method::POST, 201, &[("location", "/res")], "pass"),
+            (Method::GET, 200, &[], "pass"),
+        ];
+        let head = Head::new(Method::PUT, URI);
+        for (method, status, headers, expected) in rows {
+            let head = Head {
+                method: method.clone(),
+                ..Head::new(Method::PUT, URI)
+            };
+            let response = parts(*status, headers);
+            let start = azure.start(&head.head(), &response);
+            assert_eq!(
+                table::start(&start),
+                *expected,
+                "{method} {status} {headers:?}"
+            );
+        }
+        // Opted in, a 201 with only a Location is a Location monitor.
+        let response = parts(201, &[("location", "/res")]);
+        let start = Azure::new()
+            .follow_created_location(true)
+            .start(&head.head(), &response);
+        assert!(table::start(&start).starts_with("read, else follow AzureMonitor { kind: Location"));
+    }
+
+    #[test]
+    fn initial_bodies() {
+        let azure = Azure::new();
+        let head = Head::new(Method::PUT, URI);
+        let plain = parts(200, &[("content-type", "application/json")]);
+        let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
+        let rows: &[(&response::Parts, &str, &str)] = &[
+            (&plain, r#"{"properties":{"provisioningState":"Succeeded"}}"#, "final"),
+            (&plain, r#"{"name":"no state"}"#, "final"),
+            (&plain, "", "final"),
+            (
+                &plain,
+                r#"{"properties":{"provisioningState":"Creating"}}"#,
+                "follow AzureMonitor { kind: Resource, location: None, final_state_via: None } original",
+            ),
+            (
+                &plain,
+                r#"{"provisioningState":"Failed","error":{"code":"Quota","message":"no"}}"#,
+                "failed Failed/Quota/no",
+            ),
+            (&plain, r#"{"provisioningState":"Cancelled"}"#, "canceled Cancelled/-/-"),
+            (&plain, r#"{"provisioningState": 7}"#, "malformed"),
+            (&plain, "{not json", "malformed"),
+            (&plain, "[1, 2]", "final"),
+            (&monitored, r#"{"provisioningState":"Succeeded"}"#, "final"),
+            (
+                &monitored,
+                r#"{"provisioningState":"Updating"}"#,
+                "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op",
+            ),
+            // With a monitor, an unreadable body leaves the decision to the monitor.
+            (
+                &monitored,
+                "{not json",
+                "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op",
+            ),
+        ];
+        for (response, body, expected) in rows {
+            let mut observed = Observed::default();
+            let opening = azure.start_with_body(
+                &head.head(),
+                response,
+                body.as_bytes(),
+                &mut Observer {
+                    ledger: &mut observed,
+                },
+            );
+            assert_eq!(table::opening(&opening), *expected, "{body}");
+        }
+    }
+
+    fn monitor(kind: MonitorKind) -> AzureMonitor {
+        AzureMonitor::from_parts(kind, None, None)
+    }
+
+    #[test]
+    fn poll_heads() {
+        use MonitorKind::*;
+        let azure = Azure::new();
+        let rows: &[(MonitorKind, u16, &[(&str, &str)], &str)] = &[
+            (AzureAsyncOperation, 200, &[], "read"),
+            (AzureAsyncOperation, 204, &[], "malformed"),
+            (AzureAsyncOperation, 404, &[], "unexpected"),
+            (AzureAsyncOperation, 503, &[], "transient"),
+            (Location, 202, &[], "running"),
+            (
+                Location,
+                202,
+                &[("location", "/next")],
+                "running, moved /next",
+            ),
+            (Location, 200, &[], "done"),
+            (Location, 204, &[], "done"),
+            (Location, 404, &[], "failed -/-/-"),
+            (Location, 429, &[], "transient"),
+            (Resource, 200, &[], "read"),
+            (Resource, 202, &[("location", "/ignored")], "running"),
+            (Resource, 409, &[], "failed -/-/-"),
+            (Resource, 505, &[], "unexpected"),
+        ];
+        for (kind, status, headers, expected) in rows {
+            let response = parts(*status, headers);
+            let reply = azure.poll(&monitor(*kind), &response);
+            assert_eq!(table::reply(&reply), *expected, "{kind:?} {status}");
+        }
+    }
+
+    #[test]
+    fn status_bodies() {
+        let azure = Azure::new();
+        let response = parts(200, &[("x-ms-error-code", "FromHeader")]);
+        let moved = parts(200, &[("azure-asyncoperation", "/moved")]);
+        let put = Head::new(Method::PUT, URI);
+        let post = Head::new(Method::POST, URI);
+        let aao = monitor(MonitorKind::AzureAsyncOperation);
+        let aao_with_location = AzureMonitor::from_parts(
+            MonitorKind::AzureAsyncOperation,
+            Some(HeaderValue::from_static("/result")),
+            None,
+        );
+        let last_status = AzureMonitor::from_parts(
+            MonitorKind::AzureAsyncOperation,
+            None,
+            Some(FinalStateVia::AzureAsyncOperation),
+        );
+        let rows: &[(&Head, &AzureMonitor, &response::Parts, &str, &str)] = &[
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"status":"InProgress"}"#,
+                "running",
+            ),
+            (
+                &put,
+                &aao,
+                &moved,
+                r#"{"status":"InProgress"}"#,
+                "running, moved /moved",
+            ),
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"status":"Succeeded"}"#,
+                "fetch original",
+            ),
+            (
+                &put,
+                &last_status,
+                &response,
+                r#"{"status":"Succeeded"}"#,
+                "done",
+            ),
+            (
+                &post,
+                &aao_with_location,
+                &response,
+                r#"{"status":"Succeeded"}"#,
+                "fetch from-original /result",
+            ),
+            (
+                &post,
+                &aao,
+                &response,
+                r#"{"status":"Succeeded","resourceLocation":"/r"}"#,
+                "fetch ref /r",
+            ),
+            (&post, &aao, &response, r#"{"status":"Succeeded"}"#, "done"),
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"status":"Failed","error":{"code":"Bad","message":"m"}}"#,
+                "failed Failed/Bad/m",
+            ),
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"status":"Failed"}"#,
+                "failed Failed/FromHeader/-",
+            ),
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"status":"canceled"}"#,
+                "canceled canceled/FromHeader/-",
+            ),
+            (
+                &put,
+                &aao,
+                &response,
+                r#"{"percentComplete":5}"#,
+                "malformed",
+            ),
+            (&put, &aao, &response, "", "malformed"),
+        ];
+        for (head, monitor, response, body, expected) in rows {
+            let mut observed = Observed::default();
+            let verdict = azure.verdict(
+                &mut (*monitor).clone(),
+                &head.head(),
+                response,
+                body.as_bytes(),
+                &mut Observer {
+                    ledger: &mut observed,
+                },
+            );
+            assert_eq!(
+                table::verdict(&verdict),
+                *expected,
+                "{} {body}",
+                head.method
+            );
+        }
+    }
+
+    #[test]
+    fn resource_bodies_and_what_they_report() {
+        let azure = Azure::new();
+        let head = Head::new(Method::PUT, URI);
+        let response = parts(200, &[]);
+        for (body, expected, status) in [
+            (
+                r#"{"properties":{"provisioningState":"Updating"}}"#,
+                "running",
+                Some("Updating"),
+            ),
+            (
+                r#"{"properties":{"provisioningState":"Succeeded"}}"#,
+                "done",
+                Some("Succeeded"),
+            ),
+            (r#"{"id":"no state"}"#, "done", None),
+            (
+                r#"{"provisioningState":"Failed"}"#,
+                "failed Failed/-/-",
+                Some("Failed"),
+            ),
+            ("[]", "malformed", None),
+        ] {
+            let mut observed = Observed::default();
+            let verdict = azure.verdict(
+                &mut monitor(MonitorKind::Resource),
+                &head.head(),
+                &response,
+                body.as_bytes(),
+                &mut Observer {
+                    ledger: &mut observed,
+                },
+            );
+            assert_eq!(table::verdict(&verdict), expected, "{body}");
+            assert_eq!(observed.status.as_deref(), status, "{body}");
+        }
+        let mut observed = Observed::default();
+        let body = br#"{"status":"InProgress","percentComplete":40,"id":"/ops/1","name":"1"}"#;
+        azure.verdict(
+            &mut monitor(MonitorKind::OperationLocation),
+            &head.head(),
+            &response,
+            body,
+            &mut Observer {
+                ledger: &mut observed,
+            },
+        );
+        assert_eq!(observed.status.as_deref(), Some("InProgress"));
+        assert_eq!(observed.percent_complete, Some(40.0));
+        assert_eq!(observed.operation_id.as_deref(), Some("/ops/1"));
+        assert_eq!(observed.operation_name.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn the_monitor_round_trips_and_refuses_what_it_cannot_read() {
+        let monitor = AzureMonitor::from_parts(
+            MonitorKind::Location,
+            Some(HeaderValue::from_static("/x")),
+            Some(FinalStateVia::OriginalUri),
+        );
+        let json = serde_json::to_value(&monitor).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "location", "location": "/x", "final_state_via": "original-uri"})
+        );
+        assert_eq!(
+            serde_json::from_value::<AzureMonitor>(json).unwrap(),
+            monitor
+        );
+        for bad in [
+            serde_json::json!({"kind": "google-operation"}),
+            serde_json::json!({"kind": "location", "final_state_via": "nowhere"}),
+            serde_json::json!({"kind": "location", "location": "a\nb"}),
+            serde_json::json!("location"),
+        ] {
+            assert!(
+                serde_json::from_value::<AzureMonitor>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
