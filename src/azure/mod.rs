@@ -409,10 +409,13 @@ mod tests {
 
     const URI: &str = "https://management.example/accounts/a?api-version=1";
 
+    /// Response headers of a table row.
+    type Headers = &'static [(&'static str, &'static str)];
+
     #[test]
     fn initial_responses() {
         let azure = Azure::new();
-        let rows: &[(Method, u16, &[(&str, &str)], &str)] = &[
+        let rows: &[(Method, u16, Headers, &str)] = &[
             (Method::PUT, 404, &[("azure-asyncoperation", "/op")], "pass"),
             (
                 Method::POST,
@@ -517,7 +520,7 @@ mod tests {
     fn poll_heads() {
         use MonitorKind::*;
         let azure = Azure::new();
-        let rows: &[(MonitorKind, u16, &[(&str, &str)], &str)] = &[
+        let rows: &[(MonitorKind, u16, Headers, &str)] = &[
             (AzureAsyncOperation, 200, &[], "read"),
             (AzureAsyncOperation, 204, &[], "malformed"),
             (AzureAsyncOperation, 404, &[], "unexpected"),
