@@ -1,4 +1,4 @@
-//! [`Google`]: Google's long-running operations over REST/JSON (AIP-151, PROTOCOL §8).
+//! [`Google`]: Google's long-running operations over REST/JSON (AIP-151, PROTOCOL §9).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -47,6 +47,18 @@
 //! (seconds or an HTTP-date), clamped to the layer's bounds. Status strings compare
 //! case-insensitively; `Canceled` and `Cancelled` both count.
 //!
+//! # Other protocols
+//!
+//! The protocol above is the [`Azure`] dialect, the default. [`LongRunningLayer::with_dialect`]
+//! follows another: [`Google`]'s AIP-151 operations, or a [`Dialect`] of your own (one `impl`;
+//! see the trait). Every dialect gets the same guarantees: the original request sent once, only
+//! GETs repeated, the bounds, origin policy and credential stripping below. The rules of each are
+//! in the crate's protocol reference (`docs/PROTOCOL.md`).
+//!
+//! To stop an operation on the server, [`LongRunning::cancel`] sends its dialect's cancel
+//! request (or a [`CancelVia`] attached when it started); to poll without keeping a future
+//! alive, [`LongRunning::step`] does one poll at a time from a [`ResumeToken`].
+//!
 //! # Where to put the layer
 //!
 //! Layers **below** `LongRunningLayer` (auth, user agent, per-request retry and timeout, the
