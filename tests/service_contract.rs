@@ -338,4 +338,16 @@ async fn the_response_future_and_body_are_send_and_the_error_is_send_sync_static
         let _ = future.await;
     });
     spawned.abort();
+
+    // The step and cancel futures too, for every dialect.
+    let token = tower_lro::ResumeToken::from_json(
+        r#"{"version":2,"dialect":"google","monitor":{"name":"operations/1"},"monitor_url":"http://127.0.0.1:9/v1/operations/1","method":"POST","uri":"http://127.0.0.1:9/v1/x"}"#,
+    )
+    .unwrap();
+    let google = ServiceBuilder::new()
+        .layer(LongRunningLayer::with_dialect(tower_lro::Google::new()))
+        .service(support::client());
+    assert_send(&google.step(token.clone()));
+    assert_send(&google.cancel(token));
+    assert_send_sync_static::<tower_lro::Step<Response<ResponseBody<Incoming>>>>();
 }
