@@ -157,27 +157,38 @@ impl Base {
             Rejection::Invalid(format!("monitor URL {text:?} is not a valid URI: {e}"))
         })?;
         // Judged last, so that a URL that is invalid is refused as invalid whatever the policy.
-        let origin = Origin::of(&url);
-        let cross_origin = origin != self.origin;
-        if cross_origin {
-            if self.origin.is_https() && !origin.is_https() {
-                return Err(Rejection::CrossOrigin(format!(
-                    "monitor URL {text:?} downgrades https to http"
-                )));
-            }
-            let allowed = match policy {
-                OriginPolicy::SameOrigin => false,
-                OriginPolicy::AllowList(list) => list.contains(&origin),
-                OriginPolicy::Any => true,
-            };
-            if !allowed {
-                return Err(Rejection::CrossOrigin(format!(
-                    "monitor URL {text:?} is on {origin:?}, not on the request's origin {:?}",
-                    self.origin
-                )));
-            }
-        }
+        let cross_origin = self.judge_origin(&url, text, policy)?;
         Ok(Admitted { uri, cross_origin })
+    }
+
+    /// Whether `url` is on another origin than the original request, if `policy` allows it.
+    fn judge_origin(
+        &self,
+        url: &Url,
+        text: &str,
+        policy: &OriginPolicy,
+    ) -> Result<bool, Rejection> {
+        let origin = Origin::of(url);
+        if origin == self.origin {
+            return Ok(false);
+        }
+        if self.origin.is_https() && !origin.is_https() {
+            return Err(Rejection::CrossOrigin(format!(
+                "monitor URL {text:?} downgrades https to http"
+            )));
+        }
+        let allowed = match policy {
+            OriginPolicy::SameOrigin => false,
+            OriginPolicy::AllowList(list) => list.contains(&origin),
+            OriginPolicy::Any => true,
+        };
+        if !allowed {
+            return Err(Rejection::CrossOrigin(format!(
+                "monitor URL {text:?} is on {origin:?}, not on the request's origin {:?}",
+                self.origin
+            )));
+        }
+        Ok(true)
     }
 }
 
