@@ -103,3 +103,72 @@ pub fn monitor_of(method: &Method, status: StatusCode, headers: &HeaderMap) -> O
         protocol::Initial::MaybeResource | protocol::Initial::PassThrough => None,
     }
 }
+
+/// Every built-in dialect's verdict on `body` as the initial response's and as a poll answer's
+/// body; `Err` where a verdict broke a rule every dialect keeps (a final response that is not
+/// the body the dialect was given cannot happen here, so the rules are: a malformed verdict
+/// explains itself, and an outcome's code is never empty).
+pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
+    use crate::dialect::{Dialect, Observer, Opening, Outcome, Verdict};
+    use crate::{Azure, AzureMonitor, Google};
+
+    fn check_outcome(outcome: &Outcome<'_>) -> Result<(), String> {
+        match outcome.code.as_deref() {
+            Some("") => Err("an empty error code".into()),
+            _ => Ok(()),
+        }
+    }
+    fn check_verdict(verdict: &Verdict<'_>) -> Result<(), String> {
+        match verdict {
+            Verdict::Malformed(why) if why.is_empty() => {
+                Err("a malformed verdict without why".into())
+            }
+            Verdict::Failed(o) | Verdict::Canceled(o) => check_outcome(o),
+            _ => Ok(()),
+        }
+    }
+    fn check_opening<M>(opening: &Opening<'_, M>) -> Result<(), String> {
+        match opening {
+            Opening::Malformed(why) if why.is_empty() => {
+                Err("a malformed opening without why".into())
+            }
+            Opening::Failed(o) | Opening::Canceled(o) => check_outcome(o),
+            _ => Ok(()),
+        }
+    }
+
+    let (method, uri) = (Method::POST, Uri::from_static("https://a.example/v1/x"));
+    let (headers, extensions) = (HeaderMap::new(), http::Extensions::new());
+    let head = crate::dialect::RequestHead {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+        extensions: &extensions,
+        options: &extensions,
+    };
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(())
+        .map_err(|e| e.to_string())?
+        .into_parts()
+        .0;
+    let mut observed = crate::ledger::Observed::default();
+    let mut seen = Observer {
+        ledger: &mut observed,
+    };
+    check_opening(&Azure::new().start_with_body(&head, &response, body, &mut seen))?;
+    check_opening(&Google::new().start_with_body(&head, &response, body, &mut seen))?;
+    for kind in [
+        MonitorKind::AzureAsyncOperation,
+        MonitorKind::OperationLocation,
+        MonitorKind::Resource,
+    ] {
+        let mut monitor = AzureMonitor::from_parts(kind, None, None);
+        check_verdict(&Azure::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
+    }
+    let mut monitor: crate::GoogleMonitor =
+        serde_json::from_str(r#"{"name":"operations/1"}"#).map_err(|e| e.to_string())?;
+    check_verdict(&Google::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
+    Ok(())
+}

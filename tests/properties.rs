@@ -285,6 +285,30 @@ proptest! {
         let _ = fuzzing::provisioning_state(&body);
     }
 
+    /// Every dialect judges any body, bytes or JSON, within the rules every dialect keeps.
+    #[test]
+    fn dialect_verdicts_keep_their_rules(
+        value in json(),
+        bytes in prop::collection::vec(any::<u8>(), 0..128),
+    ) {
+        prop_assert_eq!(fuzzing::dialect_verdicts(&serialize(&value, false)), Ok(()));
+        prop_assert_eq!(fuzzing::dialect_verdicts(&bytes), Ok(()));
+    }
+
+    /// Google operations of any shape, with `name`, `done`, `error` and `response` of any type.
+    #[test]
+    fn google_operations_of_any_shape_are_judged(
+        name in json(), done in json(), error in json(), response in json(), pick in 0u8..16,
+    ) {
+        let mut operation = Map::new();
+        for (bit, key, value) in [(1, "name", name), (2, "done", done), (4, "error", error), (8, "response", response)] {
+            if pick & bit != 0 {
+                operation.insert(key.to_owned(), value);
+            }
+        }
+        prop_assert_eq!(fuzzing::dialect_verdicts(&serialize(&Value::Object(operation), false)), Ok(()));
+    }
+
     /// Any JSON object with a (non-blank) string `status` parses, whatever else it carries, and
     /// reads the status as given.
     #[test]
