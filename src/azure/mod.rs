@@ -415,26 +415,12 @@ mod tests {
     #[test]
     fn initial_responses() {
         let azure = Azure::new();
+        #[rustfmt::skip]
         let rows: &[(Method, u16, Headers, &str)] = &[
             (Method::PUT, 404, &[("azure-asyncoperation", "/op")], "pass"),
-            (
-                Method::POST,
-                202,
-                &[("azure-asyncoperation", "/op"), ("location", "/res")],
-                r#"follow AzureMonitor { kind: AzureAsyncOperation, location: Some("/res"), final_state_via: None } ref /op"#,
-            ),
-            (
-                Method::PUT,
-                201,
-                &[("operation-location", "/op"), ("content-type", "application/json")],
-                "read, else follow AzureMonitor { kind: OperationLocation, location: None, final_state_via: None } ref /op",
-            ),
-            (
-                Method::DELETE,
-                202,
-                &[("location", "/res")],
-                "follow AzureMonitor { kind: Location, location: None, final_state_via: None } ref /res",
-            ),
+            (Method::POST, 202, &[("azure-asyncoperation", "/op"), ("location", "/res")], r#"follow AzureMonitor { kind: AzureAsyncOperation, location: Some("/res"), final_state_via: None } ref /op"#),
+            (Method::PUT, 201, &[("operation-location", "/op"), ("content-type", "application/json")], "read, else follow AzureMonitor { kind: OperationLocation, location: None, final_state_via: None } ref /op"),
+            (Method::DELETE, 202, &[("location", "/res")], "follow AzureMonitor { kind: Location, location: None, final_state_via: None } ref /res"),
             (Method::PUT, 200, &[], "read, else pass"),
             (Method::POST, 201, &[("location", "/res")], "pass"),
             (Method::GET, 200, &[], "pass"),
@@ -467,36 +453,21 @@ mod tests {
         let head = Head::new(Method::PUT, URI);
         let plain = parts(200, &[("content-type", "application/json")]);
         let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
+        #[rustfmt::skip]
         let rows: &[(&response::Parts, &str, &str)] = &[
             (&plain, r#"{"properties":{"provisioningState":"Succeeded"}}"#, "final"),
             (&plain, r#"{"name":"no state"}"#, "final"),
             (&plain, "", "final"),
-            (
-                &plain,
-                r#"{"properties":{"provisioningState":"Creating"}}"#,
-                "follow AzureMonitor { kind: Resource, location: None, final_state_via: None } original",
-            ),
-            (
-                &plain,
-                r#"{"provisioningState":"Failed","error":{"code":"Quota","message":"no"}}"#,
-                "failed Failed/Quota/no",
-            ),
+            (&plain, r#"{"properties":{"provisioningState":"Creating"}}"#, "follow AzureMonitor { kind: Resource, location: None, final_state_via: None } original"),
+            (&plain, r#"{"provisioningState":"Failed","error":{"code":"Quota","message":"no"}}"#, "failed Failed/Quota/no"),
             (&plain, r#"{"provisioningState":"Cancelled"}"#, "canceled Cancelled/-/-"),
             (&plain, r#"{"provisioningState": 7}"#, "malformed"),
             (&plain, "{not json", "malformed"),
             (&plain, "[1, 2]", "final"),
             (&monitored, r#"{"provisioningState":"Succeeded"}"#, "final"),
-            (
-                &monitored,
-                r#"{"provisioningState":"Updating"}"#,
-                "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op",
-            ),
+            (&monitored, r#"{"provisioningState":"Updating"}"#, "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op"),
             // With a monitor, an unreadable body leaves the decision to the monitor.
-            (
-                &monitored,
-                "{not json",
-                "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op",
-            ),
+            (&monitored, "{not json", "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op"),
         ];
         for (response, body, expected) in rows {
             let mut observed = Observed::default();
@@ -520,18 +491,14 @@ mod tests {
     fn poll_heads() {
         use MonitorKind::*;
         let azure = Azure::new();
+        #[rustfmt::skip]
         let rows: &[(MonitorKind, u16, Headers, &str)] = &[
             (AzureAsyncOperation, 200, &[], "read"),
             (AzureAsyncOperation, 204, &[], "malformed"),
             (AzureAsyncOperation, 404, &[], "unexpected"),
             (AzureAsyncOperation, 503, &[], "transient"),
             (Location, 202, &[], "running"),
-            (
-                Location,
-                202,
-                &[("location", "/next")],
-                "running, moved /next",
-            ),
+            (Location, 202, &[("location", "/next")], "running, moved /next"),
             (Location, 200, &[], "done"),
             (Location, 204, &[], "done"),
             (Location, 404, &[], "failed -/-/-"),
@@ -566,78 +533,19 @@ mod tests {
             None,
             Some(FinalStateVia::AzureAsyncOperation),
         );
+        #[rustfmt::skip]
         let rows: &[(&Head, &AzureMonitor, &response::Parts, &str, &str)] = &[
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"status":"InProgress"}"#,
-                "running",
-            ),
-            (
-                &put,
-                &aao,
-                &moved,
-                r#"{"status":"InProgress"}"#,
-                "running, moved /moved",
-            ),
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"status":"Succeeded"}"#,
-                "fetch original",
-            ),
-            (
-                &put,
-                &last_status,
-                &response,
-                r#"{"status":"Succeeded"}"#,
-                "done",
-            ),
-            (
-                &post,
-                &aao_with_location,
-                &response,
-                r#"{"status":"Succeeded"}"#,
-                "fetch from-original /result",
-            ),
-            (
-                &post,
-                &aao,
-                &response,
-                r#"{"status":"Succeeded","resourceLocation":"/r"}"#,
-                "fetch ref /r",
-            ),
+            (&put, &aao, &response, r#"{"status":"InProgress"}"#, "running"),
+            (&put, &aao, &moved, r#"{"status":"InProgress"}"#, "running, moved /moved"),
+            (&put, &aao, &response, r#"{"status":"Succeeded"}"#, "fetch original"),
+            (&put, &last_status, &response, r#"{"status":"Succeeded"}"#, "done"),
+            (&post, &aao_with_location, &response, r#"{"status":"Succeeded"}"#, "fetch from-original /result"),
+            (&post, &aao, &response, r#"{"status":"Succeeded","resourceLocation":"/r"}"#, "fetch ref /r"),
             (&post, &aao, &response, r#"{"status":"Succeeded"}"#, "done"),
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"status":"Failed","error":{"code":"Bad","message":"m"}}"#,
-                "failed Failed/Bad/m",
-            ),
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"status":"Failed"}"#,
-                "failed Failed/FromHeader/-",
-            ),
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"status":"canceled"}"#,
-                "canceled canceled/FromHeader/-",
-            ),
-            (
-                &put,
-                &aao,
-                &response,
-                r#"{"percentComplete":5}"#,
-                "malformed",
-            ),
+            (&put, &aao, &response, r#"{"status":"Failed","error":{"code":"Bad","message":"m"}}"#, "failed Failed/Bad/m"),
+            (&put, &aao, &response, r#"{"status":"Failed"}"#, "failed Failed/FromHeader/-"),
+            (&put, &aao, &response, r#"{"status":"canceled"}"#, "canceled canceled/FromHeader/-"),
+            (&put, &aao, &response, r#"{"percentComplete":5}"#, "malformed"),
             (&put, &aao, &response, "", "malformed"),
         ];
         for (head, monitor, response, body, expected) in rows {
