@@ -118,6 +118,8 @@ pub struct Scenario {
     relative_monitor: bool,
     monitor_prefix: String,
     moves_monitor: bool,
+    cancelable: bool,
+    completes_when_canceled: bool,
 }
 
 impl Scenario {
@@ -125,6 +127,15 @@ impl Scenario {
     ///
     /// Defaults: `202 Accepted` (`201 Created` with a `provisioningState` body for a resource
     /// monitor), succeeds after 2 running polls, `Retry-After: 1`, status `InProgress`.
+    ///
+    /// With [`MonitorKind::GoogleOperation`] it plays a Google AIP-151 API instead: `path` is a
+    /// collection such as `/v1/projects/p/locations/l/instances`; the initial request answers
+    /// `200` with an `Operation` named `projects/p/locations/l/operations/op-{n}`, polled at
+    /// `/v1/{name}` (`done` false, `metadata.progressPercent` when
+    /// [`percent_complete`](Self::percent_complete)), then `done` with a `response`, or an
+    /// `error` whose `code` is the [`Outcome::Failed`] code when it is a number (else 2,
+    /// `UNKNOWN`), or 1 for [`Outcome::Canceled`]. No `Retry-After` unless one is set. `POST
+    /// /v1/{name}:cancel` cancels it ([`cancelable`](Self::cancelable)).
     pub fn new(method: Method, path: impl Into<String>, monitor: MonitorKind) -> Self {
         Scenario {
             method,
@@ -136,7 +147,11 @@ impl Scenario {
             outcome: Outcome::Succeeded,
             running_status: "InProgress".into(),
             terminal_status: None,
-            retry_after: RetryAfter::Seconds(1),
+            retry_after: if monitor == MonitorKind::GoogleOperation {
+                RetryAfter::None
+            } else {
+                RetryAfter::Seconds(1)
+            },
             percent_complete: false,
             resource_body: None,
             location_header: false,
@@ -144,7 +159,25 @@ impl Scenario {
             relative_monitor: false,
             monitor_prefix: "/operations".into(),
             moves_monitor: false,
+            cancelable: true,
+            completes_when_canceled: false,
         }
+    }
+
+    /// Whether the operation can be canceled (default yes): for a Google operation by
+    /// `POST /v1/{name}:cancel` (else that answers `501 UNIMPLEMENTED`), for an Azure one by
+    /// `POST {path}/cancel`, as an ARM deployment is (else that answers `404`). A canceled
+    /// operation reports `Canceled` at its next status request.
+    pub fn cancelable(mut self, cancelable: bool) -> Self {
+        self.cancelable = cancelable;
+        self
+    }
+
+    /// A cancel request is accepted but the operation completes anyway with its outcome, as a
+    /// best-effort cancel may.
+    pub fn completes_when_canceled(mut self, completes: bool) -> Self {
+        self.completes_when_canceled = completes;
+        self
     }
 
     /// The initial response's status code.
@@ -296,6 +329,8 @@ enum Route {
     Monitor,
     Result,
     Resource,
+    /// `POST`: the operation's cancel request.
+    Cancel,
 }
 
 struct Instance {
@@ -305,6 +340,7 @@ struct Instance {
     running_answers: u32,
     api_version: Option<String>,
     origin: String,
+    canceled: bool,
 }
 
 impl Simulator {
@@ -468,8 +504,9 @@ fn respond(shared: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Byte
         at: Instant::now(),
     });
     let path = req.uri().path();
-    if req.method() == Method::GET {
-        if let Some(&(index, route)) = state.routes.get(path) {
+    if let Some(&(index, route)) = state.routes.get(path) {
+        let cancel = route == Route::Cancel;
+        if req.method() == Method::GET && !cancel || req.method() == Method::POST && cancel {
             return state.instances[index].answer(route);
         }
     }
@@ -513,7 +550,22 @@ fn start_instance(
         running_answers: 0,
         api_version,
         origin: format!("http://{host}"),
+        canceled: false,
     };
+    if scenario.monitor == MonitorKind::GoogleOperation {
+        let operation = format!("/{}", instance.google_name());
+        let polled = format!("{}{operation}", google_version(&scenario.path));
+        state
+            .routes
+            .insert(format!("{polled}:cancel"), (index, Route::Cancel));
+        state.routes.insert(polled, (index, Route::Monitor));
+        let response = instance.google_operation(false);
+        state.instances.push(instance);
+        return response;
+    }
+    state
+        .routes
+        .insert(format!("{}/cancel", scenario.path), (index, Route::Cancel));
     let monitor = instance.monitor_path(false);
     state.routes.insert(monitor, (index, Route::Monitor));
     if scenario.moves_monitor {
@@ -536,7 +588,24 @@ fn start_instance(
     response
 }
 
+/// `/{version}` of a Google collection path (`/v1/projects/p/...` → `/v1`).
+fn google_version(path: &str) -> String {
+    let path = path.trim_start_matches('/');
+    let version = path.split_once('/').map_or(path, |(version, _)| version);
+    format!("/{version}")
+}
+
 impl Instance {
+    /// The terminal status as spelled: the scenario's spelling, unless the operation was
+    /// canceled.
+    fn terminal_text(&self) -> String {
+        if self.canceled {
+            "Canceled".into()
+        } else {
+            self.scenario.terminal_text()
+        }
+    }
+
     fn monitor_path(&self, moved: bool) -> String {
         let suffix = if moved { "-moved" } else { "" };
         format!("{}/{}{}", self.scenario.monitor_prefix, self.id, suffix)
@@ -582,6 +651,9 @@ impl Instance {
 
     /// Counts one status request and says whether the operation is still running.
     fn advance(&mut self) -> bool {
+        if self.canceled {
+            return false;
+        }
         let running = match self.scenario.completion {
             Completion::AfterPolls(polls) => self.running_answers < polls,
             Completion::AfterTime(duration) => self.started.elapsed() < duration,
@@ -674,6 +746,11 @@ impl Instance {
 
     fn answer(&mut self, route: Route) -> Response<Full<Bytes>> {
         match route {
+            Route::Cancel => self.answer_cancel(),
+            Route::Monitor if self.scenario.monitor == MonitorKind::GoogleOperation => {
+                let running = self.advance();
+                self.google_operation(!running)
+            }
             Route::Monitor => self.answer_monitor(),
             Route::Result => json(StatusCode::OK, self.resource()),
             Route::Resource if self.scenario.monitor == MonitorKind::Resource => {
@@ -683,8 +760,83 @@ impl Instance {
         }
     }
 
+    /// The outcome the operation ends with: its scenario's, unless it was canceled.
+    fn outcome(&self) -> Outcome {
+        if self.canceled {
+            Outcome::Canceled
+        } else {
+            self.scenario.outcome.clone()
+        }
+    }
+
+    fn answer_cancel(&mut self) -> Response<Full<Bytes>> {
+        let google = self.scenario.monitor == MonitorKind::GoogleOperation;
+        if !self.scenario.cancelable {
+            return if google {
+                json(
+                    StatusCode::NOT_IMPLEMENTED,
+                    r#"{"error":{"code":501,"message":"this operation cannot be cancelled","status":"UNIMPLEMENTED"}}"#.into(),
+                )
+            } else {
+                json(
+                    StatusCode::NOT_FOUND,
+                    r#"{"error":{"code":"NotFound","message":"no cancel for this operation"}}"#
+                        .into(),
+                )
+            };
+        }
+        self.canceled = !self.scenario.completes_when_canceled;
+        if google {
+            json(StatusCode::OK, "{}".into())
+        } else {
+            json(StatusCode::NO_CONTENT, String::new())
+        }
+    }
+
+    /// `projects/p/locations/l/operations/op-{id}`, under the collection's parent.
+    fn google_name(&self) -> String {
+        let path = self.scenario.path.trim_start_matches('/');
+        let after_version = path.split_once('/').map_or("", |(_, rest)| rest);
+        match after_version.rsplit_once('/') {
+            Some((parent, _collection)) => format!("{parent}/operations/op-{}", self.id),
+            None => format!("operations/op-{}", self.id),
+        }
+    }
+
+    /// The operation as a Google API answers it.
+    fn google_operation(&self, done: bool) -> Response<Full<Bytes>> {
+        let name = serde_json::Value::from(self.google_name());
+        let mut body = format!(r#"{{"name":{name}"#);
+        if self.scenario.percent_complete {
+            let percent = if done { 100.0 } else { self.percent() };
+            body.push_str(&format!(
+                r#","metadata":{{"@type":"type.googleapis.com/google.cloud.sim.v1.OperationMetadata","progressPercent":{percent}}}"#
+            ));
+        }
+        if done {
+            body.push_str(r#","done":true"#);
+            match self.outcome() {
+                Outcome::Succeeded => body.push_str(&format!(r#","response":{}"#, self.resource())),
+                Outcome::Failed { code, message } => body.push_str(&format!(
+                    r#","error":{{"code":{},"message":{}}}"#,
+                    code.parse::<i32>().unwrap_or(2),
+                    serde_json::Value::from(message)
+                )),
+                Outcome::Canceled => {
+                    body.push_str(r#","error":{"code":1,"message":"the operation was cancelled"}"#)
+                }
+            }
+        }
+        body.push('}');
+        let mut response = json(StatusCode::OK, body);
+        if !done {
+            self.hint(&mut response);
+        }
+        response
+    }
+
     fn error_json(&self) -> String {
-        match &self.scenario.outcome {
+        match &self.outcome() {
             Outcome::Failed { code, message } => format!(
                 r#"{{"code":{},"message":{}}}"#,
                 serde_json::Value::from(code.as_str()),
@@ -709,7 +861,7 @@ impl Instance {
                 }
                 return response;
             }
-            return match self.scenario.outcome {
+            return match self.outcome() {
                 Outcome::Succeeded => json(StatusCode::OK, self.resource()),
                 _ => json(
                     StatusCode::CONFLICT,
@@ -725,7 +877,7 @@ impl Instance {
         let status = if running {
             self.scenario.running_status.clone()
         } else {
-            self.scenario.terminal_text()
+            self.terminal_text()
         };
         body.push_str(&format!(r#","status":{}"#, serde_json::Value::from(status)));
         if self.scenario.percent_complete {
@@ -733,7 +885,7 @@ impl Instance {
             body.push_str(&format!(r#","percentComplete":{percent}"#));
         }
         if !running {
-            if self.scenario.outcome != Outcome::Succeeded {
+            if self.outcome() != Outcome::Succeeded {
                 body.push_str(&format!(r#","error":{}"#, self.error_json()));
             } else if self.scenario.resource_location {
                 body.push_str(&format!(
@@ -762,9 +914,9 @@ impl Instance {
         let state = if running {
             self.scenario.running_status.clone()
         } else {
-            self.scenario.terminal_text()
+            self.terminal_text()
         };
-        let error = if !running && self.scenario.outcome != Outcome::Succeeded {
+        let error = if !running && self.outcome() != Outcome::Succeeded {
             format!(r#","error":{}"#, self.error_json())
         } else {
             String::new()
