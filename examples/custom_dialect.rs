@@ -1,0 +1,163 @@
+//! A dialect of your own: a toy job API answers `202 Accepted` with an `X-Job-Status` URL, which
+//! answers `200` with `{"state": "running" | "done" | "failed", ...}`; the last answer is the
+//! result. One `impl Dialect` (the same as in the `Dialect` trait's documentation) and the layer
+//! follows it with every guarantee it gives Azure and Google: the request sent once, only GETs
+//! repeated, bounds, origin policy, progress and tokens.
+//!
+//! ```text
+//! cargo run --example custom_dialect
+//! ```
+//!
+//! The job API is a tiny axum server on 127.0.0.1, in this file.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::{response, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_lro::dialect::{
+    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+};
+use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The toy API's protocol.
+#[derive(Debug, Clone, Default)]
+struct JobStatus;
+
+impl Dialect for JobStatus {
+    type Monitor = ();
+
+    fn name(&self) -> &'static str {
+        "x-job-status"
+    }
+
+    fn kind(&self, _: &()) -> MonitorKind {
+        MonitorKind::Other("x-job-status")
+    }
+
+    fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
+        match res.headers.get("x-job-status") {
+            Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
+            _ => Start::NotLongRunning,
+        }
+    }
+
+    fn start_with_body<'a>(
+        &self,
+        _: &RequestHead<'_>,
+        _: &'a response::Parts,
+        _: &'a [u8],
+        _: &mut Observer<'_>,
+    ) -> Opening<'a, ()> {
+        Opening::Final // `start` never asks for the body
+    }
+
+    fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
+        match res.status.as_u16() {
+            200 => Reply::ReadBody,
+            429 | 500..=599 => Reply::Verdict(Verdict::Transient),
+            _ => Reply::Verdict(Verdict::Unexpected),
+        }
+    }
+
+    fn verdict<'a>(
+        &self,
+        _: &mut (),
+        _: &RequestHead<'_>,
+        _: &'a response::Parts,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Verdict<'a> {
+        #[derive(serde::Deserialize)]
+        struct Job<'b> {
+            #[serde(borrow)]
+            state: Cow<'b, str>,
+            #[serde(default)]
+            percent: Option<f64>,
+        }
+        match serde_json::from_slice::<Job<'_>>(body) {
+            Ok(job) => {
+                seen.status(&job.state);
+                if let Some(percent) = job.percent {
+                    seen.percent_complete(percent);
+                }
+                match &*job.state {
+                    "done" => Verdict::Done,
+                    "failed" => Verdict::Failed(Outcome::reported("failed")),
+                    _ => Verdict::Running { moved: None },
+                }
+            }
+            Err(e) => Verdict::Malformed(format!("not a job status: {e}")),
+        }
+    }
+}
+
+/// The toy API: `POST /jobs` starts a job that is done at its third status request.
+async fn job_api() -> Result<String, BoxError> {
+    let polls = Arc::new(AtomicU32::new(0));
+    let app = Router::new()
+        .route(
+            "/jobs",
+            post(|| async {
+                let mut headers = HeaderMap::new();
+                headers.insert("x-job-status", HeaderValue::from_static("/jobs/1/status"));
+                headers.insert("retry-after-ms", HeaderValue::from_static("50"));
+                (StatusCode::ACCEPTED, headers)
+            }),
+        )
+        .route(
+            "/jobs/1/status",
+            get(move || {
+                let polls = polls.clone();
+                async move {
+                    match polls.fetch_add(1, Ordering::SeqCst) {
+                        n @ 0..=1 => format!(r#"{{"state":"running","percent":{}}}"#, (n + 1) * 33),
+                        _ => r#"{"state":"done","percent":100,"result":{"rows":42}}"#.to_owned(),
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let api = job_api().await?;
+    println!("toy job API on {api}");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let service = ServiceBuilder::new()
+        .layer(LongRunningLayer::with_dialect(JobStatus))
+        .service(client);
+    let response = service
+        .oneshot(Request::post(format!("{api}/jobs")).body(Full::default())?)
+        .await?;
+    let info = response
+        .extensions()
+        .get::<OperationInfo>()
+        .cloned()
+        .ok_or("a followed operation carries its OperationInfo")?;
+    let body = response.into_body().collect().await?.to_bytes();
+    println!(
+        "{} after {} polls of {} ({}, {:?}%): {}",
+        info.status.as_deref().unwrap_or("-"),
+        info.polls,
+        info.monitor_url,
+        info.monitor.as_str(),
+        info.percent_complete,
+        String::from_utf8_lossy(&body)
+    );
+    Ok(())
+}
