@@ -162,3 +162,59 @@ async fn resource_over_loopback() {
     let expected = [vec![(Method::PUT, path.to_owned())], polls(path)].concat();
     assert_eq!(sim_trail(&requests), expected);
 }
+
+#[tokio::test]
+async fn google_operation_and_its_cancel_over_loopback() {
+    const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+            .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
+            .completes_after_polls(RUNNING),
+    );
+    let layer = || {
+        LongRunningLayer::with_dialect(tower_lro::Google::new())
+            .max_polls(10)
+            .timeout(DEADLINE)
+    };
+    let google = tower::ServiceBuilder::new()
+        .layer(layer())
+        .service(support::loopback_client());
+    let call = google
+        .clone()
+        .oneshot(request(Method::POST, &sim.url(INSTANCES), "{}"));
+    let response = tokio::time::timeout(DEADLINE + Duration::from_secs(1), call)
+        .await
+        .expect("the operation ends before its deadline")
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(info(&response).polls, RUNNING + 1);
+    assert!(text(response).await.contains(r#""done":true"#));
+    let operation = "/v1/projects/p/locations/l/operations/op-1";
+    assert_sent_once(&sim_trail(&sim.requests()), &Method::POST, INSTANCES);
+    assert_eq!(sim.count(&Method::GET, operation), RUNNING as usize + 1);
+
+    // A second one, accepted, then canceled over the same kind of connection.
+    sim.add(
+        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+            .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
+            .completes_after_polls(1_000),
+    );
+    let mut start = request(Method::POST, &sim.url(INSTANCES), "{}");
+    start
+        .extensions_mut()
+        .insert(tower_lro::Polling::AcceptOnly);
+    let accepted = google.clone().oneshot(start).await.unwrap();
+    let token = accepted
+        .extensions()
+        .get::<tower_lro::ResumeToken>()
+        .cloned()
+        .unwrap();
+    let canceled = tokio::time::timeout(DEADLINE, google.cancel(token))
+        .await
+        .expect("the cancel ends before its deadline")
+        .unwrap_err();
+    assert_eq!(*canceled.kind(), tower_lro::ErrorKind::Canceled);
+    let cancel = "/v1/projects/p/locations/l/operations/op-2:cancel";
+    assert_eq!(sim.count(&Method::POST, cancel), 1);
+}
