@@ -176,6 +176,14 @@ pub struct FleetBuilder {
 }
 
 impl FleetBuilder {
+    /// Settings with the defaults above, for a fleet on `store`; the same as [`Fleet::builder`].
+    pub fn new(store: Store) -> FleetBuilder {
+        FleetBuilder {
+            store,
+            settings: Settings::default(),
+        }
+    }
+
     /// The apalis queue (job type) the fleet's jobs use.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {
         self.settings.queue = queue.into();
@@ -287,10 +295,7 @@ pub enum Started<B> {
 impl<S, H, ReqBody> Fleet<S, H, ReqBody> {
     /// Settings for a fleet on `store`.
     pub fn builder(store: Store) -> FleetBuilder {
-        FleetBuilder {
-            store,
-            settings: Settings::default(),
-        }
+        FleetBuilder::new(store)
     }
 
     /// The store the fleet's jobs live in.
