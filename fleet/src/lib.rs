@@ -21,7 +21,7 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use tower_lro::LongRunningLayer;
-//! use tower_lro_fleet::{Fleet, Outcome, Store};
+//! use tower_lro_fleet::{FleetBuilder, Outcome, Store};
 //!
 //! # async fn run(request: http::Request<Full<Bytes>>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -30,7 +30,7 @@
 //!     println!("{} {}: {:?}", outcome.id(), outcome.key(), outcome.result().as_ref().map(|r| r.status()));
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
-//! let fleet = Fleet::builder(Store::sqlite("operations.db").await?)
+//! let fleet = FleetBuilder::new(Store::sqlite("operations.db").await?)
 //!     .build(LongRunningLayer::new(), client, handler)?;
 //!
 //! // In the request handler: started and tracked before we answer our caller.
@@ -164,7 +164,7 @@ impl<S, H, ReqBody> fmt::Debug for Fleet<S, H, ReqBody> {
 /// ```
 /// use std::time::Duration;
 /// # async fn run(store: tower_lro_fleet::Store) {
-/// let builder = tower_lro_fleet::Fleet::builder(store)
+/// let builder = tower_lro_fleet::FleetBuilder::new(store)
 ///     .heartbeat(Duration::from_secs(5))
 ///     .concurrency(64);
 /// # }
@@ -176,7 +176,7 @@ pub struct FleetBuilder {
 }
 
 impl FleetBuilder {
-    /// Settings with the defaults above, for a fleet on `store`; the same as [`Fleet::builder`].
+    /// Settings with the defaults above, for a fleet on `store`.
     pub fn new(store: Store) -> FleetBuilder {
         FleetBuilder {
             store,
@@ -293,11 +293,6 @@ pub enum Started<B> {
 }
 
 impl<S, H, ReqBody> Fleet<S, H, ReqBody> {
-    /// Settings for a fleet on `store`.
-    pub fn builder(store: Store) -> FleetBuilder {
-        FleetBuilder::new(store)
-    }
-
     /// The store the fleet's jobs live in.
     pub fn store(&self) -> &Store {
         &self.shared.store
@@ -448,8 +443,7 @@ impl<S, H, ReqBody> Shared<S, H, ReqBody> {
     /// Whether a step that ended with `error` is taken again, from which token and when.
     fn retry(&self, job: &Job, error: &Error) -> Option<(ResumeToken, Duration)> {
         let token = error.resume_token()?;
-        if *error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries
-        {
+        if *error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
             return None;
         }
         Some((token.clone(), self.settings.step_retry_wait(job.failures)))

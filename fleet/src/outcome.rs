@@ -55,4 +55,21 @@ impl<B> Outcome<B> {
     pub fn into_result(self) -> Result<Response<ResponseBody<B>>, Error> {
         self.result
     }
+
+    /// Takes everything: the id, the key and the result.
+    ///
+    /// ```
+    /// # fn run<B>(outcome: tower_lro_fleet::Outcome<B>) {
+    /// let (id, key, result) = outcome.into_parts();
+    /// # }
+    /// ```
+    pub fn into_parts(
+        self,
+    ) -> (
+        OperationId,
+        String,
+        Result<Response<ResponseBody<B>>, Error>,
+    ) {
+        (self.id, self.key, self.result)
+    }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use http_body::Body;
 use tower::Layer;
-use tower_lro::{BoxError, Error, ErrorKind, LongRunningLayer, ResponseBody, ResumeToken};
 use tower::Service;
+use tower_lro::{BoxError, Error, ErrorKind, LongRunningLayer, ResponseBody, ResumeToken};
 
 /// What one step left: the operation is still running, or it ended with this response.
 pub(crate) enum Step<R> {

@@ -140,10 +140,7 @@ impl Store {
                     Err(apalis_core::backend::TaskSinkError::PushError(
                         apalis_postgres::Error::Database(sqlx::Error::Database(db)),
                     )) if db.is_unique_violation() => Ok(()),
-                    Err(e) => Err(FleetError::store(
-                        "cannot enqueue a step in PostgreSQL",
-                        e,
-                    )),
+                    Err(e) => Err(FleetError::store("cannot enqueue a step in PostgreSQL", e)),
                 }
             }
         }

@@ -134,7 +134,13 @@ async fn generation_run<J: RunJob>(
                 .batch_size(settings.batch_size)
                 .heartbeat_interval(settings.heartbeat)
                 .missed_heartbeats(settings.missed_heartbeats);
-            worker_stream!(SqliteStorage::<Job>::new(pool), config, jobs, settings, &ctx)
+            worker_stream!(
+                SqliteStorage::<Job>::new(pool),
+                config,
+                jobs,
+                settings,
+                &ctx
+            )
         }
         Inner::Postgres(pool) => {
             let config = apalis_postgres::Config::default()
@@ -142,7 +148,13 @@ async fn generation_run<J: RunJob>(
                 .batch_size(settings.batch_size)
                 .heartbeat_interval(settings.heartbeat)
                 .missed_heartbeats(settings.missed_heartbeats);
-            worker_stream!(PostgresStorage::<Job>::new(pool), config, jobs, settings, &ctx)
+            worker_stream!(
+                PostgresStorage::<Job>::new(pool),
+                config,
+                jobs,
+                settings,
+                &ctx
+            )
         }
     };
     let mut stopping = false;

@@ -44,7 +44,12 @@ struct Line {
 
 fn spawn_child(name: &'static str, url: &str, lines: Arc<Mutex<Vec<Line>>>) -> Child {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_worker", "--include-ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "child_worker",
+            "--include-ignored",
+            "--nocapture",
+        ])
         .env("FLEET_CHILD_DB", url)
         .env("FLEET_CHILD_NAME", name)
         .stdin(Stdio::piped())
@@ -88,7 +93,11 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     let sim = Simulator::start().await.unwrap();
     // The caller's side: it starts the operations and runs no worker.
     let starter = builder(store)
-        .build(LongRunningLayer::new(), client(), Recorder::default().handler())
+        .build(
+            LongRunningLayer::new(),
+            client(),
+            Recorder::default().handler(),
+        )
         .unwrap();
     let mut monitors = HashMap::new();
     for i in 0..OPERATIONS {
@@ -99,7 +108,9 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
                 // From 1 to 8 polls: whenever the victim dies, some operations are mid-way.
                 .completes_after_polls(u32::try_from(i % 8).unwrap() + 1),
         );
-        let request = Request::post(sim.url(&path)).body(Full::<Bytes>::default()).unwrap();
+        let request = Request::post(sim.url(&path))
+            .body(Full::<Bytes>::default())
+            .unwrap();
         let Started::Tracked { response, .. } = starter.start(path.clone(), request).await.unwrap()
         else {
             panic!("{path} was not tracked");
@@ -143,7 +154,12 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     // The kill left steps behind: jobs claimed by the victim that nobody acknowledged.
     let orphaned = held().await;
     assert!(orphaned > 0, "the victim held no step when it was killed");
-    let victims_outcomes = lines.lock().unwrap().iter().filter(|l| l.child == "victim").count();
+    let victims_outcomes = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.child == "victim")
+        .count();
 
     let all = wait_until(Duration::from_secs(60), || {
         let lines = lines.lock().unwrap();
@@ -163,7 +179,10 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     let status = survivor.wait().unwrap();
     let lines = lines.lock().unwrap().clone();
     assert!(all, "operations lost: {lines:#?}");
-    assert!(stopped && status.success(), "the survivor did not stop cleanly: {status:?}");
+    assert!(
+        stopped && status.success(),
+        "the survivor did not stop cleanly: {status:?}"
+    );
 
     let requests = sim.requests();
     let mut deliveries: HashMap<&str, Vec<&Line>> = HashMap::new();
@@ -192,10 +211,16 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
          twice, {twice} outcomes delivered twice"
     );
     // Only steps the victim was running can be polled again, once each, after the lease.
-    assert!(duplicate_polls <= CONCURRENCY, "{duplicate_polls} duplicate polls");
+    assert!(
+        duplicate_polls <= CONCURRENCY,
+        "{duplicate_polls} duplicate polls"
+    );
     assert!(twice <= CONCURRENCY, "{twice} outcomes delivered twice");
     // The victim's jobs came back within the lease: the rest took a few steps more, not minutes.
-    assert!(finished_after_kill < Duration::from_secs(30), "{finished_after_kill:?}");
+    assert!(
+        finished_after_kill < Duration::from_secs(30),
+        "{finished_after_kill:?}"
+    );
 }
 
 /// A worker process of the test above: runs a fleet worker on `FLEET_CHILD_DB` until its
@@ -216,7 +241,10 @@ fn child_worker() {
             let (status, polls) = match outcome.result() {
                 Ok(response) => (
                     response.status().as_str().to_owned(),
-                    response.extensions().get::<OperationInfo>().map_or(0, |i| i.polls),
+                    response
+                        .extensions()
+                        .get::<OperationInfo>()
+                        .map_or(0, |i| i.polls),
                 ),
                 Err(error) => (format!("{:?}", error.kind()), 0),
             };

@@ -43,7 +43,10 @@ fn fleet(builder: FleetBuilder, layer: LongRunningLayer, recorder: &Recorder) ->
 fn spawn_workers(
     fleet: &TestFleet,
     names: &[&str],
-) -> (tokio::sync::watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handles = names
         .iter()
@@ -63,7 +66,10 @@ fn spawn_workers(
     (stop, handles)
 }
 
-async fn stop_workers(stop: tokio::sync::watch::Sender<bool>, handles: Vec<tokio::task::JoinHandle<()>>) {
+async fn stop_workers(
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+) {
     stop.send(true).unwrap();
     for handle in handles {
         tokio::time::timeout(Duration::from_secs(15), handle)
@@ -130,25 +136,45 @@ async fn operations_reach_their_outcomes(store: Store) {
 
     let mut ids = HashMap::new();
     for (method, path) in &operations {
-        match fleet.start(path.clone(), request(method.clone(), sim.url(path))).await.unwrap() {
+        match fleet
+            .start(path.clone(), request(method.clone(), sim.url(path)))
+            .await
+            .unwrap()
+        {
             Started::Tracked { id, response } => {
-                assert!(response.status().is_success(), "{path}: {}", response.status());
+                assert!(
+                    response.status().is_success(),
+                    "{path}: {}",
+                    response.status()
+                );
                 ids.insert(path.clone(), id.to_string());
             }
             other => panic!("{path} was not tracked: {other:?}"),
         }
     }
     // A response that starts nothing is handed back and never reaches the handler.
-    let plain = fleet.start("plain", request(Method::GET, sim.url("/nothing"))).await.unwrap();
-    assert!(matches!(plain, Started::NotLongRunning(ref r) if r.status() == 404), "{plain:?}");
+    let plain = fleet
+        .start("plain", request(Method::GET, sim.url("/nothing")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(plain, Started::NotLongRunning(ref r) if r.status() == 404),
+        "{plain:?}"
+    );
 
     let (stop, workers) = spawn_workers(&fleet, &["a", "b"]);
-    let records = recorder.wait_for(operations.len(), Duration::from_secs(40)).await;
+    let records = recorder
+        .wait_for(operations.len(), Duration::from_secs(40))
+        .await;
     stop_workers(stop, workers).await;
 
     assert_eq!(records.len(), operations.len(), "{records:#?}");
     let by_key: HashMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
-    assert_eq!(by_key.len(), operations.len(), "an outcome was delivered twice: {records:#?}");
+    assert_eq!(
+        by_key.len(),
+        operations.len(),
+        "an outcome was delivered twice: {records:#?}"
+    );
     for (method, path) in &operations {
         let record = by_key[path.as_str()];
         assert_eq!(record.id, ids[path], "{path}");
@@ -193,8 +219,12 @@ async fn push_raw(store: &Store, payload: Vec<u8>) {
 async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothing() {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, "/vms/ok/start", MonitorKind::AzureAsyncOperation)
-            .completes_after_polls(1),
+        Scenario::new(
+            Method::POST,
+            "/vms/ok/start",
+            MonitorKind::AzureAsyncOperation,
+        )
+        .completes_after_polls(1),
     );
     let dir = TempDir::new("sqlite");
     let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
@@ -210,7 +240,11 @@ async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothin
             .await
             .unwrap()
     };
-    let token = accepted.extensions().get::<tower_lro::ResumeToken>().unwrap().clone();
+    let token = accepted
+        .extensions()
+        .get::<tower_lro::ResumeToken>()
+        .unwrap()
+        .clone();
     let mut newer: serde_json::Value = serde_json::from_str(&token.to_json()).unwrap();
     newer["version"] = 99.into();
     let mut elsewhere: serde_json::Value = serde_json::from_str(&token.to_json()).unwrap();
@@ -221,7 +255,10 @@ async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothin
     push_raw(&store, br#"{"looks":"like json"}"#.to_vec()).await;
     for (key, value) in [
         ("corrupt", serde_json::json!("not a token")),
-        ("truncated", serde_json::json!({"version": 1, "monitor": "location"})),
+        (
+            "truncated",
+            serde_json::json!({"version": 1, "monitor": "location"}),
+        ),
         ("newer", newer),
         ("elsewhere", elsewhere),
     ] {
@@ -239,7 +276,11 @@ async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothin
     for key in ["corrupt", "truncated", "newer", "elsewhere"] {
         let record = by_key[key];
         assert_eq!(record.id, format!("id-{key}"));
-        assert_eq!(record.result, Err(ErrorKind::InvalidResumeToken), "{record:?}");
+        assert_eq!(
+            record.result,
+            Err(ErrorKind::InvalidResumeToken),
+            "{record:?}"
+        );
     }
     assert_eq!(by_key["good"].id, good.to_string());
     assert_eq!(by_key["good"].result, Ok(200));
@@ -262,7 +303,11 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
 
     // Fails twice, then takes the outcome: delivered on the third run, recorded once.
     let flaky = Recorder::failing_first(2);
-    let fleet_a = fleet(quick(store.clone()).job_attempts(5), LongRunningLayer::new(), &flaky);
+    let fleet_a = fleet(
+        quick(store.clone()).job_attempts(5),
+        LongRunningLayer::new(),
+        &flaky,
+    );
     fleet_a
         .start("flaky", request(Method::POST, sim.url("/vms/flaky/start")))
         .await
@@ -275,7 +320,10 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
         &broken,
     );
     fleet_b
-        .start("broken", request(Method::POST, sim.url("/vms/broken/start")))
+        .start(
+            "broken",
+            request(Method::POST, sim.url("/vms/broken/start")),
+        )
         .await
         .unwrap();
 
@@ -305,7 +353,11 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
     assert_eq!(records.len(), 1, "{records:#?}");
     assert_eq!(records[0].result, Ok(200));
     assert_eq!(flaky.calls.load(Ordering::SeqCst), 3);
-    assert_eq!(broken.calls.load(Ordering::SeqCst), 2, "runs per job_attempts");
+    assert_eq!(
+        broken.calls.load(Ordering::SeqCst),
+        2,
+        "runs per job_attempts"
+    );
     assert!(broken.snapshot().is_empty());
     let (_, attempts, job) = failed;
     assert_eq!(attempts, 2);
@@ -322,14 +374,20 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
 async fn a_server_that_stays_away_is_retried_then_its_error_delivered_with_a_token() {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, "/vms/gone/start", MonitorKind::AzureAsyncOperation)
-            .completes_after_polls(1),
+        Scenario::new(
+            Method::POST,
+            "/vms/gone/start",
+            MonitorKind::AzureAsyncOperation,
+        )
+        .completes_after_polls(1),
     );
     let dir = TempDir::new("sqlite");
     let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
     let recorder = Recorder::default();
     let fleet = fleet(
-        quick(store).step_retries(2).step_retry_delay(Duration::from_millis(100)),
+        quick(store)
+            .step_retries(2)
+            .step_retry_delay(Duration::from_millis(100)),
         LongRunningLayer::new().max_transient_retries(0),
         &recorder,
     );
@@ -346,10 +404,19 @@ async fn a_server_that_stays_away_is_retried_then_its_error_delivered_with_a_tok
     stop_workers(stop, workers).await;
 
     assert_eq!(records.len(), 1, "{records:#?}");
-    assert_eq!(records[0].result, Err(ErrorKind::Service), "{:?}", records[0]);
+    assert_eq!(
+        records[0].result,
+        Err(ErrorKind::Service),
+        "{:?}",
+        records[0]
+    );
     assert!(records[0].token, "the delivered error keeps its token");
     // Three steps, the two retries each waiting at least until the next whole second.
-    assert!(begun.elapsed() >= Duration::from_secs(1), "{:?}", begun.elapsed());
+    assert!(
+        begun.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        begun.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,7 +434,10 @@ async fn postgres_going_away_and_coming_back_loses_nothing() {
     let recorder = Recorder::default();
     let fleet = fleet(quick(store), LongRunningLayer::new(), &recorder);
     for path in &paths {
-        fleet.start(path.clone(), request(Method::POST, sim.url(path))).await.unwrap();
+        fleet
+            .start(path.clone(), request(Method::POST, sim.url(path)))
+            .await
+            .unwrap();
     }
     let (stop, workers) = spawn_workers(&fleet, &["a", "b"]);
 
@@ -376,7 +446,9 @@ async fn postgres_going_away_and_coming_back_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.start_again();
 
-    let records = recorder.wait_for(paths.len(), Duration::from_secs(60)).await;
+    let records = recorder
+        .wait_for(paths.len(), Duration::from_secs(60))
+        .await;
     stop_workers(stop, workers).await;
     let mut keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
     keys.sort_unstable();

@@ -83,10 +83,21 @@ impl Postgres {
         let dir = TempDir::new("pg");
         let data = dir.path().join("data");
         if is_root() {
-            run(Command::new("chown").arg("postgres:postgres").arg(dir.path()));
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path()));
         }
         run(as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
             .arg(&data));
         let port = free_port();
         let pg = Postgres { dir, port };
@@ -198,12 +209,8 @@ impl Recorder {
 
     pub fn handler(
         &self,
-    ) -> impl tower::Service<
-        Outcome<Incoming>,
-        Response = (),
-        Error = BoxError,
-        Future = impl Send,
-    > + Clone
+    ) -> impl tower::Service<Outcome<Incoming>, Response = (), Error = BoxError, Future = impl Send>
+           + Clone
            + Send
            + Sync
            + 'static {
@@ -221,7 +228,10 @@ impl Recorder {
         let record = match outcome.into_result() {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let polls = response.extensions().get::<OperationInfo>().map(|i| i.polls);
+                let polls = response
+                    .extensions()
+                    .get::<OperationInfo>()
+                    .map(|i| i.polls);
                 let body = response.into_body().collect().await?.to_bytes();
                 Record {
                     id,
