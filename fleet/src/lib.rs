@@ -6,7 +6,7 @@
 //! the hour a deployment takes, nor lose track of it when it restarts. With a [`Fleet`]:
 //!
 //! 1. **Start**: [`Fleet::start`] sends the request once, with
-//!    [`Polling::AcceptOnly`](tower_lro::Polling::AcceptOnly), and enqueues the operation's
+//!    [`Polling::AcceptOnly`], and enqueues the operation's
 //!    [`ResumeToken`] before it returns; answer your own caller only after that.
 //! 2. **Step**: a worker ([`Fleet::run_worker`], any number, in any process that reaches the
 //!    store) takes the job, does one step (one poll, plus the final GET when that poll says

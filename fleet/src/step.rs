@@ -16,13 +16,14 @@ pub(crate) enum Step<R> {
 
 /// A still-running operation: the token to take the next step from, and when.
 pub(crate) struct Pending {
-    token: ResumeToken,
+    // Boxed: a step's result is moved around; the running case stays small like the done one.
+    token: Box<ResumeToken>,
     poll_in: Duration,
 }
 
 impl Pending {
     pub(crate) fn into_token(self) -> ResumeToken {
-        self.token
+        *self.token
     }
 
     pub(crate) fn poll_in(&self) -> Duration {
@@ -63,7 +64,7 @@ where
             // exhausted the poll counter itself, and that is the error it says.
             match error.resume_token() {
                 Some(next) if next.polls() > spent => Ok(Step::Running(Pending {
-                    token: next.clone(),
+                    token: Box::new(next.clone()),
                     poll_in: LongRunningLayer::DEFAULT_INITIAL_DELAY,
                 })),
                 _ => Err(error),
