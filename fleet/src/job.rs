@@ -1,0 +1,94 @@
+//! The job payload: one operation's identity, its token, and where its chain of steps is.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tower_lro::{Error, ResumeToken};
+
+/// The identity of a tracked operation: unique across processes and machines (a ULID), given by
+/// [`Fleet::track`](crate::Fleet::track) and [`Fleet::start`](crate::Fleet::start) and handed to
+/// the handler with the outcome, so the handler can tell a second delivery from a first.
+///
+/// ```
+/// # fn run(id: tower_lro_fleet::OperationId) {
+/// let text: &str = id.as_str(); // 26 characters, sortable by creation time
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OperationId(String);
+
+impl OperationId {
+    pub(crate) fn generate() -> OperationId {
+        OperationId(ulid::Ulid::generate().to_string())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OperationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// One step of one operation, as stored.
+///
+/// The token is kept as a JSON value rather than a typed field: a row whose token is corrupt or
+/// foreign still decodes, and its step ends the operation with a typed `InvalidResumeToken`
+/// outcome for its identity instead of a job nobody can name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub(crate) id: OperationId,
+    pub(crate) key: String,
+    pub(crate) token: serde_json::Value,
+    /// The step's number in the operation's chain (0 for the first): the successor of step `n`
+    /// is step `n + 1`, whoever enqueues it.
+    #[serde(default)]
+    pub(crate) step: u32,
+    /// Steps in a row that ended with an error the fleet retries.
+    #[serde(default)]
+    pub(crate) failures: u32,
+}
+
+impl Job {
+    pub(crate) fn first(id: OperationId, key: String, token: &ResumeToken) -> Job {
+        Job {
+            id,
+            key,
+            token: token_value(token),
+            step: 0,
+            failures: 0,
+        }
+    }
+
+    /// The job after this one, continuing from `token`.
+    pub(crate) fn next(&self, token: &ResumeToken, failures: u32) -> Job {
+        Job {
+            id: self.id.clone(),
+            key: self.key.clone(),
+            token: token_value(token),
+            step: self.step.saturating_add(1),
+            failures,
+        }
+    }
+
+    /// Unique per operation and step: enqueueing the same step twice is a no-op.
+    pub(crate) fn idempotency_key(&self) -> String {
+        format!("{}/{}", self.id, self.step)
+    }
+
+    /// The stored token, checked as fully as any token from outside.
+    pub(crate) fn token(&self) -> Result<ResumeToken, Error> {
+        ResumeToken::from_json(&self.token.to_string())
+    }
+}
+
+fn token_value(token: &ResumeToken) -> serde_json::Value {
+    // A token serialises to a JSON object; `Null` cannot happen, and would be refused as a
+    // token by the step that reads it.
+    serde_json::from_str(&token.to_json()).unwrap_or(serde_json::Value::Null)
+}
