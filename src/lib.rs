@@ -86,6 +86,9 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+pub mod auth;
 mod body;
 mod error;
 pub mod future;
@@ -95,9 +98,13 @@ pub mod future;
 pub mod fuzzing;
 mod info;
 mod layer;
+#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+mod middleware;
 mod options;
 pub mod progress;
 mod protocol;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
+mod reqwest_service;
 mod resume;
 mod service;
 #[cfg(feature = "sim")]
@@ -111,3 +118,13 @@ pub use layer::{InvalidOrigin, LongRunningLayer};
 pub use options::{CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
 pub use resume::ResumeToken;
 pub use service::LongRunning;
+
+#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4")))
+)]
+pub use middleware::LongRunningMiddleware;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "reqwest-0-12"))))]
+pub use reqwest_service::ReqwestService;
