@@ -63,7 +63,7 @@ mod v0_4 {
 ///   see one call per operation: a transient error *response* to the original request (the layer
 ///   hands a 503 back untouched) makes them start the whole operation again, while the errors
 ///   this middleware returns are `Middleware` errors, which reqwest-retry's default policy
-///   treats as fatal.
+///   treats as fatal (and passes on wrapped in its `RetryError`).
 /// - Authentication: after it, so that each poll is signed afresh; it should skip requests whose
 ///   `Extensions` hold [`CredentialsWithheld`](crate::CredentialsWithheld).
 /// - Tracing and whole-operation timeouts: before it.
