@@ -62,6 +62,19 @@
 //!     .service(client)
 //! ```
 //!
+//! # Clients
+//!
+//! Any `tower::Service<http::Request<B>>` works as it is (hyper-util's client, tower and axum
+//! stacks). Optional features adapt the rest:
+//!
+//! | feature | what |
+//! |---|---|
+//! | `reqwest`, `reqwest-0-12` | `ReqwestService`: a `reqwest::Client` (0.13, 0.12) as the service below the layer |
+//! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
+//! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
+//! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
+//! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
+//!
 //! # What the caller sees
 //!
 //! The final response carries an [`OperationInfo`] in its extensions (monitor, polls, elapsed

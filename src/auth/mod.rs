@@ -4,7 +4,7 @@
 //! original request and every poll and final GET ask it for `Authorization: Bearer …`. It asks a
 //! [`TokenSource`] for a token, keeps it until shortly before it expires, and asks again: one
 //! request at a time refreshes while the others wait for its token. It never signs a request that
-//! carries [`CredentialsWithheld`](crate::CredentialsWithheld), which the layer puts on polls to
+//! carries [`CredentialsWithheld`], which the layer puts on polls to
 //! another origin than the original request's: a token for your API is never sent to a monitor
 //! URL elsewhere.
 //!
@@ -150,7 +150,7 @@ impl<F> fmt::Debug for TokenFn<F> {
     }
 }
 
-/// A [`Layer`] that signs each request with `Authorization: Bearer <token>` from a
+/// A tower `Layer` that signs each request with `Authorization: Bearer <token>` from a
 /// [`TokenSource`]; see the [module documentation](self) for where it goes and what it does on a
 /// `401`.
 ///
