@@ -13,6 +13,7 @@ mod v0_5 {
     use ::reqwest_middleware;
     #[path = "support/middleware_retry.rs"]
     mod retry;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "support/middleware_suite.rs"]
     mod suite;
 }
@@ -20,6 +21,7 @@ mod v0_5 {
 mod v0_4 {
     use ::reqwest_0_12 as reqwest;
     use ::reqwest_middleware_0_4 as reqwest_middleware;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "support/middleware_suite.rs"]
     mod suite;
 }

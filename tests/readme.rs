@@ -16,7 +16,7 @@ fn program(source: &str) -> String {
 
 fn assert_in_readme(block: &str, file: &str) {
     assert!(
-        README.contains(&block),
+        README.contains(block),
         "the README has no block equal to {file}; copy it there:\n{block}"
     );
 }

@@ -9,12 +9,14 @@ mod support;
 #[path = "."]
 mod v0_13 {
     use ::reqwest;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "support/reqwest_suite.rs"]
     mod suite;
 }
 #[path = "."]
 mod v0_12 {
     use ::reqwest_0_12 as reqwest;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "support/reqwest_suite.rs"]
     mod suite;
 }

@@ -11,6 +11,7 @@ use crate::layer::LongRunningLayer;
 mod v0_5 {
     use crate::reqwest_service::v0_13 as client;
     use ::reqwest_middleware as middleware;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "chain.rs"]
     mod chain;
 }
@@ -19,6 +20,7 @@ mod v0_5 {
 mod v0_4 {
     use crate::reqwest_service::v0_12 as client;
     use ::reqwest_middleware_0_4 as middleware;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "chain.rs"]
     mod chain;
 }

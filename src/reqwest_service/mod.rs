@@ -8,6 +8,7 @@
 #[path = "."] // the shared file sits beside this one
 pub(crate) mod v0_13 {
     pub(crate) use ::reqwest;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "adapter.rs"]
     pub(crate) mod adapter;
 }
@@ -15,6 +16,7 @@ pub(crate) mod v0_13 {
 #[path = "."] // the shared file sits beside this one
 pub(crate) mod v0_12 {
     pub(crate) use ::reqwest_0_12 as reqwest;
+    #[allow(clippy::duplicate_mod, reason = "one source, compiled per version")]
     #[path = "adapter.rs"]
     pub(crate) mod adapter;
 }
@@ -53,7 +55,8 @@ pub(crate) mod v0_12 {
 ///     .header("content-type", "application/json")
 ///     .body(reqwest::Body::from(r#"{"location":"westeurope"}"#))?;
 /// let response = reqwest::Response::from(service.oneshot(request).await?);
-/// println!("{} from {}: {}", response.status(), response.url(), response.text().await?);
+/// println!("{} from {}", response.status(), response.url());
+/// println!("{}", response.text().await?);
 /// # Ok(()) }
 /// ```
 #[cfg(feature = "reqwest")]
