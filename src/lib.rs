@@ -74,6 +74,19 @@
 //!     .service(client)
 //! ```
 //!
+//! # Clients
+//!
+//! Any `tower::Service<http::Request<B>>` works as it is (hyper-util's client, tower and axum
+//! stacks). Optional features adapt the rest:
+//!
+//! | feature | what |
+//! |---|---|
+//! | `reqwest`, `reqwest-0-12` | `ReqwestService`: a `reqwest::Client` (0.13, 0.12) as the service below the layer |
+//! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
+//! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
+//! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
+//! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
+//!
 //! # What the caller sees
 //!
 //! The final response carries an [`OperationInfo`] in its extensions (monitor, polls, elapsed
@@ -99,6 +112,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod azure;
+#[cfg(feature = "auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
+pub mod auth;
 mod body;
 mod clock;
 pub mod dialect;
@@ -112,10 +128,14 @@ mod google;
 mod info;
 mod layer;
 mod ledger;
+#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+mod middleware;
 mod options;
 mod original;
 pub mod progress;
 mod protocol;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
+mod reqwest_service;
 mod resume;
 mod service;
 #[cfg(feature = "sim")]
@@ -134,3 +154,13 @@ pub use options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling, Unknow
 pub use resume::ResumeToken;
 pub use service::LongRunning;
 pub use step::{Pending, Step, StepFuture};
+
+#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4")))
+)]
+pub use middleware::LongRunningMiddleware;
+#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "reqwest-0-12"))))]
+pub use reqwest_service::ReqwestService;

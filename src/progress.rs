@@ -3,7 +3,8 @@
 //! Two ways, both fed after every poll with the same [`Progress`]:
 //!
 //! - per request, a latest-value channel: insert the [`ProgressSender`] of [`channel`] into the
-//!   request's extensions and read the [`tokio::sync::watch::Receiver`]. A slow reader never
+//!   request's extensions and read the
+//!   [`watch::Receiver`](https://docs.rs/tokio/1/tokio/sync/watch/struct.Receiver.html). A slow reader never
 //!   slows polling and never makes memory grow: it only ever sees the latest update.
 //! - per layer, a hook for metrics: [`LongRunningLayer::on_poll`](crate::LongRunningLayer::on_poll).
 //!

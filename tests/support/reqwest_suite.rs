@@ -1,0 +1,274 @@
+//! The `ReqwestService` suite for one reqwest version (the parent module's `reqwest`). No
+//! request, token or service below is annotated with a body type: the concrete `reqwest::Body`
+//! makes every one of them infer.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
+use tower_lro::{
+    progress, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, Polling,
+    ReqwestService, ResumeToken,
+};
+
+use super::reqwest;
+use crate::support::{assert_sent_once, sim_trail};
+
+/// The hint every initial and "running" answer carries.
+const HINT: RetryAfter = RetryAfter::Millis(5);
+/// "Running" answers before the terminal one.
+const RUNNING: u32 = 2;
+/// Far more than an operation needs on a loaded machine, far less than a hung test.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+type Stack = LongRunning<ReqwestService<reqwest::Client>>;
+
+fn stack() -> Stack {
+    // No proxy from the environment between the test and 127.0.0.1.
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    ServiceBuilder::new()
+        .layer(LongRunningLayer::new().max_polls(10).timeout(DEADLINE))
+        .service(ReqwestService::new(client))
+}
+
+async fn simulator(scenario: Scenario) -> Simulator {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(scenario.retry_after(HINT).completes_after_polls(RUNNING));
+    sim
+}
+
+fn request(method: Method, url: &str, body: &'static str) -> http::Request<reqwest::Body> {
+    http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::from(body))
+        .unwrap()
+}
+
+/// Follows `method` on `path` to its end and returns the final response as reqwest's, its
+/// operation info, and the path and query of each request the simulator saw.
+async fn follow(
+    scenario: Scenario,
+    method: Method,
+    path: &str,
+) -> (reqwest::Response, OperationInfo, Vec<(Method, String)>) {
+    let sim = simulator(scenario).await;
+    let call = stack().oneshot(request(method.clone(), &sim.url(path), "{}"));
+    let response = tokio::time::timeout(DEADLINE + Duration::from_secs(1), call)
+        .await
+        .expect("the operation ends before its deadline")
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:?}"));
+    let info = response
+        .extensions()
+        .get::<OperationInfo>()
+        .cloned()
+        .unwrap();
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &method, path);
+    (reqwest::Response::from(response), info, trail)
+}
+
+fn polls(monitor: &str) -> Vec<(Method, String)> {
+    (0..=RUNNING)
+        .map(|_| (Method::GET, monitor.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn azure_async_operation() {
+    let path = "/vms/vm/start";
+    let (response, info, trail) = follow(
+        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation),
+        Method::POST,
+        path,
+    )
+    .await;
+    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.polls, RUNNING + 1);
+    assert_eq!(trail[1..], polls("/operations/1")[..]);
+    // A POST's last status response is final: its URL is the monitor's.
+    assert_eq!(response.url().path(), "/operations/1");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains(r#""status":"Succeeded""#));
+}
+
+#[tokio::test]
+async fn operation_location() {
+    let path = "/things/a";
+    let (response, info, trail) = follow(
+        Scenario::new(Method::PUT, path, MonitorKind::OperationLocation).resource_location(true),
+        Method::PUT,
+        path,
+    )
+    .await;
+    assert_eq!(info.monitor, MonitorKind::OperationLocation);
+    assert_eq!(
+        trail.last(),
+        Some(&(Method::GET, "/resources/1".to_owned()))
+    );
+    assert_eq!(response.url().path(), "/resources/1");
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains(r#""name":"resource-1""#));
+}
+
+#[tokio::test]
+async fn location() {
+    let path = "/accounts/a";
+    let (response, info, trail) = follow(
+        Scenario::new(Method::PUT, path, MonitorKind::Location),
+        Method::PUT,
+        path,
+    )
+    .await;
+    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(trail[1..], polls("/operations/1?monitor=true")[..]);
+    assert_eq!(response.url().query(), Some("monitor=true"));
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains(r#""name":"resource-1""#));
+}
+
+#[tokio::test]
+async fn resource() {
+    let path = "/things/r";
+    let (response, info, trail) = follow(
+        Scenario::new(Method::PUT, path, MonitorKind::Resource),
+        Method::PUT,
+        path,
+    )
+    .await;
+    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(trail[1..], polls(path)[..]);
+    assert_eq!(response.url().path(), path);
+    // The layer read this body to decide; reqwest still gets every byte.
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["properties"]["provisioningState"], "Succeeded");
+}
+
+#[tokio::test]
+async fn a_failed_operation_is_a_typed_error() {
+    let path = "/accounts/taken";
+    let sim = simulator(
+        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation).outcome(
+            Outcome::Failed {
+                code: "StorageAccountAlreadyTaken".into(),
+                message: "taken".into(),
+            },
+        ),
+    )
+    .await;
+    let err = stack()
+        .oneshot(request(Method::PUT, &sim.url(path), "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.code(), Some("StorageAccountAlreadyTaken"));
+    assert_eq!(sim.count(&Method::PUT, path), 1);
+}
+
+#[tokio::test]
+async fn an_accepted_operation_resumes_through_resume_and_into_request() {
+    let path = "/accounts/later";
+    let sim = simulator(Scenario::new(
+        Method::PUT,
+        path,
+        MonitorKind::AzureAsyncOperation,
+    ))
+    .await;
+    let mut accept = request(Method::PUT, &sim.url(path), "{}");
+    accept.extensions_mut().insert(Polling::AcceptOnly);
+    let accepted = stack().oneshot(accept).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    let token = accepted.extensions().get::<ResumeToken>().cloned().unwrap();
+
+    let resumed = stack().resume(token.clone()).await.unwrap();
+    assert_eq!(resumed.status(), StatusCode::OK);
+    // A PUT's final response is a GET of the original URI.
+    assert_eq!(reqwest::Response::from(resumed).url().path(), path);
+    assert_eq!(sim.count(&Method::PUT, path), 1);
+    assert_eq!(
+        sim.count(&Method::GET, "/operations/1"),
+        RUNNING as usize + 1
+    );
+
+    // The same token through `oneshot`: the operation has ended, so one poll says so.
+    let again = stack().oneshot(token.into_request()).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(sim.count(&Method::PUT, path), 1);
+    assert_eq!(
+        sim.count(&Method::GET, "/operations/1"),
+        RUNNING as usize + 2
+    );
+}
+
+#[tokio::test]
+async fn progress_is_reported_after_every_poll() {
+    let path = "/vms/vm/restart";
+    let sim = simulator(
+        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation).percent_complete(true),
+    )
+    .await;
+    let (sender, mut updates) = progress::channel();
+    let mut req = request(Method::POST, &sim.url(path), "");
+    req.extensions_mut().insert(sender);
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while updates.changed().await.is_ok() {
+            if let Some(p) = updates.borrow_and_update().as_ref() {
+                seen.push((p.operation.polls, p.finished));
+            }
+        }
+        seen
+    });
+    stack().oneshot(req).await.unwrap();
+    let seen = tokio::time::timeout(DEADLINE, watcher)
+        .await
+        .unwrap()
+        .unwrap();
+    // A latest-value channel may skip updates, never reorder them; the last one is final.
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(RUNNING + 1, true)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_response_that_starts_no_operation_keeps_its_url() {
+    let sim = Simulator::start().await.unwrap();
+    let response = stack()
+        .oneshot(request(Method::GET, &sim.url("/nothing/here?x=1"), ""))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(response.extensions().get::<OperationInfo>().is_none());
+    let url = response
+        .extensions()
+        .get::<reqwest::Url>()
+        .cloned()
+        .unwrap();
+    let response = reqwest::Response::from(response);
+    assert_eq!(*response.url(), url);
+    assert_eq!(response.url().as_str(), sim.url("/nothing/here?x=1"));
+}
+
+#[tokio::test]
+async fn a_uri_reqwest_cannot_send_is_its_builder_error() {
+    let err = stack()
+        .oneshot(request(Method::PUT, "/relative/only", "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(*err.kind(), ErrorKind::Service);
+    let source = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<reqwest::Error>())
+        .unwrap_or_else(|| panic!("a reqwest::Error inside {err:?}"));
+    assert!(source.is_builder(), "{source:?}");
+}
