@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
-use support::{client, reply, HttpClient, RawServer, Seen};
+use support::{client, cross_origin_operation, reply, HttpClient, RawServer, Seen};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::auth::{token_fn, AccessToken, BearerToken, BearerTokenLayer, TokenFn, TokenSource};
 use tower_lro::{BoxError, CredentialsWithheld, LongRunning, LongRunningLayer};
@@ -239,20 +239,7 @@ async fn requests_marked_credentials_withheld_are_never_signed() {
 
 #[tokio::test]
 async fn polls_to_another_origin_are_not_signed() {
-    let status = RawServer::start(|_, _| reply(200, &[], r#"{"status":"Succeeded"}"#)).await;
-    let monitor = status.url("/operations/1");
-    let origin = RawServer::start(move |n, _| match n {
-        0 => reply(
-            201,
-            &[
-                ("azure-asyncoperation", monitor.as_str()),
-                ("retry-after-ms", "1"),
-            ],
-            "{}",
-        ),
-        _ => reply(200, &[], r#"{"name":"a"}"#),
-    })
-    .await;
+    let (origin, status) = cross_origin_operation().await;
     let service = following(
         LongRunningLayer::new().allow_any_origin(),
         Numbered::lasting(HOUR),

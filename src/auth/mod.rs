@@ -151,8 +151,9 @@ impl<F> fmt::Debug for TokenFn<F> {
 }
 
 /// A tower `Layer` that signs each request with `Authorization: Bearer <token>` from a
-/// [`TokenSource`]; see the [module documentation](self) for where it goes and what it does on a
-/// `401`.
+/// [`TokenSource`], replacing any `Authorization` the request had (the value is marked sensitive,
+/// so `Debug` output of the headers hides it); see the [module documentation](self) for where it
+/// goes and what it does on a `401`.
 ///
 /// The services it makes share one token cache, as do clones of the layer.
 pub struct BearerTokenLayer<T> {

@@ -13,7 +13,7 @@ use tower_lro::{
 };
 
 use super::{reqwest, reqwest_middleware};
-use crate::support::{reply, sim_trail, RawServer};
+use crate::support::{cross_origin_operation, sim_trail};
 
 /// Far more than an operation needs on a loaded machine, far less than a hung test.
 pub(super) const DEADLINE: Duration = Duration::from_secs(30);
@@ -196,20 +196,7 @@ async fn a_token_in_the_extensions_resumes_the_operation() {
 
 #[tokio::test]
 async fn polls_to_another_origin_carry_credentials_withheld_down_the_chain() {
-    let status = RawServer::start(|_, _| reply(200, &[], r#"{"status":"Succeeded"}"#)).await;
-    let monitor = status.url("/operations/9");
-    let origin = RawServer::start(move |n, _| match n {
-        0 => reply(
-            201,
-            &[
-                ("azure-asyncoperation", monitor.as_str()),
-                ("retry-after-ms", "1"),
-            ],
-            "{}",
-        ),
-        _ => reply(200, &[], r#"{"name":"a"}"#),
-    })
-    .await;
+    let (origin, status) = cross_origin_operation().await;
     let (before, after) = (Recorder::default(), Recorder::default());
     let response = client(layer().allow_any_origin(), &before, &after)
         .put(origin.url("/things/a"))

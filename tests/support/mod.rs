@@ -461,6 +461,27 @@ impl http_body::Body for ChannelBody {
     }
 }
 
+/// An operation that leaves its origin: `origin` answers the first request `201` with an
+/// `Azure-AsyncOperation` monitor on `status` (and a 1 ms hint), and every later one `200`;
+/// `status` says `Succeeded`. Returns `(origin, status)`.
+pub async fn cross_origin_operation() -> (RawServer, RawServer) {
+    let status = RawServer::start(|_, _| reply(200, &[], r#"{"status":"Succeeded"}"#)).await;
+    let monitor = status.url("/operations/1");
+    let origin = RawServer::start(move |n, _| match n {
+        0 => reply(
+            201,
+            &[
+                ("azure-asyncoperation", monitor.as_str()),
+                ("retry-after-ms", "1"),
+            ],
+            "{}",
+        ),
+        _ => reply(200, &[], r#"{"name":"a"}"#),
+    })
+    .await;
+    (origin, status)
+}
+
 /// `(method, path and query)` of each request the raw server saw, in order.
 pub fn trail(seen: &[Seen]) -> Vec<(Method, String)> {
     seen.iter()

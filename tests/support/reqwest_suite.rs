@@ -47,14 +47,29 @@ fn request(method: Method, url: &str, body: &'static str) -> http::Request<reqwe
         .unwrap()
 }
 
-/// Follows `method` on `path` to its end and returns the final response as reqwest's, its
-/// operation info, and the path and query of each request the simulator saw.
-async fn follow(
-    scenario: Scenario,
+/// One operation, started by `method` on `path` and followed through `monitor`, and what
+/// following it must come to.
+struct Case<'a> {
     method: Method,
-    path: &str,
-) -> (reqwest::Response, OperationInfo, Vec<(Method, String)>) {
-    let sim = simulator(scenario).await;
+    path: &'a str,
+    monitor: MonitorKind,
+    /// The requests after the original one, as path and query.
+    then: &'a [&'a str],
+    /// The path and query of the URL the final response came from.
+    final_url: &'a str,
+    /// Text the final body contains.
+    body: &'a str,
+}
+
+/// Follows `case` to its end through reqwest, against a scenario `tune` adjusts, and checks it.
+async fn follows(case: Case<'_>, tune: fn(Scenario) -> Scenario) {
+    let Case {
+        method,
+        path,
+        monitor,
+        ..
+    } = &case;
+    let sim = simulator(tune(Scenario::new(method.clone(), *path, *monitor))).await;
     let call = stack().oneshot(request(method.clone(), &sim.url(path), "{}"));
     let response = tokio::time::timeout(DEADLINE + Duration::from_secs(1), call)
         .await
@@ -65,95 +80,83 @@ async fn follow(
         .get::<OperationInfo>()
         .cloned()
         .unwrap();
+    assert_eq!(info.monitor, *monitor);
+    assert_eq!(info.polls, RUNNING + 1);
     let trail = sim_trail(&sim.requests());
-    assert_sent_once(&trail, &method, path);
-    (reqwest::Response::from(response), info, trail)
+    assert_sent_once(&trail, method, path);
+    let then: Vec<_> = trail[1..].iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(then, case.then);
+
+    let response = reqwest::Response::from(response);
+    assert_eq!(response.status(), StatusCode::OK);
+    let url = response.url();
+    let path_and_query = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    assert_eq!(path_and_query, case.final_url);
+    // The layer may have read this body to decide; reqwest still gets every byte.
+    let body = response.text().await.unwrap();
+    assert!(body.contains(case.body), "{body}");
 }
 
-fn polls(monitor: &str) -> Vec<(Method, String)> {
-    (0..=RUNNING)
-        .map(|_| (Method::GET, monitor.to_owned()))
-        .collect()
+/// Three polls of `monitor`.
+const fn polls(monitor: &str) -> [&str; RUNNING as usize + 1] {
+    [monitor; RUNNING as usize + 1]
 }
 
 #[tokio::test]
 async fn azure_async_operation() {
-    let path = "/vms/vm/start";
-    let (response, info, trail) = follow(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation),
-        Method::POST,
-        path,
-    )
-    .await;
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
-    assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(trail[1..], polls("/operations/1")[..]);
-    // A POST's last status response is final: its URL is the monitor's.
-    assert_eq!(response.url().path(), "/operations/1");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response
-        .text()
-        .await
-        .unwrap()
-        .contains(r#""status":"Succeeded""#));
+    let case = Case {
+        method: Method::POST,
+        path: "/vms/vm/start",
+        monitor: MonitorKind::AzureAsyncOperation,
+        then: &polls("/operations/1"),
+        // A POST's last status response is final.
+        final_url: "/operations/1",
+        body: r#""status":"Succeeded""#,
+    };
+    follows(case, |s| s).await;
 }
 
 #[tokio::test]
 async fn operation_location() {
-    let path = "/things/a";
-    let (response, info, trail) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::OperationLocation).resource_location(true),
-        Method::PUT,
-        path,
-    )
-    .await;
-    assert_eq!(info.monitor, MonitorKind::OperationLocation);
-    assert_eq!(
-        trail.last(),
-        Some(&(Method::GET, "/resources/1".to_owned()))
-    );
-    assert_eq!(response.url().path(), "/resources/1");
-    assert!(response
-        .text()
-        .await
-        .unwrap()
-        .contains(r#""name":"resource-1""#));
+    let [a, b, c] = polls("/operations/1");
+    let case = Case {
+        method: Method::PUT,
+        path: "/things/a",
+        monitor: MonitorKind::OperationLocation,
+        then: &[a, b, c, "/resources/1"],
+        final_url: "/resources/1",
+        body: r#""name":"resource-1""#,
+    };
+    follows(case, |s| s.resource_location(true)).await;
 }
 
 #[tokio::test]
 async fn location() {
-    let path = "/accounts/a";
-    let (response, info, trail) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Location),
-        Method::PUT,
-        path,
-    )
-    .await;
-    assert_eq!(info.monitor, MonitorKind::Location);
-    assert_eq!(trail[1..], polls("/operations/1?monitor=true")[..]);
-    assert_eq!(response.url().query(), Some("monitor=true"));
-    assert!(response
-        .text()
-        .await
-        .unwrap()
-        .contains(r#""name":"resource-1""#));
+    let case = Case {
+        method: Method::PUT,
+        path: "/accounts/a",
+        monitor: MonitorKind::Location,
+        then: &polls("/operations/1?monitor=true"),
+        final_url: "/operations/1?monitor=true",
+        body: r#""name":"resource-1""#,
+    };
+    follows(case, |s| s).await;
 }
 
 #[tokio::test]
 async fn resource() {
-    let path = "/things/r";
-    let (response, info, trail) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Resource),
-        Method::PUT,
-        path,
-    )
-    .await;
-    assert_eq!(info.monitor, MonitorKind::Resource);
-    assert_eq!(trail[1..], polls(path)[..]);
-    assert_eq!(response.url().path(), path);
-    // The layer read this body to decide; reqwest still gets every byte.
-    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    assert_eq!(body["properties"]["provisioningState"], "Succeeded");
+    let case = Case {
+        method: Method::PUT,
+        path: "/things/r",
+        monitor: MonitorKind::Resource,
+        then: &polls("/things/r"),
+        final_url: "/things/r",
+        body: r#""provisioningState":"Succeeded""#,
+    };
+    follows(case, |s| s).await;
 }
 
 #[tokio::test]
