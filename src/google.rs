@@ -261,15 +261,17 @@ impl<'de> Visitor<'de> for OperationVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Operation::default();
+        // Proto3 JSON reads `null` as a member's default: `done: null` is `false`, and an
+        // `error: null` beside a `response` is no error.
+        let present = |raw: &'de RawValue| Some(raw).filter(|raw| raw.get() != "null");
         while let Some(key) = map.next_key::<Text<'de>>()? {
             match &*key.0 {
                 "name" => out.name = Some(text(map.next_value()?)),
-                "done" => out.done = Some(map.next_value()?),
-                "error" => out.error = Some(map.next_value()?),
-                "metadata" => out.metadata = Some(map.next_value()?),
+                "done" => out.done = present(map.next_value()?),
+                "error" => out.error = present(map.next_value()?),
+                "metadata" => out.metadata = present(map.next_value()?),
                 "response" => {
-                    map.next_value::<IgnoredAny>()?;
-                    out.has_response = true;
+                    out.has_response = map.next_value::<Option<IgnoredAny>>()?.is_some();
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -511,6 +513,19 @@ mod tests {
                 "canceled CANCELLED/1/stop",
             ),
             (r#"{"done":true,"response":{}}"#, "malformed"),
+            (
+                r#"{"name":"operations/1","done":true,"error":null,"response":{}}"#,
+                "done",
+            ),
+            (
+                r#"{"name":"operations/1","done":true,"error":{"code":5},"response":null}"#,
+                "failed FAILED/5/-",
+            ),
+            (r#"{"name":"operations/1","done":null}"#, "running"),
+            (
+                r#"{"name":"operations/1","done":true,"response":null}"#,
+                "malformed",
+            ),
             (r#"{"name":"operations/1","done":1}"#, "malformed"),
             (r#"{"name":"operations/1","done":true}"#, "malformed"),
             ("", "malformed"),
