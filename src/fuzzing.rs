@@ -64,7 +64,7 @@ pub fn monitor_url(
     reference: &[u8],
     any_origin: bool,
 ) -> Result<(Uri, bool), (bool, String)> {
-    if let Some(uri) = url::admit_plain(original, reference) {
+    if let Some(uri) = url::admit_plain(original, None, reference) {
         return Ok((uri, false));
     }
     monitor_url_full(original, reference, any_origin)
@@ -93,7 +93,7 @@ pub fn monitor_url_full(
 
 /// The plain path alone: `Some` only for references it is sure about.
 pub fn monitor_url_plain(original: &Uri, reference: &[u8]) -> Option<Uri> {
-    url::admit_plain(original, reference)
+    url::admit_plain(original, None, reference)
 }
 
 /// Which monitor an initial response names, if any (`None` also for "read the body first").

@@ -107,8 +107,8 @@ impl Original {
         named_by: Option<&Uri>,
         policy: &OriginPolicy,
     ) -> Result<Uri, Error> {
-        // An absolute URL on the original's own origin needs no parser (the common case).
-        if let Some(uri) = url::admit_plain(&self.uri, reference) {
+        // A URL on the original's own origin needs no parser (the common case).
+        if let Some(uri) = url::admit_plain(&self.uri, named_by, reference) {
             return Ok(uri);
         }
         let base = match self.base.take() {

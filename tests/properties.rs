@@ -591,6 +591,12 @@ fn same_origin_reference() -> impl Strategy<Value = (Uri, Vec<u8>)> {
     })
 }
 
+/// Path-absolute references (and `//authority` ones) with tails of the same classes.
+fn path_reference() -> impl Strategy<Value = (Uri, Vec<u8>)> {
+    (original(), "/[a-zA-Z0-9._~!$&'()*+,;=:@/?%#\\\\ \\-]{0,40}")
+        .prop_map(|(original, path)| (original, path.into_bytes()))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1024))]
 
@@ -598,7 +604,11 @@ proptest! {
     /// the full path, and takes the common same-origin references.
     #[test]
     fn the_plain_monitor_url_path_agrees_with_the_full_one(
-        (original, reference) in prop_oneof![same_origin_reference(), (original(), reference())]
+        (original, reference) in prop_oneof![
+            same_origin_reference(),
+            path_reference(),
+            (original(), reference()),
+        ]
     ) {
         if let Some(plain) = fuzzing::monitor_url_plain(&original, &reference) {
             let full = fuzzing::monitor_url_full(&original, &reference, false);

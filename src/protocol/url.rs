@@ -199,31 +199,39 @@ pub(crate) fn resolve(base: &Uri, reference: &str) -> Option<String> {
     base.join(reference.trim()).ok().map(String::from)
 }
 
-/// The common case without the `url` crate: `reference` is an absolute URL on exactly the
-/// original's `scheme://authority`, followed by a path (and query) made only of characters no URL
-/// parser rewrites, without dot segments, and with an `api-version` whenever the original had
-/// one. For such a reference [`Base::admit`] would return the same URI, same-origin; for any
-/// other, this returns `None` and the caller takes the full path.
-pub(crate) fn admit_plain(original: &Uri, reference: &[u8]) -> Option<Uri> {
+/// The common case without the `url` crate. `reference` is either an absolute URL on exactly the
+/// original's `scheme://authority`, or a path-absolute reference (`/x`, not `//x`) named by the
+/// original or by a URI on that same origin; either way followed by a path (and query) made only
+/// of characters no URL parser rewrites, without dot segments, and with an `api-version` whenever
+/// the original had one. The original's authority must be one the full parser serialises as it
+/// is written. For such a reference [`Base::admit`] would return the same URI, same-origin; for
+/// any other, this returns `None` and the caller takes the full path.
+pub(crate) fn admit_plain(original: &Uri, named_by: Option<&Uri>, reference: &[u8]) -> Option<Uri> {
     let scheme = original
         .scheme_str()
         .filter(|s| matches!(*s, "http" | "https"))?;
     let authority = original.authority()?.as_str();
-    // Userinfo, upper case and spelled-out default ports are normalised by the full parser.
-    if authority
-        .bytes()
-        .any(|b| b == b'@' || b.is_ascii_uppercase())
-        || matches!(
-            (scheme, original.port_u16()),
-            ("http", Some(80)) | ("https", Some(443))
-        )
-    {
+    if !is_canonical_authority(scheme, authority) {
         return None;
     }
-    let rest = reference
-        .strip_prefix(scheme.as_bytes())?
-        .strip_prefix(b"://")?
-        .strip_prefix(authority.as_bytes())?;
+    let relative = reference.starts_with(b"/");
+    let rest = if relative {
+        // `//host/x` names another authority; a relative reference resolves against the URI that
+        // named it, which must be on the original's origin for the result to be.
+        let same_origin = named_by.is_none_or(|uri| {
+            uri.scheme_str() == Some(scheme)
+                && uri.authority().map(|a| a.as_str()) == Some(authority)
+        });
+        if reference.starts_with(b"//") || !same_origin {
+            return None;
+        }
+        reference
+    } else {
+        reference
+            .strip_prefix(scheme.as_bytes())?
+            .strip_prefix(b"://")?
+            .strip_prefix(authority.as_bytes())?
+    };
     // A '/' right after the authority: `https://host.evil` never passes for `https://host`.
     if rest.first() != Some(&b'/')
         || !rest
@@ -253,7 +261,57 @@ pub(crate) fn admit_plain(original: &Uri, reference: &[u8]) -> Option<Uri> {
     if original_has && !query.is_some_and(has_api_version) {
         return None;
     }
-    Uri::try_from(reference).ok()
+    if relative {
+        let mut absolute = Vec::with_capacity(scheme.len() + 3 + authority.len() + rest.len());
+        absolute.extend_from_slice(scheme.as_bytes());
+        absolute.extend_from_slice(b"://");
+        absolute.extend_from_slice(authority.as_bytes());
+        absolute.extend_from_slice(rest);
+        Uri::from_maybe_shared(absolute).ok()
+    } else {
+        Uri::try_from(reference).ok()
+    }
+}
+
+/// Whether the WHATWG URL parser writes `authority` back byte for byte: a lower-case DNS name of
+/// letters, digits and hyphens (no IDNA label), or a dotted-quad IPv4 address without leading
+/// zeros, and a port that is not the scheme's default, has no leading zero, and is not empty.
+/// Userinfo, IPv6 literals, shorthand or hexadecimal IPv4 (`127.1`, `0x7f.0.0.1`) and anything
+/// else are normalised by the parser, so they take the full path.
+fn is_canonical_authority(scheme: &str, authority: &str) -> bool {
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|port| {
+        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        let default = matches!((scheme, port), ("http", "80") | ("https", "443"));
+        digits && !port.starts_with('0') && !default
+    });
+    let labels = || host.split('.');
+    let dns_label = |label: &str| {
+        !label.is_empty()
+            && !label.starts_with("xn--")
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    let octet = |label: &str| {
+        !label.is_empty()
+            && label.bytes().all(|b| b.is_ascii_digit())
+            && (label == "0" || !label.starts_with('0'))
+            && label.parse::<u8>().is_ok()
+    };
+    // The parser reads a host whose last label is a number (decimal, or `0x…`) as IPv4.
+    let numeric_last = labels()
+        .next_back()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"));
+    let host_ok = if numeric_last {
+        labels().count() == 4 && labels().all(octet)
+    } else {
+        labels().all(dns_label)
+    };
+    port_ok && host_ok
 }
 
 /// Bytes that no URL parser percent-encodes or rewrites in the path or query of an http(s) URL
@@ -508,6 +566,12 @@ mod tests {
             "https://Management.example/a?api-version=1",
             "https://management.example:443/a",
             "http://u@127.0.0.1/a",
+            "http://127.1:8080/a",
+            "http://0x7f.0.0.1:8080/a",
+            "http://127.000.0.1:8080/a",
+            "http://[0:0::1]:8080/a",
+            "http://xn--bcher-kva.example/a",
+            "http://management.example:08080/a",
         ];
         let references = [
             "https://management.example/operations/1?api-version=2016-01-01",
@@ -528,29 +592,89 @@ mod tests {
             "http://127.0.0.1:80800/ops/1",
             "http://127.0.0.1:8080\\ops",
             "http://127.0.0.1:8080/ops/1 ",
-            "/ops/1",
+            "http://127.1:8080/ops/1",
+            "http://[0:0::1]:8080/ops/1",
             "HTTP://127.0.0.1:8080/ops/1",
+            "/ops/1",
+            "/ops/1?api-version=2016-01-01",
+            "/v1/operations/op-1:cancel",
+            "//evil.example/ops/1",
+            "/a/../b",
+            "/a b",
+            "/a\\b",
+            "ops/1",
         ];
+        let elsewhere: Uri = "http://elsewhere.example/ops".parse().unwrap();
         let mut plain_hits = 0;
         for original in originals {
             let original_uri: Uri = original.parse().unwrap();
-            for reference in references {
-                let Some(plain) = admit_plain(&original_uri, reference.as_bytes()) else {
-                    continue;
-                };
-                plain_hits += 1;
-                let full = Base::new(&original_uri).unwrap().admit(
-                    reference.as_bytes(),
-                    None,
-                    &OriginPolicy::SameOrigin,
-                );
-                assert_eq!(
-                    full.map(|a| (a.uri, a.cross_origin)),
-                    Ok((plain, false)),
-                    "{original} + {reference}"
-                );
+            for named_by in [None, Some(&original_uri), Some(&elsewhere)] {
+                for reference in references {
+                    let Some(plain) = admit_plain(&original_uri, named_by, reference.as_bytes())
+                    else {
+                        continue;
+                    };
+                    plain_hits += 1;
+                    let full = Base::new(&original_uri).unwrap().admit(
+                        reference.as_bytes(),
+                        named_by,
+                        &OriginPolicy::Any,
+                    );
+                    assert_eq!(
+                        full.map(|a| (a.uri, a.cross_origin)),
+                        Ok((plain, false)),
+                        "{original} + {reference} named by {named_by:?}"
+                    );
+                }
             }
         }
-        assert_eq!(plain_hits, 5, "the common cases take the plain path");
+        assert_eq!(plain_hits, 23, "the common cases take the plain path");
+    }
+
+    #[test]
+    fn the_plain_path_takes_paths_on_the_original_origin() {
+        let original: Uri = "http://127.0.0.1:8080/v1/projects/p/things:run"
+            .parse()
+            .unwrap();
+        let plain = admit_plain(&original, None, b"/v1/operations/op-1").unwrap();
+        assert_eq!(plain, "http://127.0.0.1:8080/v1/operations/op-1");
+        let other: Uri = "http://elsewhere.example/x".parse().unwrap();
+        assert_eq!(
+            admit_plain(&original, Some(&other), b"/v1/operations/op-1"),
+            None
+        );
+        assert_eq!(admit_plain(&original, None, b"//elsewhere.example/x"), None);
+    }
+
+    #[test]
+    fn only_authorities_the_parser_keeps_as_written_are_canonical() {
+        for (scheme, authority, canonical) in [
+            ("http", "127.0.0.1:8080", true),
+            ("http", "management.example", true),
+            ("https", "a-b.c9.example:8443", true),
+            ("http", "0.0.0.0", true),
+            ("http", "127.1", false),
+            ("http", "1.2.3.4.", false),
+            ("http", "256.0.0.1", false),
+            ("http", "01.2.3.4", false),
+            ("http", "0x7f.0.0.1", false),
+            ("http", "host.", false),
+            ("http", "Host", false),
+            ("http", "xn--bcher-kva.example", false),
+            ("http", "[::1]:8080", false),
+            ("http", "u@host", false),
+            ("http", "host:80", false),
+            ("https", "host:443", false),
+            ("http", "host:443", true),
+            ("http", "host:", false),
+            ("http", "host:08080", false),
+            ("http", "a..b", false),
+        ] {
+            assert_eq!(
+                is_canonical_authority(scheme, authority),
+                canonical,
+                "{scheme}://{authority}"
+            );
+        }
     }
 }
