@@ -5,12 +5,14 @@
 //! For each client, operations with 2 and with 10 "running" answers are run; the difference
 //! divided by 8 is the cost of one poll, the rest is the per-operation cost. The hand-written loop
 //! over the same inner service sends the same requests, so "layer − hand" is what the layer itself
-//! allocates.
+//! allocates; the guarded loop (`common::guarded_operation`) sends them too, with the layer's
+//! guarantees (timeouts, bounded bodies, serde_json parsing, the origin check).
 //!
 //! `cargo bench --bench allocations`; `… -- --profile CLIENT [N]` runs one client in a loop (N
 //! "running" answers per operation, default 10) for `valgrind --tool=callgrind`, where CLIENT is
-//! `layer-mem` or `hand-mem` (in memory), or `layer-http` or `hand-http` (loopback
-//! Azure-AsyncOperation POST; append `-location` or `-resource` for the other kinds).
+//! `layer-mem` or `hand-mem` (in memory), or `layer-http`, `guarded-http` or `hand-http`
+//! (loopback Azure-AsyncOperation POST; append `-location`, `-resource` or `-google` for the
+//! other kinds).
 
 mod common;
 
@@ -104,6 +106,8 @@ fn runtime() -> Runtime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
     Layer,
+    /// The hand-written loop with the layer's guarantees (loopback only).
+    Guarded,
     Hand,
 }
 
@@ -123,6 +127,7 @@ fn mem_ops(rt: &Runtime, client: Client, running: u32, ops: u64) {
                 Client::Hand => {
                     common::hand_mem_operation(service.clone(), MemScript::request(0)).await
                 }
+                Client::Guarded => panic!("the guarded loop runs over loopback only"),
             };
             std::hint::black_box(body);
         }
@@ -132,7 +137,7 @@ fn mem_ops(rt: &Runtime, client: Client, running: u32, ops: u64) {
 struct Http {
     rt: Runtime,
     base: String,
-    stack: common::HttpStack,
+    layers: common::Layers,
     client: common::HttpClient,
     next_id: u64,
     _server: LeanServer,
@@ -142,11 +147,11 @@ impl Http {
     fn new() -> Http {
         let rt = runtime();
         let server = LeanServer::start();
-        let (stack, client) = rt.block_on(async { (common::stack(), common::client()) });
+        let (layers, client) = rt.block_on(async { (common::Layers::new(), common::client()) });
         Http {
             base: server.base(),
             rt,
-            stack,
+            layers,
             client,
             next_id: 0,
             _server: server,
@@ -157,7 +162,7 @@ impl Http {
         let Http {
             rt,
             base,
-            stack,
+            layers,
             client: http,
             next_id,
             ..
@@ -167,7 +172,10 @@ impl Http {
                 *next_id += 1;
                 let request = common::original(base, kind, running, *next_id);
                 let body = match client {
-                    Client::Layer => common::layer_operation(&mut *stack, request).await,
+                    Client::Layer => layers.operation(kind, request).await,
+                    Client::Guarded => common::guarded_operation(http, request, kind)
+                        .await
+                        .expect("the guarded loop's operation succeeds"),
                     Client::Hand => common::hand_operation(http, request, kind).await,
                 };
                 std::hint::black_box(body);
@@ -193,33 +201,31 @@ fn profile(mode: &str, running: u32) {
     match mode {
         "layer-mem" => mem_ops(&runtime(), Client::Layer, running, 2_000),
         "hand-mem" => mem_ops(&runtime(), Client::Hand, running, 2_000),
-        _ if mode.starts_with("layer-http") || mode.starts_with("hand-http") => {
-            let client = if mode.starts_with("layer") {
-                Client::Layer
-            } else {
-                Client::Hand
-            };
-            let kind = if mode.ends_with("-location") {
-                Kind::Location
-            } else if mode.ends_with("-resource") {
-                Kind::Resource
-            } else {
-                Kind::AsyncOperation
-            };
-            let mut http = Http::new();
-            http.ops(client, kind, running, 300);
-        }
+        _ if mode.starts_with("layer-http") => profile_http(Client::Layer, mode, running),
+        _ if mode.starts_with("guarded-http") => profile_http(Client::Guarded, mode, running),
+        _ if mode.starts_with("hand-http") => profile_http(Client::Hand, mode, running),
         other => panic!("unknown profile mode {other}"),
     }
 }
 
-/// Prints the layer's row, the hand loop's, and their difference.
-fn print_pair(label: &str, mut measure: impl FnMut(Client) -> (f64, f64, f64)) {
+fn profile_http(client: Client, mode: &str, running: u32) {
+    let mut http = Http::new();
+    http.ops(client, Kind::from_suffix(mode), running, 300);
+}
+
+/// Prints the layer's row, the guarded loop's (loopback), the hand loop's, and layer − hand.
+fn print_pair(label: &str, guarded: bool, mut measure: impl FnMut(Client) -> (f64, f64, f64)) {
     let row = |name: &str, (a, b, c): (f64, f64, f64)| {
         println!("{name:<34} {a:>14.2} {b:>14.1} {c:>16.2}")
     };
     let layer = measure(Client::Layer);
     row(&format!("{label}, {:?}", Client::Layer), layer);
+    if guarded {
+        row(
+            &format!("{label}, {:?}", Client::Guarded),
+            measure(Client::Guarded),
+        );
+    }
     let hand = measure(Client::Hand);
     row(&format!("{label}, {:?}", Client::Hand), hand);
     row(
@@ -244,12 +250,12 @@ fn main() {
         "client", "allocs/poll", "bytes/poll", "allocs/op fixed"
     );
     let rt = runtime();
-    print_pair("in-memory aao-post", |client| {
+    print_pair("in-memory aao-post", false, |client| {
         per_poll(|running| mem_ops(&rt, client, running, OPS))
     });
     let mut http = Http::new();
     for kind in Kind::ALL {
-        print_pair(&format!("loopback {}", kind.name()), |client| {
+        print_pair(&format!("loopback {}", kind.name()), true, |client| {
             per_poll(|running| http.ops(client, kind, running, OPS))
         });
     }

@@ -1,18 +1,22 @@
 //! Bench 1: the layer's overhead against the limit, over real loopback HTTP.
 //!
-//! Client A is `LongRunningLayer` over a hyper-util legacy client; client B is a hand-written
-//! polling loop over the same client type that sends exactly the same requests and parses only
-//! what tells it to stop. Both run on one current-thread runtime on the bench's main thread (the
-//! client's connection tasks too); the lean loopback server runs on its own thread. Each
-//! operation is one of three kinds (Azure-AsyncOperation POST, Location PUT, resource PUT) with
+//! Client A is `LongRunningLayer` over a hyper-util legacy client. Two hand-written polling loops
+//! over the same client type send exactly the same requests: the guarded loop gives the layer's
+//! guarantees (a `tokio::time::timeout` on every request, bounded bodies, every status body parsed
+//! by serde_json, the monitor URL's origin checked, `Retry-After` obeyed), which makes it the
+//! honest limit; client B, the minimal loop, parses only what tells it to stop. All run on one
+//! current-thread runtime on the bench's main thread (the client's connection tasks too); the
+//! lean loopback server runs on its own thread. Each operation is one of four kinds
+//! (Azure-AsyncOperation POST, Location PUT, resource PUT, Google operation POST) with
 //! `Retry-After: 0` and 5 polls.
 //!
 //! Two measurements, one process:
-//! 1. criterion groups `overhead/<kind>` with `layer` and `hand` side by side (wall time per
-//!    operation);
-//! 2. an interleaved A/B loop (ABBA order, batches of operations) that reports the median ratio
-//!    A/B of wall time, of the client thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) and of the
-//!    process's CPU time (server included), and checks A and B sent the same number of requests.
+//! 1. criterion groups `overhead/<kind>` with `layer`, `guarded` and `hand` side by side (wall
+//!    time per operation);
+//! 2. an interleaved loop (the order reversed every round, batches of operations) that reports
+//!    the median ratio of each client to the guarded loop and to the minimal one, of wall time,
+//!    of the client thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) and of the process's CPU time
+//!    (server included), and checks every client sent the same number of requests.
 //!
 //! Then it prints the requests the layer sends for every simulator scenario kind next to the
 //! protocol minimum (asserted exactly in `tests/request_minimum.rs`).
@@ -23,13 +27,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{hand_operation, layer_operation, original, Kind, LeanServer};
+use common::{guarded_operation, hand_operation, original, Kind, LeanServer};
 use criterion::{Criterion, Throughput};
 use http::Method;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::MonitorKind;
 
 /// "Running" answers before "Succeeded": 5 polls per operation.
 const RUNNING: u32 = 4;
@@ -43,7 +47,9 @@ enum Which {
     Layer,
     /// The layer with `poll_timeout(None)`: no timer armed per request (a diagnostic).
     LayerNoPollTimeout,
-    /// The hand-written loop.
+    /// The hand-written loop with the layer's guarantees.
+    Guarded,
+    /// The minimal hand-written loop.
     Hand,
 }
 
@@ -52,6 +58,7 @@ impl Which {
         match self {
             Which::Layer => "layer",
             Which::LayerNoPollTimeout => "layer_no_poll_timeout",
+            Which::Guarded => "guarded",
             Which::Hand => "hand",
         }
     }
@@ -61,8 +68,8 @@ struct Clients {
     rt: Runtime,
     server: LeanServer,
     base: String,
-    stack: common::HttpStack,
-    untimed: common::HttpStack,
+    layers: common::Layers,
+    untimed: common::Layers,
     client: common::HttpClient,
     next_id: u64,
 }
@@ -76,17 +83,18 @@ impl Clients {
         let server = LeanServer::start();
         let base = server.base();
         // Both clients are built inside the runtime, as a user's would be.
-        let (stack, untimed, client) = rt.block_on(async {
-            let untimed = tower::ServiceBuilder::new()
-                .layer(LongRunningLayer::new().poll_timeout(None))
-                .service(common::client());
-            (common::stack(), untimed, common::client())
+        let (layers, untimed, client) = rt.block_on(async {
+            (
+                common::Layers::new(),
+                common::Layers::untimed(),
+                common::client(),
+            )
         });
         Clients {
             rt,
             server,
             base,
-            stack,
+            layers,
             untimed,
             client,
             next_id: 0,
@@ -98,7 +106,7 @@ impl Clients {
         let Clients {
             rt,
             base,
-            stack,
+            layers,
             untimed,
             client,
             next_id,
@@ -109,8 +117,11 @@ impl Clients {
                 *next_id += 1;
                 let request = original(base, kind, RUNNING, *next_id);
                 let body = match which {
-                    Which::Layer => layer_operation(&mut *stack, request).await,
-                    Which::LayerNoPollTimeout => layer_operation(&mut *untimed, request).await,
+                    Which::Layer => layers.operation(kind, request).await,
+                    Which::LayerNoPollTimeout => untimed.operation(kind, request).await,
+                    Which::Guarded => guarded_operation(client, request, kind)
+                        .await
+                        .expect("the guarded loop's operation succeeds"),
                     Which::Hand => hand_operation(client, request, kind).await,
                 };
                 std::hint::black_box(body);
@@ -123,7 +134,7 @@ fn criterion_groups(c: &mut Criterion, clients: &mut Clients) {
     for kind in Kind::ALL {
         let mut group = c.benchmark_group(format!("overhead/{}", kind.name()));
         group.throughput(Throughput::Elements(1));
-        for which in [Which::Layer, Which::Hand] {
+        for which in [Which::Layer, Which::Guarded, Which::Hand] {
             group.bench_function(which.name(), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -161,7 +172,14 @@ fn per_op(d: Duration) -> f64 {
 }
 
 fn interleaved(clients: &mut Clients) {
-    const CLIENTS: [Which; 3] = [Which::Layer, Which::LayerNoPollTimeout, Which::Hand];
+    const CLIENTS: [Which; 4] = [
+        Which::Layer,
+        Which::LayerNoPollTimeout,
+        Which::Guarded,
+        Which::Hand,
+    ];
+    const GUARDED: usize = 2;
+    const HAND: usize = 3;
     println!();
     println!(
         "overhead, interleaved ({ROUNDS} rounds x {BATCH} operations per client, order reversed \
@@ -169,12 +187,22 @@ fn interleaved(clients: &mut Clients) {
         RUNNING + 1
     );
     println!(
-        "{:<14} {:<22} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6}",
-        "kind", "client", "wall", "thrCPU", "prcCPU", "wall", "thrCPU", "prcCPU", "req/op"
+        "{:<13} {:<22} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} | {:>6}",
+        "kind",
+        "client",
+        "wall",
+        "thrCPU",
+        "prcCPU",
+        "wall",
+        "thrCPU",
+        "prcCPU",
+        "wall",
+        "thrCPU",
+        "req/op"
     );
     println!(
-        "{:<14} {:<22} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} |",
-        "", "", "us/op", "us/op", "us/op", "/hand", "/hand", "/hand"
+        "{:<13} {:<22} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} |",
+        "", "", "us/op", "us/op", "us/op", "/guard", "/guard", "/guard", "/hand", "/hand"
     );
     for kind in Kind::ALL {
         // Warm up every client (connections, allocator, caches).
@@ -191,43 +219,45 @@ fn interleaved(clients: &mut Clients) {
                 samples[i].push(measure(clients, CLIENTS[i], kind));
             }
         }
-        let hand = CLIENTS.len() - 1;
         for (i, which) in CLIENTS.iter().enumerate() {
             let total = |f: fn(&Sample) -> Duration| -> f64 {
                 per_op(samples[i].iter().map(f).sum::<Duration>() / ROUNDS as u32)
             };
-            let ratio = |f: fn(&Sample) -> Duration| -> f64 {
+            let ratio = |to: usize, f: fn(&Sample) -> Duration| -> f64 {
                 let mut ratios: Vec<f64> = samples[i]
                     .iter()
-                    .zip(&samples[hand])
+                    .zip(&samples[to])
                     .map(|(a, b)| f(a).as_secs_f64() / f(b).as_secs_f64())
                     .collect();
                 common::median(&mut ratios)
             };
-            for (a, b) in samples[i].iter().zip(&samples[hand]) {
+            for (a, b) in samples[i].iter().zip(&samples[HAND]) {
                 assert_eq!(
                     a.requests, b.requests,
-                    "{which:?} and the hand-written loop must send the same requests ({kind:?})"
+                    "{which:?} and the minimal loop must send the same requests ({kind:?})"
                 );
             }
             let requests: u64 = samples[i].iter().map(|s| s.requests).sum();
             println!(
-                "{:<14} {:<22} {:>9.1} {:>9.1} {:>9.1} | {:>9.3} {:>9.3} {:>9.3} | {:>6}",
+                "{:<13} {:<22} {:>7.1} {:>7.1} {:>7.1} | {:>7.3} {:>7.3} {:>7.3} | {:>7.3} {:>7.3} | {:>6}",
                 kind.name(),
                 which.name(),
                 total(|s| s.wall),
                 total(|s| s.thread),
                 total(|s| s.process),
-                ratio(|s| s.wall),
-                ratio(|s| s.thread),
-                ratio(|s| s.process),
+                ratio(GUARDED, |s| s.wall),
+                ratio(GUARDED, |s| s.thread),
+                ratio(GUARDED, |s| s.process),
+                ratio(HAND, |s| s.wall),
+                ratio(HAND, |s| s.thread),
                 requests as f64 / (BATCH * ROUNDS as u64) as f64,
             );
         }
     }
     println!(
-        "(ratios: median over rounds of client/hand; thrCPU = the client thread, which runs the \
-         client, its connections and the layer; prcCPU adds the server thread)"
+        "(ratios: median over rounds of client/guarded and client/hand; thrCPU = the client \
+         thread, which runs the client, its connections and the layer; prcCPU adds the server \
+         thread)"
     );
 }
 

@@ -1,5 +1,6 @@
-//! Shared by the benches: a lean loopback LRO server, the hand-written polling loop the layer is
-//! compared with, an in-memory inner service, and CPU / memory probes.
+//! Shared by the benches: a lean loopback LRO server, the two hand-written polling loops the layer
+//! is compared with (a minimal one, and one with the layer's guarantees), an in-memory inner
+//! service, and CPU / memory probes.
 #![allow(dead_code, unreachable_pub)] // each bench uses its own subset
 
 use std::collections::HashMap;
@@ -12,17 +13,19 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
-use tower_lro::{LongRunning, LongRunningLayer};
+use tower_lro::{Google, LongRunning, LongRunningLayer};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub type HttpStack = LongRunning<HttpClient>;
+pub type GoogleStack = LongRunning<HttpClient, Google>;
 
 const AAO: HeaderName = HeaderName::from_static("azure-asyncoperation");
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -40,7 +43,45 @@ pub fn stack() -> HttpStack {
         .service(client())
 }
 
-/// The three monitor kinds of the issue, as the lean server scripts them.
+/// The layer for each dialect the lean server speaks, with the same settings.
+pub struct Layers {
+    pub azure: HttpStack,
+    pub google: GoogleStack,
+}
+
+impl Layers {
+    /// Both layers with their defaults, over [`client`]s.
+    pub fn new() -> Layers {
+        Layers {
+            azure: stack(),
+            google: tower::ServiceBuilder::new()
+                .layer(LongRunningLayer::with_dialect(Google::new()))
+                .service(client()),
+        }
+    }
+
+    /// Both layers with `poll_timeout(None)`: no timer armed per request (a diagnostic).
+    pub fn untimed() -> Layers {
+        Layers {
+            azure: tower::ServiceBuilder::new()
+                .layer(LongRunningLayer::new().poll_timeout(None))
+                .service(client()),
+            google: tower::ServiceBuilder::new()
+                .layer(LongRunningLayer::with_dialect(Google::new()).poll_timeout(None))
+                .service(client()),
+        }
+    }
+
+    /// One operation of `kind` through the layer of its dialect, its final body read.
+    pub async fn operation(&mut self, kind: Kind, request: Request<Full<Bytes>>) -> Bytes {
+        match kind {
+            Kind::Google => layer_operation(&mut self.google, request).await,
+            _ => layer_operation(&mut self.azure, request).await,
+        }
+    }
+}
+
+/// The monitor kinds the lean server scripts: Azure's three, and a Google operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `POST` → `202` + `Azure-AsyncOperation`; the last status response is final.
@@ -49,16 +90,38 @@ pub enum Kind {
     Location,
     /// `PUT` → `201` + `provisioningState`; the resource is polled until terminal.
     Resource,
+    /// `POST /v1/…` → `200` + a Google `Operation`; `/v1/{name}` is polled until `done`, and the
+    /// last status response is final.
+    Google,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::AsyncOperation, Kind::Location, Kind::Resource];
+    pub const ALL: [Kind; 4] = [
+        Kind::AsyncOperation,
+        Kind::Location,
+        Kind::Resource,
+        Kind::Google,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::AsyncOperation => "aao-post",
             Kind::Location => "location-put",
             Kind::Resource => "resource-put",
+            Kind::Google => "google-post",
+        }
+    }
+
+    /// The kind a bench's `--profile` mode names by its suffix (none: Azure-AsyncOperation).
+    pub fn from_suffix(mode: &str) -> Kind {
+        if mode.ends_with("-location") {
+            Kind::Location
+        } else if mode.ends_with("-resource") {
+            Kind::Resource
+        } else if mode.ends_with("-google") {
+            Kind::Google
+        } else {
+            Kind::AsyncOperation
         }
     }
 
@@ -67,12 +130,13 @@ impl Kind {
             Kind::AsyncOperation => "aao",
             Kind::Location => "loc",
             Kind::Resource => "res",
+            Kind::Google => "v1/goo",
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Kind::AsyncOperation => Method::POST,
+            Kind::AsyncOperation | Kind::Google => Method::POST,
             Kind::Location | Kind::Resource => Method::PUT,
         }
     }
@@ -159,7 +223,241 @@ pub async fn hand_operation(
             }
             body
         }
+        Kind::Google => {
+            let body = read(initial).await;
+            let monitor = google_monitor(&uri, name_in(&body));
+            loop {
+                let reply = client.request(get(monitor.clone())).await.expect("a poll");
+                let body = read(reply).await;
+                if contains(&body, br#""done":true"#) {
+                    return body;
+                }
+            }
+        }
     }
+}
+
+/// The bytes of the first `"name":"…"` string of a body (no escapes: the lean server's names have
+/// none).
+fn name_in(body: &[u8]) -> &[u8] {
+    let key = br#""name":""#;
+    let start = body
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("a name")
+        + key.len();
+    let len = body[start..]
+        .iter()
+        .position(|&b| b == b'"')
+        .expect("a closed name");
+    &body[start..start + len]
+}
+
+/// `{origin}/v1/{name}` of an operation started by `original`.
+fn google_monitor(original: &Uri, name: &[u8]) -> Uri {
+    let mut path = b"/v1/".to_vec();
+    path.extend_from_slice(name);
+    let mut parts = original.clone().into_parts();
+    parts.path_and_query =
+        Some(http::uri::PathAndQuery::from_maybe_shared(Bytes::from(path)).expect("a valid path"));
+    Uri::from_parts(parts).expect("a valid monitor URL")
+}
+
+/// Why the guarded loop stopped without a final response. The benches expect none; each variant
+/// is a check the layer makes too, so the loop pays for it.
+#[derive(Debug)]
+pub enum Stopped {
+    /// A request or its body did not finish within the poll timeout.
+    TimedOut,
+    /// The connection failed.
+    Transport(String),
+    /// A body was larger than the status-body limit, or broke.
+    Body,
+    /// A status body was not the JSON it must be.
+    Malformed(serde_json::Error),
+    /// The monitor URL is missing, not a URL, or on another origin.
+    Monitor,
+    /// The operation failed, was canceled, or answered an unexpected status code.
+    Failed(StatusCode),
+    /// More polls than the layer's default limit.
+    TooManyPolls,
+}
+
+/// A status body of Azure-AsyncOperation / Operation-Location.
+#[derive(Deserialize)]
+struct AzureStatus<'a> {
+    #[serde(borrow)]
+    status: std::borrow::Cow<'a, str>,
+}
+
+/// A resource body's `properties.provisioningState`.
+#[derive(Deserialize)]
+struct AzureResource<'a> {
+    #[serde(borrow, default)]
+    properties: Option<AzureProperties<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AzureProperties<'a> {
+    #[serde(borrow, rename = "provisioningState")]
+    provisioning_state: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// A Google `Operation`, as much of it as says whether and how it ended.
+#[derive(Deserialize)]
+struct GoogleOperation<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    done: bool,
+    #[serde(borrow, default)]
+    error: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Azure's terminal states (case-insensitive), and whether each is a success.
+fn azure_terminal(state: &str) -> Option<bool> {
+    if state.eq_ignore_ascii_case("Succeeded") {
+        Some(true)
+    } else if state.eq_ignore_ascii_case("Failed") || state.eq_ignore_ascii_case("Canceled") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// One request with the layer's guarantees: its response and whole body within the poll
+/// timeout, the body within the status-body limit, and the `Retry-After` it asks for (seconds).
+async fn guarded_request(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> Result<(http::response::Parts, Bytes, Option<u64>), Stopped> {
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| Stopped::Transport(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, LongRunningLayer::DEFAULT_MAX_STATUS_BODY)
+            .collect()
+            .await
+            .map_err(|_| Stopped::Body)?
+            .to_bytes();
+        Ok((parts, body))
+    };
+    let (parts, body) = tokio::time::timeout(LongRunningLayer::DEFAULT_POLL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Stopped::TimedOut)??;
+    let retry_after = parts
+        .headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    Ok((parts, body, retry_after))
+}
+
+/// Waits what the server asked for (nothing for `Retry-After: 0`, as the layer).
+async fn wait(retry_after: Option<u64>) {
+    match retry_after {
+        Some(0) => {}
+        Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
+        None => tokio::time::sleep(LongRunningLayer::DEFAULT_INITIAL_DELAY).await,
+    }
+}
+
+/// The monitor URL in `header`: absolute, on the original request's origin.
+fn same_origin_monitor(
+    original: &Uri,
+    parts: &http::response::Parts,
+    header: &HeaderName,
+) -> Result<Uri, Stopped> {
+    let value = parts.headers.get(header).ok_or(Stopped::Monitor)?;
+    let uri = Uri::try_from(value.as_bytes()).map_err(|_| Stopped::Monitor)?;
+    if uri.scheme() == original.scheme() && uri.authority() == original.authority() {
+        Ok(uri)
+    } else {
+        Err(Stopped::Monitor)
+    }
+}
+
+/// Client C: the hand-written loop with the guarantees the layer gives, and no more: the original
+/// request sent once, a `tokio::time::timeout` around every request and its body, every body
+/// bounded, every status body parsed as JSON by serde_json into the fields that decide, terminal
+/// failures told apart from success, the monitor URL checked to be on the original origin,
+/// `Retry-After` obeyed, and the polls bounded by the layer's default limit. It sends exactly the
+/// requests the minimal loop sends, so "layer / guarded" is the cost of the layer itself: its
+/// generality (any dialect, every Azure rule), tokens, progress and tracing.
+pub async fn guarded_operation(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    kind: Kind,
+) -> Result<Bytes, Stopped> {
+    let original = request.uri().clone();
+    let (initial, body, mut retry_after) = guarded_request(client, request).await?;
+    let monitor = match kind {
+        Kind::AsyncOperation => same_origin_monitor(&original, &initial, &AAO)?,
+        Kind::Location => same_origin_monitor(&original, &initial, &LOCATION)?,
+        Kind::Resource => {
+            let resource: AzureResource<'_> =
+                serde_json::from_slice(&body).map_err(Stopped::Malformed)?;
+            let state = resource.properties.and_then(|p| p.provisioning_state);
+            match state.as_deref().and_then(azure_terminal) {
+                Some(true) => return Ok(body),
+                Some(false) => return Err(Stopped::Failed(initial.status)),
+                None => original.clone(),
+            }
+        }
+        Kind::Google => {
+            let operation: GoogleOperation<'_> =
+                serde_json::from_slice(&body).map_err(Stopped::Malformed)?;
+            if operation.done {
+                return Ok(body);
+            }
+            google_monitor(&original, operation.name.as_bytes())
+        }
+    };
+    for _ in 0..LongRunningLayer::DEFAULT_MAX_POLLS {
+        wait(retry_after).await;
+        let (parts, body, hint) = guarded_request(client, get(monitor.clone())).await?;
+        retry_after = hint;
+        let succeeded = match kind {
+            Kind::AsyncOperation => {
+                if parts.status != StatusCode::OK {
+                    return Err(Stopped::Failed(parts.status));
+                }
+                let status: AzureStatus<'_> =
+                    serde_json::from_slice(&body).map_err(Stopped::Malformed)?;
+                azure_terminal(&status.status)
+            }
+            Kind::Location => match parts.status {
+                StatusCode::ACCEPTED => None,
+                StatusCode::OK | StatusCode::CREATED | StatusCode::NO_CONTENT => Some(true),
+                other => return Err(Stopped::Failed(other)),
+            },
+            Kind::Resource => {
+                if parts.status != StatusCode::OK {
+                    return Err(Stopped::Failed(parts.status));
+                }
+                let resource: AzureResource<'_> =
+                    serde_json::from_slice(&body).map_err(Stopped::Malformed)?;
+                let state = resource.properties.and_then(|p| p.provisioning_state);
+                state.as_deref().and_then(azure_terminal)
+            }
+            Kind::Google => {
+                if parts.status != StatusCode::OK {
+                    return Err(Stopped::Failed(parts.status));
+                }
+                let operation: GoogleOperation<'_> =
+                    serde_json::from_slice(&body).map_err(Stopped::Malformed)?;
+                operation.done.then_some(operation.error.is_none())
+            }
+        };
+        match succeeded {
+            Some(true) => return Ok(body),
+            Some(false) => return Err(Stopped::Failed(parts.status)),
+            None => {}
+        }
+    }
+    Err(Stopped::TooManyPolls)
 }
 
 /// Client A: the operation through any service (the layer's stack, by value or `&mut`), its final
@@ -181,7 +479,7 @@ where
     read(response).await
 }
 
-/// A loopback HTTP/1.1 server scripting the three kinds with `Retry-After: 0`, on its own thread
+/// A loopback HTTP/1.1 server scripting the four kinds with `Retry-After: 0`, on its own thread
 /// and current-thread runtime (so its CPU time is not the client thread's). It keeps only a
 /// counter per operation, and counts requests: much leaner than the simulator, whose request log
 /// and instance table make every round trip dearer and so would dilute the ratio being measured.
@@ -316,7 +614,15 @@ impl Script {
         let path = req.uri().path();
         let mut segments = path.trim_start_matches('/').split('/');
         let (first, second, third) = (segments.next(), segments.next(), segments.next());
+        let fourth = segments.next();
         let id = |s: Option<&str>| s.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let operation = |id: u64, done: bool| {
+            if done {
+                format!(r#"{{"name":"operations/{id}","done":true,"response":{{"name":"r"}}}}"#)
+            } else {
+                format!(r#"{{"name":"operations/{id}","done":false}}"#)
+            }
+        };
         let resource = |state: &str| {
             format!(
                 r#"{{"id":"{path}","name":"r","properties":{{"provisioningState":"{state}"}}}}"#
@@ -350,6 +656,24 @@ impl Script {
                 } else {
                     reply(StatusCode::OK, resource("Succeeded"))
                 }
+            }
+            (&Method::GET, Some("v1")) => {
+                let id = id(third);
+                let done = !self.advance(id);
+                let response = reply(StatusCode::OK, operation(id, done));
+                if done {
+                    response
+                } else {
+                    running(response)
+                }
+            }
+            (&Method::POST, Some("v1")) => {
+                let (polls, op) = (id(third) as u32, id(fourth));
+                self.remaining
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(op, polls);
+                running(reply(StatusCode::OK, operation(op, false)))
             }
             (_, Some(kind)) => {
                 let polls = id(second) as u32;
