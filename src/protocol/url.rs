@@ -233,11 +233,7 @@ pub(crate) fn admit_plain(original: &Uri, named_by: Option<&Uri>, reference: &[u
             .strip_prefix(authority.as_bytes())?
     };
     // A '/' right after the authority: `https://host.evil` never passes for `https://host`.
-    if rest.first() != Some(&b'/')
-        || !rest
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || PLAIN.contains(&b))
-    {
+    if rest.first() != Some(&b'/') || !rest.iter().all(|&b| PLAIN[usize::from(b)]) {
         return None;
     }
     let (path, query) = match rest.iter().position(|&b| b == b'?') {
@@ -279,45 +275,62 @@ pub(crate) fn admit_plain(original: &Uri, named_by: Option<&Uri>, reference: &[u
 /// Userinfo, IPv6 literals, shorthand or hexadecimal IPv4 (`127.1`, `0x7f.0.0.1`) and anything
 /// else are normalised by the parser, so they take the full path.
 fn is_canonical_authority(scheme: &str, authority: &str) -> bool {
-    let (host, port) = match authority.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (authority, None),
+    // Byte by byte, in one pass over each part: this runs once per operation, on its poll path.
+    let bytes = authority.as_bytes();
+    let (host, port) = match bytes.iter().position(|&b| b == b':') {
+        Some(at) => (&bytes[..at], Some(&bytes[at + 1..])),
+        None => (bytes, None),
     };
     let port_ok = port.is_none_or(|port| {
-        let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-        let default = matches!((scheme, port), ("http", "80") | ("https", "443"));
-        digits && !port.starts_with('0') && !default
+        let default = matches!((scheme, port), ("http", b"80") | ("https", b"443"));
+        matches!(port.first(), Some(b'1'..=b'9')) && port.iter().all(u8::is_ascii_digit) && !default
     });
-    let labels = || host.split('.');
-    let dns_label = |label: &str| {
-        !label.is_empty()
-            && !label.starts_with("xn--")
+    let (mut labels, mut all_dns, mut all_octets, mut numeric_last) = (0, true, true, false);
+    for label in host.split(|&b| b == b'.') {
+        labels += 1;
+        all_dns &= !label.is_empty()
+            && !label.starts_with(b"xn--")
             && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    };
-    let octet = |label: &str| {
-        !label.is_empty()
-            && label.bytes().all(|b| b.is_ascii_digit())
-            && (label == "0" || !label.starts_with('0'))
-            && label.parse::<u8>().is_ok()
-    };
-    // The parser reads a host whose last label is a number (decimal, or `0x…`) as IPv4.
-    let numeric_last = labels()
-        .next_back()
-        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x"));
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let digits = label.iter().all(u8::is_ascii_digit);
+        all_octets &= !label.is_empty()
+            && digits
+            && (label == b"0" || label[0] != b'0')
+            && label.len() <= 3
+            && label
+                .iter()
+                .fold(0u16, |n, &b| n * 10 + u16::from(b - b'0'))
+                <= 255;
+        // The parser reads a host whose last label is a number (decimal, or `0x…`) as IPv4.
+        numeric_last = digits || label.starts_with(b"0x");
+    }
     let host_ok = if numeric_last {
-        labels().count() == 4 && labels().all(octet)
+        labels == 4 && all_octets
     } else {
-        labels().all(dns_label)
+        all_dns
     };
     port_ok && host_ok
 }
 
-/// Bytes that no URL parser percent-encodes or rewrites in the path or query of an http(s) URL
-/// (besides ASCII letters and digits). `%`, `'`, `\`, `#`, spaces and controls are left to the
-/// full parser.
-const PLAIN: &[u8] = b"-._~!$&()*+,;=:@/?";
+/// The bytes that no URL parser percent-encodes or rewrites in the path or query of an http(s)
+/// URL: ASCII letters and digits and `-._~!$&()*+,;=:@/?`. `%`, `'`, `\`, `#`, spaces and
+/// controls are left to the full parser. A table, since every byte of a monitor URL is looked up.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric();
+        byte += 1;
+    }
+    let punctuation = b"-._~!$&()*+,;=:@/?";
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
