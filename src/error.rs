@@ -202,9 +202,9 @@ impl Error {
         self
     }
 
-    /// What went wrong.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.inner.kind
+    /// What went wrong. [`ErrorKind`] is `Copy`: compare it, match on it, keep it.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
     }
 
     /// The HTTP status of the response that ended the operation, when a response did (a bound

@@ -509,7 +509,7 @@ mod tests {
         assert_eq!(resumption.monitor, token_monitor());
         assert_eq!(resumption.polls, 3);
         let refused = token.resumption(&Google::new()).unwrap_err();
-        assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(refused.kind(), ErrorKind::InvalidResumeToken);
         assert!(
             refused.to_string().contains("\"azure\" dialect"),
             "{refused}"
@@ -526,7 +526,7 @@ mod tests {
             ),
         ] {
             let err = ResumeToken::from_json(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -582,7 +582,7 @@ mod tests {
             ),
         ] {
             let err = ResumeToken::from_json(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -593,7 +593,7 @@ mod tests {
         // A dialect of the user's: its state is checked only by its own layer.
         let token = ResumeToken::from_json(&v.to_string()).unwrap();
         let err = token.resumption(&Azure::new()).unwrap_err();
-        assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
         assert!(err.to_string().contains("x-job-status"), "{err}");
     }
 

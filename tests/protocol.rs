@@ -206,7 +206,7 @@ async fn initial_201_with_failed_provisioning_state_is_a_failed_error_without_po
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(err.message(), Some("out of cores"));
@@ -234,7 +234,7 @@ async fn initial_200_with_top_level_canceled_state_is_a_canceled_error_without_p
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert_eq!(err.status(), Some(StatusCode::OK));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PATCH, "/things/a");
@@ -932,7 +932,7 @@ async fn a_server_that_says_poll_now_forever_is_stopped_by_max_polls() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 5);
     assert_eq!(op.status.as_deref(), Some("InProgress"));
@@ -960,7 +960,7 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     // Polls at 17, 34 and 51 s; the next one (68 s) would be past the deadline, so it ends at 51 s.
     assert_eq!(started.elapsed(), secs(51));
     assert_eq!(err.operation().unwrap().polls, 3);
@@ -1010,7 +1010,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
         let op = match (&result, error) {
             (Ok(response), None) => info(response),
             (Err(err), Some(kind)) => {
-                assert_eq!(*err.kind(), kind, "{spelling}");
+                assert_eq!(err.kind(), kind, "{spelling}");
                 err.operation().unwrap().clone()
             }
             _ => panic!("{spelling}: {result:?}"),
@@ -1081,7 +1081,7 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.operation().unwrap().percent_complete, Some(75.5));
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
@@ -1109,7 +1109,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(
@@ -1142,7 +1142,7 @@ async fn failed_status_without_error_code_takes_the_code_from_x_ms_error_code() 
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("DiskFull"));
     assert_eq!(err.message(), Some("disk full"));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
@@ -1180,7 +1180,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("OperationCanceled"));
     assert_eq!(err.message(), Some("the operation was canceled"));
@@ -1364,7 +1364,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), kind);
+        assert_eq!(err.kind(), kind);
         assert_eq!(err.code(), Some(code));
         assert_eq!(err.status(), Some(StatusCode::OK));
         let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
@@ -1665,7 +1665,7 @@ async fn a_transient_status_that_outlasts_the_retries_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(
         err.operation().unwrap().polls,
@@ -1724,7 +1724,7 @@ async fn assert_malformed_status(code: u16, body: &'static str) -> Error {
     let (result, server) =
         status_monitor(move |_| json(code, &[("x-ms-request-id", "m1")], body)).await;
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
+    assert_eq!(err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
     assert_eq!(err.headers().unwrap()["x-ms-request-id"], "m1");
     let op = err.operation().expect("the monitor was known");
@@ -1802,7 +1802,7 @@ async fn unparseable_monitor_header_is_invalid_monitor_url() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
+        assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
         assert!(err.operation().is_none(), "no monitor was ever known");
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::POST, "/things/a/run");
@@ -1816,7 +1816,7 @@ async fn unparseable_moved_monitor_in_a_poll_is_invalid_monitor_url_with_the_ope
         status_monitor(|_| json(200, &[("azure-asyncoperation", "http://[::1")], RUNNING)).await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl);
+    assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 1);
     assert_eq!(op.monitor_url.path(), "/ops/1");
@@ -1834,7 +1834,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
             status_monitor(move |_| json(code, &[("x-ms-request-id", "p1")], &answer)).await;
 
         let err = result.unwrap_err();
-        assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus, "{code}");
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{code}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
         assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
@@ -1868,7 +1868,7 @@ async fn not_found_on_the_final_get_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
     let op = err.operation().unwrap();

@@ -188,7 +188,7 @@ async fn an_unreadable_json_initial_body_is_malformed_status_with_every_byte() {
             )
             .await
             .expect_err(&format!("{method} {status} {content_type:?} {body:?}"));
-        assert_eq!(err.kind(), &ErrorKind::MalformedStatus, "{body:?}");
+        assert_eq!(err.kind(), ErrorKind::MalformedStatus, "{body:?}");
         assert_eq!(err.status(), Some(StatusCode::from_u16(*status).unwrap()));
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "req-1");
         assert_eq!(
@@ -283,7 +283,7 @@ async fn a_failed_status_with_a_huge_numeric_code_keeps_failed_and_its_message()
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(
         err.code(),
         Some("1e999"),
@@ -304,7 +304,7 @@ async fn optional_members_past_f64_in_an_initial_body_do_not_hide_its_state() {
         .send(LongRunningLayer::new(), request(Method::PUT, "/accounts/a"))
         .await
         .expect_err("a Failed state is never an Ok 200");
-    assert_eq!(err.kind(), &ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("1e999"));
     assert_eq!(err.status(), Some(StatusCode::OK));
     assert_eq!(err.body().map(|b| &b[..]), Some(failed.as_bytes()));
@@ -318,7 +318,7 @@ async fn optional_members_past_f64_in_an_initial_body_do_not_hide_its_state() {
         .unwrap_err();
     assert_eq!(
         (err.kind(), err.message()),
-        (&ErrorKind::Failed, Some("quota"))
+        (ErrorKind::Failed, Some("quota"))
     );
 
     // Still running inline: followed as a resource, whatever the odd numbers beside the state.
@@ -364,7 +364,7 @@ async fn optional_members_past_f64_in_an_initial_body_do_not_hide_its_state() {
         .send(LongRunningLayer::new(), request(Method::PUT, "/accounts/a"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!((err.code(), err.message()), (Some("1e999"), Some("disk")));
 }
 
@@ -397,7 +397,7 @@ async fn a_client_error_from_a_location_monitor_is_failed_with_the_services_deta
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(
         err.code(),
@@ -481,7 +481,7 @@ async fn client_errors_from_location_and_resource_monitors_take_every_envelope()
             .await
             .unwrap_err();
         let case = format!("{monitor} {status} {body}");
-        assert_eq!(err.kind(), &ErrorKind::Failed, "{case}");
+        assert_eq!(err.kind(), ErrorKind::Failed, "{case}");
         assert_eq!((err.code(), err.message()), (code, message), "{case}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(status));
         assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()), "{case}");
@@ -523,7 +523,7 @@ async fn unexpected_statuses_carry_the_services_details_and_a_token() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert!(!err.is_operation_error());
     assert_eq!(
         (err.code(), err.message()),
@@ -541,7 +541,7 @@ async fn unexpected_statuses_carry_the_services_details_and_a_token() {
         .send(LongRunningLayer::new(), request(Method::PUT, "/accounts/a"))
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.code(), Some("AuthorizationFailed"));
     assert!(
         err.resume_token().is_some(),
@@ -567,7 +567,7 @@ async fn the_last_transient_failure_keeps_its_details() {
             )
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus, "{monitor}");
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{monitor}");
         assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(
             (err.code(), err.message()),
@@ -701,7 +701,7 @@ async fn a_service_errors_display_names_the_root_cause() {
         .body(Full::default())
         .unwrap();
     let err = service.oneshot(req).await.unwrap_err();
-    assert_eq!(err.kind(), &ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     let text = err.to_string();
     assert!(text.starts_with("inner service error: "), "{text}");
     assert!(text.contains("tcp connect error"), "{text}");
