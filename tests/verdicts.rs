@@ -679,38 +679,3 @@ async fn a_resumed_token_never_repeats_content_or_if_headers() {
     assert!(!seen[0].headers.contains_key("if-range"));
     assert_eq!(seen[0].headers["x-ms-client-request-id"], "abc");
 }
-
-// ---------------------------------------------------------------------------------------------
-// Errors that say what happened.
-
-/// An inner service error's `Display` names its root cause, through a real client on the real
-/// clock (nothing listens on the port: the refusal is immediate).
-#[tokio::test]
-async fn a_service_errors_display_names_the_root_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let service = ServiceBuilder::new()
-        .layer(LongRunningLayer::new())
-        .service(client);
-    let req = Request::put(format!("http://127.0.0.1:{port}/accounts/a"))
-        .body(Full::default())
-        .unwrap();
-    let err = service.oneshot(req).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Service);
-    let text = err.to_string();
-    assert!(text.starts_with("inner service error: "), "{text}");
-    assert!(text.contains("tcp connect error"), "{text}");
-    assert!(text.to_lowercase().contains("connection refused"), "{text}");
-    let source = std::error::Error::source(&err).unwrap();
-    assert!(
-        source
-            .downcast_ref::<hyper_util::client::legacy::Error>()
-            .is_some_and(|e| e.is_connect()),
-        "the source is still the client's own error"
-    );
-}
