@@ -503,7 +503,7 @@ impl<S, D: Dialect> Operation<S, D> {
         if matches!(ledger.target, Target::Cancel) {
             return Next::Finish(Err(error));
         }
-        self.on_transient(ledger, None, || error, None)
+        self.on_transient(ledger, None, |_| error, None)
     }
 
     /// Waits for the next request, draining `drain` meanwhile.

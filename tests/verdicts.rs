@@ -12,6 +12,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tower_lro::dialect::{
+    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+};
 use tower_lro::{
     Error, ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, Polling, ResumeToken,
 };
@@ -59,9 +62,9 @@ impl Script {
     }
 
     /// Sends `req` through the layer over this script.
-    async fn send(
+    async fn send<D: Dialect>(
         &self,
-        layer: LongRunningLayer,
+        layer: LongRunningLayer<D>,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Bytes>, Error> {
         let script = self.clone();
@@ -582,6 +585,115 @@ async fn the_last_transient_failure_keeps_its_details() {
             operation(&err).polls,
             3,
             "{monitor}: the first try and two retries"
+        );
+    }
+}
+
+/// A dialect of its own: `202` + `x-job` starts an operation; a poll's `200` body is one word
+/// (`running`, `transient`, `unexpected`, `fetch`), `503` is transient and `418` unexpected. Its
+/// `error_detail` says `FromTheDialect`, whatever the answer holds.
+#[derive(Debug, Clone)]
+struct OwnDetail;
+
+impl Dialect for OwnDetail {
+    type Monitor = ();
+
+    fn name(&self) -> &'static str {
+        "own-detail"
+    }
+
+    fn kind(&self, _: &()) -> MonitorKind {
+        MonitorKind::Other("own-detail")
+    }
+
+    fn start<'a>(&self, _: &RequestHead<'_>, res: &'a http::response::Parts) -> Start<'a, ()> {
+        match res.headers.get("x-job") {
+            Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
+            _ => Start::NotLongRunning,
+        }
+    }
+
+    fn start_with_body<'a>(
+        &self,
+        _: &RequestHead<'_>,
+        _: &'a http::response::Parts,
+        _: &'a [u8],
+        _: &mut Observer<'_>,
+    ) -> Opening<'a, ()> {
+        Opening::Final
+    }
+
+    fn poll<'a>(&self, _: &(), res: &'a http::response::Parts) -> Reply<'a> {
+        match res.status.as_u16() {
+            200 => Reply::ReadBody,
+            503 => Reply::Verdict(Verdict::Transient),
+            _ => Reply::Verdict(Verdict::Unexpected),
+        }
+    }
+
+    fn verdict<'a>(
+        &self,
+        _: &mut (),
+        _: &RequestHead<'_>,
+        _: &'a http::response::Parts,
+        body: &'a [u8],
+        _: &mut Observer<'_>,
+    ) -> Verdict<'a> {
+        match body.split(|&b| b == b' ').next() {
+            Some(b"transient") => Verdict::Transient,
+            Some(b"unexpected") => Verdict::Unexpected,
+            Some(b"fetch") => Verdict::Fetch(PollAt::FromOriginal(b"/result"[..].into())),
+            _ => Verdict::Running { moved: None },
+        }
+    }
+
+    fn error_detail<'a>(&self, _: &'a HeaderMap, _: Option<&'a [u8]>) -> Outcome<'a> {
+        Outcome::default().with_detail(Some("FromTheDialect".into()), Some("own reading".into()))
+    }
+}
+
+/// Every error an answer ends the operation with takes its code and message from the dialect's
+/// `error_detail`, never from Azure's envelope or header (both present in every answer here):
+/// a transient failure that outlasts the retries, judged by the head or by the body, an
+/// unexpected answer, judged either way, and a final GET that stays transient.
+#[tokio::test(start_paused = true)]
+async fn every_ending_answer_is_detailed_by_the_dialect() {
+    const AZURE: &str = r#" {"error":{"code":"AzureEnvelope","message":"azure's reading"}}"#;
+    let header = ("x-ms-error-code", "AzureHeader");
+    #[rustfmt::skip]
+    let cases: &[(&str, u16, &str, u16)] = &[
+        // (case, poll status, poll body's first word, the error's status)
+        ("transient head, exhausted", 503, "", 503),
+        ("transient body, exhausted", 200, "transient", 200),
+        ("unexpected head", 418, "", 418),
+        ("unexpected body", 200, "unexpected", 200),
+        ("final GET transient, exhausted", 200, "fetch", 503),
+    ];
+    for &(case, status, word, expected) in cases {
+        let script = Script::new(move |n, seen| {
+            if n == 0 {
+                return reply(202, &[("x-job", "/jobs/1")], "");
+            }
+            if seen.uri.path() == "/result" {
+                return reply(503, &[JSON, header], &format!("busy{AZURE}"));
+            }
+            reply(status, &[JSON, header], &format!("{word}{AZURE}"))
+        });
+        let layer = LongRunningLayer::with_dialect(OwnDetail).max_transient_retries(2);
+        let err = script
+            .send(layer, request(Method::POST, "/jobs"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{case}: {err:?}");
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(expected), "{case}");
+        assert_eq!(
+            (err.code(), err.message()),
+            (Some("FromTheDialect"), Some("own reading")),
+            "{case}: {err:?}"
+        );
+        assert!(
+            err.body().is_some_and(|b| b.ends_with(AZURE.as_bytes())),
+            "{case}: the answer's body is kept: {err:?}"
         );
     }
 }
