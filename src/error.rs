@@ -200,12 +200,11 @@ impl Error {
         self
     }
 
-    /// The service's code and message from what it said about the operation.
+    /// The service's code and message from what it said about the operation. A code or message
+    /// that is empty or all whitespace (a dialect's own reading may give one) is absent.
     pub(crate) fn with_outcome(self, outcome: crate::dialect::Outcome<'_>) -> Error {
-        self.with_detail(
-            outcome.code.map(std::borrow::Cow::into_owned),
-            outcome.message.map(std::borrow::Cow::into_owned),
-        )
+        let owned = |text| crate::protocol::json::detail_text(text).map(Cow::into_owned);
+        self.with_detail(owned(outcome.code), owned(outcome.message))
     }
 
     pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {
@@ -243,13 +242,14 @@ impl Error {
     }
 
     /// The service's error code: `error.code` of the status body (a number kept as its text), or
-    /// of an error answer's envelope, else the `x-ms-error-code` header.
+    /// of an error answer's envelope, else the `x-ms-error-code` header. Never empty: an empty
+    /// or all-whitespace code is no code (and leaves the header to speak).
     pub fn code(&self) -> Option<&str> {
         self.inner.code.as_deref()
     }
 
     /// The service's error message: `error.message` of the status body, or of an error answer's
-    /// envelope.
+    /// envelope. Never empty or all whitespace.
     pub fn message(&self) -> Option<&str> {
         self.inner.message.as_deref()
     }

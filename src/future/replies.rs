@@ -2,6 +2,7 @@
 //! with the answer, or retry within the bounds.
 
 use super::*;
+use crate::protocol::json::detail_text;
 
 impl<S, D: Dialect> Operation<S, D> {
     /// An answer arrived: the dialect judges it by what was asked.
@@ -425,6 +426,9 @@ impl<S, D: Dialect> Operation<S, D> {
         body: Option<Bytes>,
     ) -> Error {
         let Answer { kind, mut outcome } = answer;
+        // A blank code or message says nothing: the dialect's reading of the answer may.
+        outcome.code = detail_text(outcome.code.take());
+        outcome.message = detail_text(outcome.message.take());
         if outcome.code.is_none() && outcome.message.is_none() {
             let detail = self
                 .dialect
