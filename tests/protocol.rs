@@ -1165,6 +1165,59 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
 
+/// An empty or blank `error.code` (or message) says nothing: the `x-ms-error-code` header's code
+/// is the error's, in a `Failed` or `Canceled` status and in an initial `200`/`201` whose
+/// `provisioningState` is `Failed`; `code()` and `message()` are never `Some("")`.
+#[tokio::test(start_paused = true)]
+async fn an_empty_error_code_leaves_x_ms_error_code_to_speak() {
+    let header = ("x-ms-error-code", "FromHeader");
+    for (body, kind) in [
+        (
+            r#"{"status":"Failed","error":{"code":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Failed","error":{"code":"  ","message":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Canceled","error":{"code":"","message":"stopped"}}"#,
+            ErrorKind::Canceled,
+        ),
+    ] {
+        let (result, server) = status_monitor(move |_| json(200, &[header], body)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), kind, "{body}");
+        assert_eq!(err.code(), Some("FromHeader"), "{body}");
+        assert_ne!(err.message(), Some(""), "{body}");
+        assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+        assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+    }
+    let body = r#"{"properties":{"provisioningState":"Failed"},"error":{"code":"","message":"out of cores"}}"#;
+    for status in [200u16, 201] {
+        let server = RawServer::start(move |_, _| json(status, &[header], body)).await;
+        let err = send(
+            LongRunningLayer::new(),
+            request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Failed, "{status}");
+        assert_eq!(
+            (err.code(), err.message()),
+            (Some("FromHeader"), Some("out of cores")),
+            "{status}"
+        );
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::PUT, "/things/a");
+        assert_eq!(trail.len(), 1, "{status}: settled by the initial body");
+    }
+    // Without the header, an empty code is no code at all.
+    let (result, _) =
+        status_monitor(|_| json(200, &[], r#"{"status":"Failed","error":{"code":""}}"#)).await;
+    assert_eq!(result.unwrap_err().code(), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn canceled_status_is_a_typed_canceled_error() {
     let sim = support::simulator().await;
