@@ -84,10 +84,7 @@ async fn a_refused_connection_is_named_once_at_the_root_of_the_chain() {
     let err = service.oneshot(req).await.unwrap_err();
 
     assert_eq!(err.kind(), ErrorKind::Service, "{err:?}");
-    assert!(
-        err.to_string().starts_with("inner service error"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("inner service error"), "{err}");
     // The source is the client's own error, for downcasting.
     assert!(
         err.source()
@@ -158,7 +155,11 @@ async fn a_failing_poll_keeps_its_causes_in_the_chain() {
         .unwrap_err();
 
     assert_eq!(err.kind(), ErrorKind::Service, "{err:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1 + 3, "the poll and its two retries");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1 + 3,
+        "the poll and its two retries"
+    );
     assert!(err.operation().is_some(), "the operation had started");
     assert!(err.resume_token().is_some(), "it may still be running");
     assert!(

@@ -578,7 +578,10 @@ mod tests {
             (Some("503"), None)
         );
         let body = br#"{"error":{"code":0,"message":" ","status":" "}}"#;
-        assert_eq!(google.error_detail(&headers, Some(body)), Outcome::default());
+        assert_eq!(
+            google.error_detail(&headers, Some(body)),
+            Outcome::default()
+        );
         assert_eq!(
             google.error_detail(&headers, Some(b"<html>")),
             Outcome::default()

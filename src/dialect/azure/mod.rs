@@ -453,7 +453,13 @@ mod tests {
         let head = Head::new(Method::PUT, URI);
         let plain = parts(200, &[("content-type", "application/json")]);
         let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
-        let coded = parts(200, &[("content-type", "application/json"), ("x-ms-error-code", "FromHeader")]);
+        let coded = parts(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("x-ms-error-code", "FromHeader"),
+            ],
+        );
         let created = parts(201, &[("x-ms-error-code", "FromHeader")]);
         #[rustfmt::skip]
         let rows: &[(&response::Parts, &str, &str)] = &[
