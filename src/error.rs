@@ -46,7 +46,8 @@ pub enum ErrorKind {
     /// `LongRunningLayer::poll_timeout` more times in a row than the layer retries.
     TimedOut,
     /// The inner service failed; [`std::error::Error::source`] is its error, which
-    /// can be downcast to the inner service's error type.
+    /// can be downcast to the inner service's error type. The context names the request that
+    /// failed (the initial request, a poll, the final GET, the cancel request).
     Service,
     /// Reading a body the layer needed failed (a status body, or the initial response's when it
     /// held the `provisioningState`; a connection closed mid-body, say); the source is the body's
@@ -103,7 +104,7 @@ impl fmt::Display for ErrorKind {
 ///
 /// `Display` gives the error's own message only: the kind, the service's code and message, and
 /// what happened (`long-running operation failed: Conflict: the name is taken (status monitor
-/// reported Failed)`). It never repeats its causes: an inner service's or a body's error is
+/// reported Failed)`, `inner service error (a poll)`). It never repeats its causes: an inner service's or a body's error is
 /// [`source`](std::error::Error::source), returned as itself for downcasting, as reqwest and
 /// hyper-util do. A log line that should say everything walks the chain, or lets a reporter do
 /// it (anyhow's `{:#}` joins each cause with `": "`):
@@ -119,7 +120,9 @@ impl fmt::Display for ErrorKind {
 ///         text.push_str(&error.to_string());
 ///         cause = error.source();
 ///     }
-///     text // "inner service error: client error (Connect): tcp connect error: Connection refused (os error 111)"
+///     // "inner service error (a poll): client error (Connect): tcp connect error: Connection
+///     // refused (os error 111)"
+///     text
 /// }
 /// ```
 ///
@@ -175,6 +178,12 @@ impl Error {
 
     pub(crate) fn service(source: impl Into<BoxError>) -> Error {
         Error::new(ErrorKind::Service, "").with_source(source.into())
+    }
+
+    /// The inner service failed on `request` ("a poll"): the context names the request, the
+    /// source is the service's error.
+    pub(crate) fn service_on(request: &'static str, source: impl Into<BoxError>) -> Error {
+        Error::new(ErrorKind::Service, request).with_source(source.into())
     }
 
     pub(crate) fn with_source(mut self, source: BoxError) -> Error {

@@ -84,7 +84,7 @@ async fn a_refused_connection_is_named_once_at_the_root_of_the_chain() {
     let err = service.oneshot(req).await.unwrap_err();
 
     assert_eq!(err.kind(), ErrorKind::Service, "{err:?}");
-    assert!(err.to_string().starts_with("inner service error"), "{err}");
+    assert_eq!(err.to_string(), "inner service error (the initial request)");
     // The source is the client's own error, for downcasting.
     assert!(
         err.source()
@@ -155,6 +155,7 @@ async fn a_failing_poll_keeps_its_causes_in_the_chain() {
         .unwrap_err();
 
     assert_eq!(err.kind(), ErrorKind::Service, "{err:?}");
+    assert_eq!(err.to_string(), "inner service error (a poll)");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1 + 3,
