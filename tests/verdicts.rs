@@ -15,9 +15,7 @@ use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_lro::dialect::{
     Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
 };
-use tower_lro::{
-    Error, ErrorKind, LongRunningLayer, MonitorKind, OperationInfo, Polling, ResumeToken,
-};
+use tower_lro::{Error, ErrorKind, LongRunningLayer, OperationInfo, Polling, ResumeToken};
 
 /// What the script saw of one request.
 #[derive(Debug, Clone)]
@@ -342,11 +340,7 @@ async fn optional_members_past_f64_in_an_initial_body_do_not_hide_its_state() {
             .await
             .unwrap_or_else(|e| panic!("{initial}: {e}"));
         let info = response.extensions().get::<OperationInfo>().unwrap();
-        assert_eq!(
-            (info.monitor, info.polls),
-            (MonitorKind::Resource, 1),
-            "{initial}"
-        );
+        assert_eq!((info.monitor, info.polls), ("resource", 1), "{initial}");
         script.assert_sent_once(&Method::PUT);
     }
 
@@ -600,10 +594,6 @@ impl Dialect for OwnDetail {
 
     fn name(&self) -> &'static str {
         "own-detail"
-    }
-
-    fn kind(&self, _: &()) -> MonitorKind {
-        MonitorKind::Other("own-detail")
     }
 
     fn start<'a>(&self, _: &RequestHead<'_>, res: &'a http::response::Parts) -> Start<'a, ()> {
