@@ -165,7 +165,7 @@ async fn errors_downcast_to_the_crate_error() {
         panic!("a middleware error: {err:?}");
     };
     let lro = inner.downcast_ref::<tower_lro::Error>().unwrap();
-    assert_eq!(*lro.kind(), ErrorKind::Failed);
+    assert_eq!(lro.kind(), ErrorKind::Failed);
     assert_eq!(lro.code(), Some("StorageAccountAlreadyTaken"));
 }
 

@@ -245,7 +245,7 @@ impl Recorder {
             Err(error) => Record {
                 id,
                 key,
-                result: Err(*error.kind()),
+                result: Err(error.kind()),
                 polls: error.operation().map(|i| i.polls),
                 body: error.to_string(),
                 token: error.resume_token().is_some(),
