@@ -145,7 +145,7 @@ pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
 pub use future::{NextStep, Step};
 pub use info::OperationInfo;
-pub use layer::{InvalidOrigin, LongRunningLayer};
+pub use layer::{InvalidOrigin, LongRunningLayer, Origin};
 pub use options::{CancelVia, CredentialsWithheld, Polling};
 pub use service::LongRunning;
 pub use token::{InvalidToken, ResumeToken};

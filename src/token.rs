@@ -143,7 +143,7 @@ pub(crate) struct Resumption<M> {
     pub(crate) retries: u32,
     pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
-    pub(crate) status: Option<String>,
+    pub(crate) state: Option<String>,
 }
 
 /// What a running operation knows, to make a token of.
@@ -159,7 +159,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) retries: u32,
     pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
-    pub(crate) status: Option<&'a str>,
+    pub(crate) state: Option<&'a str>,
     pub(crate) cancel: Option<CancelSpec>,
 }
 
@@ -199,7 +199,7 @@ impl ResumeToken {
             retries: s.retries,
             unhinted_waits: s.unhinted_waits,
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
-            status: s.status.map(str::to_owned),
+            status: s.state.map(str::to_owned),
             cancel: s.cancel,
         })
     }
@@ -290,8 +290,8 @@ impl ResumeToken {
         Duration::from_millis(self.0.elapsed_ms)
     }
 
-    /// The last status the server reported before the token was taken.
-    pub fn status(&self) -> Option<&str> {
+    /// The operation's state as the server last reported it before the token was taken.
+    pub fn state(&self) -> Option<&str> {
         self.0.status.as_deref()
     }
 
@@ -332,7 +332,7 @@ impl ResumeToken {
             retries: self.0.retries,
             unhinted_waits: self.0.unhinted_waits,
             elapsed: Duration::from_millis(self.0.elapsed_ms),
-            status: self.0.status.clone(),
+            state: self.0.status.clone(),
         })
     }
 
@@ -481,7 +481,7 @@ mod tests {
             retries: 1,
             unhinted_waits: 2,
             elapsed: Duration::from_millis(4_500),
-            status: Some("InProgress"),
+            state: Some("InProgress"),
             cancel: None,
         })
     }
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(back, token);
         assert_eq!(back.polls(), 3);
         assert_eq!(back.elapsed(), Duration::from_millis(4_500));
-        assert_eq!(back.status(), Some("InProgress"));
+        assert_eq!(back.state(), Some("InProgress"));
         assert_eq!(back.dialect(), "azure");
         assert!(!back.can_cancel());
         let resumption = back.resumption(&Azure::new()).unwrap();

@@ -75,15 +75,7 @@ async fn main() -> Result<(), BoxError> {
         })
     };
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = LongRunningLayer::new().on_poll(|progress| {
-        println!(
-            "progress {} {:?} {:?}% after {} polls",
-            progress.operation.monitor_url,
-            progress.operation.status,
-            progress.operation.percent_complete,
-            progress.operation.polls
-        );
-    });
+    let layer = LongRunningLayer::new();
     let fleet = FleetBuilder::new(store)
         .heartbeat(Duration::from_secs(2))
         .fetch_interval(Duration::from_millis(50))

@@ -100,7 +100,8 @@ impl AzureMonitor {
         }
     }
 
-    /// A monitor from a version 1 resume token's fields.
+    /// A monitor of `kind`, for the crate's tests and fuzz targets.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn from_parts(
         kind: Kind,
         location: Option<HeaderValue>,
@@ -205,7 +206,7 @@ impl Dialect for Azure {
             }
             (None, Some(Phase::Running)) => {
                 if let Some(state) = &state {
-                    seen.status(state);
+                    seen.state(state);
                 }
                 let monitor = AzureMonitor::of(Kind::Resource, request, &response.headers);
                 Opening::Follow(Follow::new(monitor, PollAt::OriginalUri))
@@ -250,7 +251,7 @@ impl Dialect for Azure {
             Ok(parsed) => parsed,
             Err(malformed) => return Verdict::Malformed(malformed.0),
         };
-        seen.status(&parsed.status);
+        seen.state(&parsed.status);
         if let Some(percent) = parsed.percent_complete {
             seen.percent_complete(percent);
         }
@@ -307,7 +308,7 @@ fn resource_verdict<'a>(
     };
     let state = resource.provisioning_state;
     if let Some(state) = &state {
-        seen.status(state);
+        seen.state(state);
     }
     match state.as_deref().map(Phase::of) {
         None | Some(Phase::Succeeded) => Verdict::Done,
@@ -644,7 +645,7 @@ mod tests {
                 },
             );
             assert_eq!(table::verdict(&verdict), expected, "{body}");
-            assert_eq!(observed.status.as_deref(), status, "{body}");
+            assert_eq!(observed.state.as_deref(), status, "{body}");
         }
         let mut observed = Observed::default();
         let body = br#"{"status":"InProgress","percentComplete":40,"id":"/ops/1","name":"1"}"#;
@@ -657,7 +658,7 @@ mod tests {
                 ledger: &mut observed,
             },
         );
-        assert_eq!(observed.status.as_deref(), Some("InProgress"));
+        assert_eq!(observed.state.as_deref(), Some("InProgress"));
         assert_eq!(observed.percent_complete, Some(40.0));
         assert_eq!(observed.operation_id.as_deref(), Some("/ops/1"));
         assert_eq!(observed.operation_name.as_deref(), Some("1"));
