@@ -81,8 +81,8 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `reqwest`, `reqwest-0-12` | `ReqwestService`: a `reqwest::Client` (0.13, 0.12) as the service below the layer |
-//! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
+//! | `reqwest` | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
+//! | `reqwest-middleware` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` |
 //! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
 //! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
 //! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
@@ -128,14 +128,14 @@ mod google;
 mod info;
 mod layer;
 mod ledger;
-#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+#[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod options;
 mod original;
 pub mod progress;
 mod protocol;
-#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
-mod reqwest_service;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod resume;
 mod service;
 #[cfg(feature = "sim")]
@@ -155,12 +155,9 @@ pub use resume::ResumeToken;
 pub use service::LongRunning;
 pub use step::{Pending, Step, StepFuture};
 
-#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4")))
-)]
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use self::reqwest::ReqwestService;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::LongRunningMiddleware;
-#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "reqwest-0-12"))))]
-pub use reqwest_service::ReqwestService;
