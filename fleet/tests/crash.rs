@@ -15,7 +15,7 @@ use http::{Method, Request};
 use http_body_util::Full;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
-use tower_lro_fleet::{FleetBuilder, Outcome, Started, Store};
+use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
 
 use support::{client, Postgres, Recorder};
 
@@ -237,8 +237,8 @@ fn child_worker() {
         .unwrap();
     runtime.block_on(async move {
         let store = Store::postgres(&url).await.unwrap();
-        let handler = tower::service_fn(|outcome: Outcome<hyper::body::Incoming>| async move {
-            let (status, polls) = match outcome.result() {
+        let handler = tower::service_fn(|delivery: Delivery<hyper::body::Incoming>| async move {
+            let (status, polls) = match delivery.result() {
                 Ok(response) => (
                     response.status().as_str().to_owned(),
                     response
@@ -249,7 +249,7 @@ fn child_worker() {
                 Err(error) => (format!("{:?}", error.kind()), 0),
             };
             let mut out = std::io::stdout().lock();
-            writeln!(out, "OUTCOME {} {status} {polls}", outcome.key())?;
+            writeln!(out, "OUTCOME {} {status} {polls}", delivery.key())?;
             out.flush()?;
             Ok::<_, std::io::Error>(())
         });
