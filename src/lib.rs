@@ -114,9 +114,7 @@
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
-mod azure;
 mod body;
-mod clock;
 pub mod dialect;
 mod error;
 pub mod future;
@@ -124,36 +122,32 @@ pub mod future;
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
-mod google;
 mod info;
 mod layer;
-mod ledger;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod options;
-mod original;
 pub mod progress;
 mod protocol;
 #[cfg(feature = "reqwest")]
 mod reqwest;
-mod resume;
 mod service;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
-mod step;
+mod token;
 
-pub use azure::{Azure, AzureMonitor};
 pub use body::ResponseBody;
+pub use dialect::azure::{Azure, AzureMonitor};
+pub use dialect::google::{Google, GoogleMonitor};
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
-pub use google::{Google, GoogleMonitor};
+pub use future::step::{Pending, Step, StepFuture};
 pub use info::{MonitorKind, OperationInfo};
 pub use layer::{InvalidOrigin, LongRunningLayer};
 pub use options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
-pub use resume::ResumeToken;
 pub use service::LongRunning;
-pub use step::{Pending, Step, StepFuture};
+pub use token::ResumeToken;
 
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
