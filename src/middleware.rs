@@ -60,9 +60,9 @@ use crate::Azure;
 ///
 /// The wrong dialect does not fail: it does not recognize the operation, and hands back the
 /// initial response as it came. Against a Google API the default (Azure) middleware returns the
-/// `200` with `{"name":…,"done":false}` at once, and the operation goes on unfollowed; an Azure
-/// `202` seen by the Google dialect comes back as the `202`. If `send()` returns an operation
-/// that is not done, check the dialect first.
+/// `200` with the `Operation` that is not done (`{"name":…}`, `done` absent or `false`) at once,
+/// and the operation goes on unfollowed; an Azure `202` seen by the Google dialect comes back as
+/// the `202`. If `send()` returns an operation that is not done, check the dialect first.
 ///
 /// # The chain
 ///

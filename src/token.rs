@@ -188,6 +188,11 @@ impl ResumeToken {
     /// resumes this operation instead of being sent: the `ServiceExt`-friendly form of
     /// [`LongRunning::resume`](crate::LongRunning::resume). Headers you add to it travel with
     /// the polls, on top of those in the token.
+    ///
+    /// Its URI is the original request's and the token rides in its extensions, so it also
+    /// resumes through reqwest-middleware as `reqwest::Request::try_from(token.into_request())`
+    /// given to `ClientWithMiddleware::execute` (see `LongRunningMiddleware`). The layer or
+    /// middleware must follow the token's [`dialect`](Self::dialect).
     pub fn into_request<B: Default>(self) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.uri_mut() = self.uri.parse().unwrap_or_default();

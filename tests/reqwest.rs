@@ -14,8 +14,8 @@ use http::{Method, StatusCode};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
-    progress, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, Polling,
-    ReqwestService, ResumeToken,
+    progress, ErrorKind, Google, LongRunning, LongRunningLayer, MonitorKind, OperationInfo,
+    Polling, ReqwestService, ResumeToken,
 };
 
 use support::{assert_sent_once, sim_trail};
@@ -162,6 +162,70 @@ async fn resource() {
         body: r#""provisioningState":"Succeeded""#,
     };
     follows(case, |s| s).await;
+}
+
+const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
+const OPERATION: &str = "/v1/projects/p/locations/l/operations/op-1";
+
+#[tokio::test]
+async fn a_google_operation_is_followed_and_resumed() {
+    let sim = simulator(
+        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+            .resource_body(r#"{"name":"projects/p/locations/l/instances/i","state":"READY"}"#),
+    )
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let google = LongRunning::with_dialect(ReqwestService::new(client), Google::new());
+    let url = sim.url(&format!("{INSTANCES}?instanceId=i"));
+
+    let call = google.clone().oneshot(request(Method::POST, &url, "{}"));
+    let response = tokio::time::timeout(DEADLINE, call)
+        .await
+        .expect("the operation ends before the deadline")
+        .unwrap();
+    let info = response
+        .extensions()
+        .get::<OperationInfo>()
+        .cloned()
+        .unwrap();
+    assert_eq!(info.monitor, MonitorKind::GoogleOperation);
+    assert_eq!(info.polls, RUNNING + 1);
+    let trail = sim_trail(&sim.requests());
+    assert_sent_once(&trail, &Method::POST, &format!("{INSTANCES}?instanceId=i"));
+    let then: Vec<_> = trail[1..].iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(then, polls(OPERATION));
+    // The final response is the last status response: the Operation, done, with the resource.
+    let response = reqwest::Response::from(response);
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.url().path(), OPERATION);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(r#""done":true"#), "{body}");
+    assert!(body.contains(r#""state":"READY""#), "{body}");
+
+    // Accepted only, then resumed from its token by the same Google service.
+    let mut accept = request(Method::POST, &url, "{}");
+    accept.extensions_mut().insert(Polling::AcceptOnly);
+    let accepted = google.clone().oneshot(accept).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let token = accepted.extensions().get::<ResumeToken>().cloned().unwrap();
+    assert_eq!(token.dialect(), "google");
+    let call = google.oneshot(token.into_request());
+    let resumed = tokio::time::timeout(DEADLINE, call)
+        .await
+        .expect("the operation ends before the deadline")
+        .unwrap();
+    let resumed = reqwest::Response::from(resumed);
+    assert_eq!(
+        resumed.url().path(),
+        "/v1/projects/p/locations/l/operations/op-2"
+    );
+    assert!(resumed.text().await.unwrap().contains(r#""done":true"#));
+    assert_eq!(sim.count(&Method::POST, INSTANCES), 2, "one per operation");
+    assert_eq!(
+        sim.count(&Method::GET, INSTANCES),
+        0,
+        "a token sends no request of its own"
+    );
 }
 
 #[tokio::test]
