@@ -14,8 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{progress, LongRunningLayer, MonitorKind};
+use tower_lro::{progress, LongRunningLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,7 +25,7 @@ async fn main() -> Result<(), BoxError> {
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Sql/servers/db1/import";
     sim.add(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .percent_complete(true)
             .running_status("Running")

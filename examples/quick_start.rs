@@ -10,8 +10,9 @@
 //! ```
 use http::Method;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo, ReqwestService};
+use tower_lro::{LongRunningLayer, OperationInfo, ReqwestService};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -21,8 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
     sim.add(
-        Scenario::new(Method::PUT, path, MonitorKind::Location)
-            .retry_after(RetryAfter::Millis(200)),
+        Scenario::new(Method::PUT, path, Monitor::Location).retry_after(RetryAfter::Millis(200)),
     );
     let url = sim.url(&format!("{path}?api-version=2023-01-01"));
 

@@ -18,12 +18,12 @@
 //! use std::time::Duration;
 //! use http::Method;
 //! use tower_lro::sim::{Scenario, Simulator, RetryAfter};
-//! use tower_lro::MonitorKind;
+//! use tower_lro::sim::Monitor;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
 //! let sim = Simulator::start().await?;
 //! sim.add(
-//!     Scenario::new(Method::PUT, "/accounts/a", MonitorKind::Location)
+//!     Scenario::new(Method::PUT, "/accounts/a", Monitor::Location)
 //!         .retry_after(RetryAfter::Seconds(17))
 //!         .completes_after_polls(2),
 //! );
@@ -52,8 +52,6 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-
-use crate::info::MonitorKind;
 
 /// How the simulated server hints the next poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +96,42 @@ pub enum Completion {
     AfterTime(Duration),
 }
 
+/// How a simulated operation is monitored; [`as_str`](Self::as_str) is the name the layer
+/// reports in `OperationInfo::monitor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Monitor {
+    /// `Azure-AsyncOperation`: a status monitor.
+    AzureAsyncOperation,
+    /// `Operation-Location`: a status monitor (the data-plane form).
+    OperationLocation,
+    /// The `Location` of a `202 Accepted`.
+    Location,
+    /// The resource itself, by its `provisioningState`.
+    Resource,
+    /// A Google AIP-151 `Operation`.
+    GoogleOperation,
+}
+
+impl Monitor {
+    /// The monitor's name in `OperationInfo::monitor`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Monitor::AzureAsyncOperation => "azure-async-operation",
+            Monitor::OperationLocation => "operation-location",
+            Monitor::Location => "location",
+            Monitor::Resource => "resource",
+            Monitor::GoogleOperation => "google-operation",
+        }
+    }
+}
+
 /// A scripted long-running operation: what the initial request at a method and path starts.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     method: Method,
     path: String,
-    monitor: MonitorKind,
+    monitor: Monitor,
     initial_status: Option<StatusCode>,
     initial_body: Option<String>,
     completion: Completion,
@@ -128,7 +156,7 @@ impl Scenario {
     /// Defaults: `202 Accepted` (`201 Created` with a `provisioningState` body for a resource
     /// monitor), succeeds after 2 running polls, `Retry-After: 1`, status `InProgress`.
     ///
-    /// With [`MonitorKind::GoogleOperation`] it plays a Google AIP-151 API instead: `path` is a
+    /// With [`Monitor::GoogleOperation`] it plays a Google AIP-151 API instead: `path` is a
     /// collection such as `/v1/projects/p/locations/l/instances`; the initial request answers
     /// `200` with an `Operation` named `projects/p/locations/l/operations/op-{n}`, polled at
     /// `/v1/{name}` (`done` false, `metadata.progressPercent` when
@@ -136,7 +164,7 @@ impl Scenario {
     /// `error` whose `code` is the [`Outcome::Failed`] code when it is a number (else 2,
     /// `UNKNOWN`), or 1 for [`Outcome::Canceled`]. No `Retry-After` unless one is set. `POST
     /// /v1/{name}:cancel` cancels it ([`cancelable`](Self::cancelable)).
-    pub fn new(method: Method, path: impl Into<String>, monitor: MonitorKind) -> Self {
+    pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,
             path: path.into(),
@@ -147,7 +175,7 @@ impl Scenario {
             outcome: Outcome::Succeeded,
             running_status: "InProgress".into(),
             terminal_status: None,
-            retry_after: if monitor == MonitorKind::GoogleOperation {
+            retry_after: if monitor == Monitor::GoogleOperation {
                 RetryAfter::None
             } else {
                 RetryAfter::Seconds(1)
@@ -376,13 +404,13 @@ impl Simulator {
     /// use http_body_util::Empty;
     /// use hyper_util::rt::TokioIo;
     /// use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-    /// use tower_lro::MonitorKind;
+    /// use tower_lro::sim::Monitor;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let sim = Simulator::start().await?;
     /// sim.add(
-    ///     Scenario::new(Method::POST, "/vms/a/start", MonitorKind::AzureAsyncOperation)
+    ///     Scenario::new(Method::POST, "/vms/a/start", Monitor::AzureAsyncOperation)
     ///         .retry_after(RetryAfter::Seconds(30)),
     /// );
     /// let io = TokioIo::new(sim.connect_in_memory()?);
@@ -552,7 +580,7 @@ fn start_instance(
         origin: format!("http://{host}"),
         canceled: false,
     };
-    if scenario.monitor == MonitorKind::GoogleOperation {
+    if scenario.monitor == Monitor::GoogleOperation {
         let operation = format!("/{}", instance.google_name());
         let polled = format!("{}{operation}", google_version(&scenario.path));
         state
@@ -633,7 +661,7 @@ impl Instance {
     }
 
     fn monitor_url(&self, moved: bool) -> String {
-        let query = if self.scenario.monitor == MonitorKind::Location {
+        let query = if self.scenario.monitor == Monitor::Location {
             "monitor=true"
         } else {
             ""
@@ -643,8 +671,8 @@ impl Instance {
 
     fn monitor_header(&self) -> HeaderName {
         match self.scenario.monitor {
-            MonitorKind::OperationLocation => HeaderName::from_static("operation-location"),
-            MonitorKind::Location => LOCATION,
+            Monitor::OperationLocation => HeaderName::from_static("operation-location"),
+            Monitor::Location => LOCATION,
             _ => HeaderName::from_static("azure-asyncoperation"),
         }
     }
@@ -687,7 +715,7 @@ impl Instance {
     fn initial(&self) -> Response<Full<Bytes>> {
         let scenario = &self.scenario;
         let mut response = match scenario.monitor {
-            MonitorKind::Resource => {
+            Monitor::Resource => {
                 let body = scenario.initial_body.clone().unwrap_or_else(|| {
                     format!(
                         r#"{{"id":"{}","properties":{{"provisioningState":"{}"}}}}"#,
@@ -697,13 +725,12 @@ impl Instance {
                 json(scenario.initial_status.unwrap_or(StatusCode::CREATED), body)
             }
             _ => {
-                let default_status = if scenario.method == Method::PUT
-                    && scenario.monitor != MonitorKind::Location
-                {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::ACCEPTED
-                };
+                let default_status =
+                    if scenario.method == Method::PUT && scenario.monitor != Monitor::Location {
+                        StatusCode::CREATED
+                    } else {
+                        StatusCode::ACCEPTED
+                    };
                 let mut response = json(
                     scenario.initial_status.unwrap_or(default_status),
                     scenario.initial_body.clone().unwrap_or_default(),
@@ -713,7 +740,7 @@ impl Instance {
                     self.monitor_header(),
                     &self.monitor_url(false),
                 );
-                if scenario.location_header && scenario.monitor != MonitorKind::Location {
+                if scenario.location_header && scenario.monitor != Monitor::Location {
                     insert(
                         &mut response,
                         LOCATION,
@@ -747,15 +774,13 @@ impl Instance {
     fn answer(&mut self, route: Route) -> Response<Full<Bytes>> {
         match route {
             Route::Cancel => self.answer_cancel(),
-            Route::Monitor if self.scenario.monitor == MonitorKind::GoogleOperation => {
+            Route::Monitor if self.scenario.monitor == Monitor::GoogleOperation => {
                 let running = self.advance();
                 self.google_operation(!running)
             }
             Route::Monitor => self.answer_monitor(),
             Route::Result => json(StatusCode::OK, self.resource()),
-            Route::Resource if self.scenario.monitor == MonitorKind::Resource => {
-                self.answer_resource()
-            }
+            Route::Resource if self.scenario.monitor == Monitor::Resource => self.answer_resource(),
             Route::Resource => json(StatusCode::OK, self.resource()),
         }
     }
@@ -770,7 +795,7 @@ impl Instance {
     }
 
     fn answer_cancel(&mut self) -> Response<Full<Bytes>> {
-        let google = self.scenario.monitor == MonitorKind::GoogleOperation;
+        let google = self.scenario.monitor == Monitor::GoogleOperation;
         if !self.scenario.cancelable {
             return if google {
                 json(
@@ -852,7 +877,7 @@ impl Instance {
     fn answer_monitor(&mut self) -> Response<Full<Bytes>> {
         let first_running = self.running_answers == 0;
         let running = self.advance();
-        if self.scenario.monitor == MonitorKind::Location {
+        if self.scenario.monitor == Monitor::Location {
             if running {
                 let mut response = json(StatusCode::ACCEPTED, String::new());
                 self.hint(&mut response);

@@ -14,8 +14,9 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use support::{assert_sent_once, info, loopback_stack, request, sim_trail, text};
 use tower::ServiceExt;
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RecordedRequest, RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, ResponseBody};
+use tower_lro::{LongRunningLayer, ResponseBody};
 
 /// The hint every initial and "running" answer carries.
 const HINT: Duration = Duration::from_millis(5);
@@ -66,7 +67,7 @@ fn polls(monitor: &str) -> Vec<(Method, String)> {
 async fn azure_async_operation_over_loopback() {
     let path = "/vms/vm/start";
     let (response, requests) = follow(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation),
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation),
         Method::POST,
         path,
         "",
@@ -74,7 +75,7 @@ async fn azure_async_operation_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(
@@ -95,7 +96,7 @@ async fn azure_async_operation_over_loopback() {
 async fn operation_location_over_loopback() {
     let path = "/things/a";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::OperationLocation).resource_location(true),
+        Scenario::new(Method::PUT, path, Monitor::OperationLocation).resource_location(true),
         Method::PUT,
         path,
         r#"{"size":3}"#,
@@ -103,7 +104,7 @@ async fn operation_location_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::OperationLocation);
+    assert_eq!(info.monitor, "operation-location");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(info.final_uri.unwrap().path(), "/resources/1");
@@ -121,7 +122,7 @@ async fn operation_location_over_loopback() {
 async fn location_over_loopback() {
     let path = "/accounts/a";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Location),
+        Scenario::new(Method::PUT, path, Monitor::Location),
         Method::PUT,
         path,
         r#"{"kind":"Storage"}"#,
@@ -129,7 +130,7 @@ async fn location_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert!(text(response).await.contains(r#""name":"resource-1""#));
@@ -145,7 +146,7 @@ async fn location_over_loopback() {
 async fn resource_over_loopback() {
     let path = "/things/r";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Resource),
+        Scenario::new(Method::PUT, path, Monitor::Resource),
         Method::PUT,
         path,
         r#"{"size":3}"#,
@@ -153,7 +154,7 @@ async fn resource_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert!(text(response)
@@ -168,7 +169,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
     const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
             .completes_after_polls(RUNNING),
     );
@@ -196,7 +197,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
 
     // A second one, accepted, then canceled over the same kind of connection.
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
             .completes_after_polls(1_000),
     );

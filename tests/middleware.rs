@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use http::{Extensions, Method, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{Monitor, Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     CredentialsWithheld, Dialect, ErrorKind, FinalStateVia, Google, LongRunningLayer,
-    LongRunningMiddleware, MonitorKind, OperationInfo, Polling, ResumeToken,
+    LongRunningMiddleware, OperationInfo, Polling, ResumeToken,
 };
 
 use support::{cross_origin_operation, sim_trail};
@@ -99,7 +99,7 @@ async fn start_vm() -> (Simulator, String) {
     let path = "/vms/vm/start".to_owned();
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, &path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
             .location_header(true)
             .retry_after(RetryAfter::Millis(5))
             .completes_after_polls(2),
@@ -158,7 +158,7 @@ async fn errors_downcast_to_the_crate_error() {
     let path = "/accounts/taken";
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(5))
             .outcome(Outcome::Failed {
                 code: "StorageAccountAlreadyTaken".into(),
@@ -263,7 +263,7 @@ const OPERATION: &str = "/v1/projects/p/locations/l/operations/op-1";
 async fn google_api() -> (Simulator, String) {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(5))
             .completes_after_polls(2)
             .resource_body(r#"{"name":"projects/p/locations/l/instances/i","state":"READY"}"#),
@@ -288,7 +288,7 @@ async fn a_google_operation_through_a_google_middleware() {
     // The final response is the last status response, and keeps its URL.
     assert_eq!(response.url().path(), OPERATION);
     let info = response.extensions().get::<OperationInfo>().unwrap();
-    assert_eq!(info.monitor, MonitorKind::GoogleOperation);
+    assert_eq!(info.monitor, "google-operation");
     assert_eq!(info.polls, 3);
     let body = response.text().await.unwrap();
     assert!(body.contains(r#""done":true"#), "{body}");
@@ -370,8 +370,7 @@ mod custom_dialect {
         Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
     };
     use tower_lro::{
-        ErrorKind, LongRunningLayer, LongRunningMiddleware, MonitorKind, OperationInfo, Polling,
-        ResumeToken,
+        ErrorKind, LongRunningLayer, LongRunningMiddleware, OperationInfo, Polling, ResumeToken,
     };
 
     use super::{chain, Recorder, DEADLINE};
@@ -385,10 +384,6 @@ mod custom_dialect {
 
         fn name(&self) -> &'static str {
             "x-job-status"
-        }
-
-        fn kind(&self, _: &()) -> MonitorKind {
-            MonitorKind::Other("x-job-status")
         }
 
         fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
@@ -500,11 +495,13 @@ mod custom_dialect {
                             *n
                         };
                         let then = uri.query().unwrap_or_default().trim_start_matches("then=");
-                        match (polls, then) {
+                        let body = match (polls, then) {
                             (1..=2, _) => r#"{"state":"running"}"#.to_owned(),
                             (_, "failed") => r#"{"state":"failed"}"#.to_owned(),
                             _ => format!(r#"{{"state":"done","result":{{"job":{id},"rows":42}}}}"#),
-                        }
+                        };
+                        // The next poll in 5 ms, not after the layer's default delays.
+                        ([("retry-after-ms", "5")], body)
                     },
                 ),
             )
@@ -535,7 +532,10 @@ mod custom_dialect {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.url().path(), "/jobs/1/status");
         let info = response.extensions().get::<OperationInfo>().unwrap();
-        assert_eq!(info.monitor, MonitorKind::Other("x-job-status"));
+        assert_eq!(
+            info.monitor, "x-job-status",
+            "the dialect's name, by default"
+        );
         assert_eq!(info.polls, 3);
         assert_eq!(info.status.as_deref(), Some("done"));
         let body = response.text().await.unwrap();

@@ -20,10 +20,10 @@ use support::{
 };
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
-    Error, ErrorKind, FinalStateVia, LongRunningLayer, MonitorKind, OperationInfo, Polling,
-    ResponseBody,
+    Error, ErrorKind, FinalStateVia, LongRunningLayer, OperationInfo, Polling, ResponseBody,
 };
 
 type Reply = Response<ResponseBody<Incoming>>;
@@ -266,7 +266,7 @@ async fn azure_async_operation_wins_over_operation_location_and_location() {
     .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(info(&response).monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info(&response).monitor, "azure-async-operation");
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(
@@ -298,7 +298,7 @@ async fn operation_location_wins_over_location() {
     .await
     .unwrap();
 
-    assert_eq!(info(&response).monitor, MonitorKind::OperationLocation);
+    assert_eq!(info(&response).monitor, "operation-location");
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(
@@ -312,7 +312,7 @@ async fn accepted_with_location_polls_the_location_until_it_answers_200() {
     let sim = support::simulator().await;
     let result = r#"{"id":"r","value":42}"#;
     sim.add(
-        Scenario::new(Method::POST, "/things/a/export", MonitorKind::Location)
+        Scenario::new(Method::POST, "/things/a/export", Monitor::Location)
             .retry_after(RetryAfter::Seconds(2))
             .completes_after_polls(2)
             .resource_body(result),
@@ -325,7 +325,7 @@ async fn accepted_with_location_polls_the_location_until_it_answers_200() {
     .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(info(&response).monitor, MonitorKind::Location);
+    assert_eq!(info(&response).monitor, "location");
     assert_eq!(text(response).await, result);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::POST, "/things/a/export");
@@ -388,7 +388,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(info.polls, 2);
     assert_eq!(text(response).await, r#"{"id":"1","ready":true}"#);
     let trail = trail(&server.seen());
@@ -407,7 +407,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
 async fn put_201_with_running_properties_provisioning_state_polls_the_resource() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Resource)
             .running_status("Creating")
             .retry_after(RetryAfter::Seconds(3))
             .completes_after_polls(2),
@@ -422,7 +422,7 @@ async fn put_201_with_running_properties_provisioning_state_polls_the_resource()
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 3);
     let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
@@ -460,7 +460,7 @@ async fn patch_200_with_running_top_level_provisioning_state_polls_the_resource(
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(text(response).await, done);
     let seen = server.seen();
@@ -620,13 +620,9 @@ async fn sync_200_get_is_streamed_through_before_its_body_is_complete() {
 async fn sim_waits(hint: RetryAfter) -> Vec<Duration> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::DELETE,
-            "/things/a",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .retry_after(hint)
-        .completes_after_polls(2),
+        Scenario::new(Method::DELETE, "/things/a", Monitor::AzureAsyncOperation)
+            .retry_after(hint)
+            .completes_after_polls(2),
     );
     let started = Instant::now();
     let response = send(
@@ -993,14 +989,10 @@ async fn terminal_statuses_match_in_any_letter_case() {
     for (spelling, outcome, error) in cases {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(
-                Method::DELETE,
-                "/things/a",
-                MonitorKind::AzureAsyncOperation,
-            )
-            .terminal_status(spelling)
-            .outcome(outcome)
-            .completes_after_polls(1),
+            Scenario::new(Method::DELETE, "/things/a", Monitor::AzureAsyncOperation)
+                .terminal_status(spelling)
+                .outcome(outcome)
+                .completes_after_polls(1),
         );
         let result = send(
             LongRunningLayer::new(),
@@ -1028,7 +1020,7 @@ async fn provider_specific_statuses_mean_still_running() {
     for running in ["Running", "Accepted", "Creating", "NotStarted", "Deleting"] {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(Method::DELETE, "/things/a", MonitorKind::OperationLocation)
+            Scenario::new(Method::DELETE, "/things/a", Monitor::OperationLocation)
                 .running_status(running)
                 .completes_after_polls(3),
         );
@@ -1052,13 +1044,9 @@ async fn provider_specific_statuses_mean_still_running() {
 async fn percent_complete_of_the_final_status_is_in_operation_info() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/things/a/run",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .percent_complete(true)
-        .completes_after_polls(3),
+        Scenario::new(Method::POST, "/things/a/run", Monitor::AzureAsyncOperation)
+            .percent_complete(true)
+            .completes_after_polls(3),
     );
     let response = send(
         LongRunningLayer::new(),
@@ -1090,17 +1078,13 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
 async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/things/a/run",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .retry_after(RetryAfter::Seconds(1))
-        .completes_after_polls(2)
-        .outcome(Outcome::Failed {
-            code: "QuotaExceeded".into(),
-            message: "Operation results in exceeding quota limits of Core.".into(),
-        }),
+        Scenario::new(Method::POST, "/things/a/run", Monitor::AzureAsyncOperation)
+            .retry_after(RetryAfter::Seconds(1))
+            .completes_after_polls(2)
+            .outcome(Outcome::Failed {
+                code: "QuotaExceeded".into(),
+                message: "Operation results in exceeding quota limits of Core.".into(),
+            }),
     );
     let err = send(
         LongRunningLayer::new(),
@@ -1121,7 +1105,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     assert_eq!(body["status"], "Failed");
     assert_eq!(body["error"]["code"], "QuotaExceeded");
     let op = err.operation().unwrap();
-    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(op.monitor, "azure-async-operation");
     assert_eq!(op.polls, 3);
     assert_eq!(op.status.as_deref(), Some("Failed"));
     let trail = sim_trail(&sim.requests());
@@ -1169,7 +1153,7 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
 async fn canceled_status_is_a_typed_canceled_error() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::OperationLocation)
+        Scenario::new(Method::PUT, "/things/a", Monitor::OperationLocation)
             .completes_after_polls(1)
             .outcome(Outcome::Canceled),
     );
@@ -1185,10 +1169,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     assert_eq!(err.code(), Some("OperationCanceled"));
     assert_eq!(err.message(), Some("the operation was canceled"));
     assert_eq!(err.status(), Some(StatusCode::OK));
-    assert_eq!(
-        err.operation().unwrap().monitor,
-        MonitorKind::OperationLocation
-    );
+    assert_eq!(err.operation().unwrap().monitor, "operation-location");
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
     assert_eq!(trail.len(), 3, "no final GET after Canceled");
@@ -1214,7 +1195,7 @@ async fn location_monitor_202_is_running_and_its_200_201_or_204_is_returned_unto
         assert_eq!(response.status().as_u16(), code);
         assert_eq!(response.headers()["x-result"], "yes");
         let info = info(&response);
-        assert_eq!(info.monitor, MonitorKind::Location);
+        assert_eq!(info.monitor, "location");
         assert_eq!(info.polls, 2);
         assert_eq!(info.last_http_status.map(|s| s.as_u16()), Some(code));
         assert_eq!(info.final_uri, None, "{code}: the poll response is final");
@@ -1303,7 +1284,7 @@ async fn resource_monitor_202_is_running_and_204_is_final() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()["x-final"], "1");
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, 3);
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -1352,7 +1333,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
     for (outcome, kind, code) in cases {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
+            Scenario::new(Method::PUT, "/things/a", Monitor::Resource)
                 .running_status("Provisioning")
                 .completes_after_polls(1)
                 .outcome(outcome),
@@ -1370,7 +1351,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
         assert_eq!(body["error"]["code"], code);
         let op = err.operation().unwrap();
-        assert_eq!(op.monitor, MonitorKind::Resource);
+        assert_eq!(op.monitor, "resource");
         assert_eq!(op.polls, 2);
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -1381,9 +1362,9 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
     for kind in [
-        MonitorKind::AzureAsyncOperation,
-        MonitorKind::OperationLocation,
-        MonitorKind::Location,
+        Monitor::AzureAsyncOperation,
+        Monitor::OperationLocation,
+        Monitor::Location,
     ] {
         let sim = support::simulator().await;
         sim.add(
@@ -1399,7 +1380,7 @@ async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
         .unwrap();
 
         let info = info(&response);
-        assert_eq!(info.monitor, kind);
+        assert_eq!(info.monitor, kind.as_str());
         assert_eq!(info.monitor_url.path(), "/operations/1-moved", "{kind:?}");
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
@@ -1474,7 +1455,7 @@ async fn a_relative_moved_monitor_resolves_against_the_url_that_was_polled() {
 async fn relative_monitor_urls_from_the_simulator_resolve_against_the_original_uri() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Location)
             .relative_monitor(true)
             .completes_after_polls(1),
     );
@@ -1840,7 +1821,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
         let op = err.operation().unwrap();
         assert_eq!(op.polls, 1);
-        assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+        assert_eq!(op.monitor, "azure-async-operation");
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
         assert_eq!(trail.len(), 2, "{code}: a 4xx is not retried");
@@ -1916,11 +1897,11 @@ async fn sim_operation(
 }
 
 fn aao(method: Method, path: &str) -> Scenario {
-    Scenario::new(method, path, MonitorKind::AzureAsyncOperation)
+    Scenario::new(method, path, Monitor::AzureAsyncOperation)
 }
 
 fn ol(method: Method, path: &str) -> Scenario {
-    Scenario::new(method, path, MonitorKind::OperationLocation)
+    Scenario::new(method, path, Monitor::OperationLocation)
 }
 
 #[tokio::test(start_paused = true)]
@@ -2338,7 +2319,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(
         info.monitor_url.to_string(),
         sim.url("/operations/1?api-version=2024-01-01")
@@ -2361,7 +2342,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
 async fn operation_info_describes_a_location_monitor_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Location)
             .retry_after(RetryAfter::Millis(1500))
             .completes_after_polls(2),
     );
@@ -2373,7 +2354,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(
         info.monitor_url.to_string(),
         sim.url("/operations/1?monitor=true")
@@ -2392,7 +2373,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
 async fn operation_info_describes_a_resource_monitor_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PATCH, "/things/a", MonitorKind::Resource)
+        Scenario::new(Method::PATCH, "/things/a", Monitor::Resource)
             .initial_status(StatusCode::OK)
             .running_status("Updating")
             .retry_after(RetryAfter::Seconds(2))
@@ -2407,7 +2388,7 @@ async fn operation_info_describes_a_resource_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 2);
     assert_eq!(info.elapsed, secs(4));

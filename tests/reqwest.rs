@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
+use tower_lro::sim::{Monitor, Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
-    progress, ErrorKind, Google, LongRunning, LongRunningLayer, MonitorKind, OperationInfo,
-    Polling, ReqwestService, ResumeToken,
+    progress, ErrorKind, Google, LongRunning, LongRunningLayer, OperationInfo, Polling,
+    ReqwestService, ResumeToken,
 };
 
 use support::{assert_sent_once, sim_trail};
@@ -57,7 +57,7 @@ fn request(method: Method, url: &str, body: &'static str) -> http::Request<reqwe
 struct Case<'a> {
     method: Method,
     path: &'a str,
-    monitor: MonitorKind,
+    monitor: Monitor,
     /// The requests after the original one, as path and query.
     then: &'a [&'a str],
     /// The path and query of the URL the final response came from.
@@ -85,7 +85,7 @@ async fn follows(case: Case<'_>, tune: fn(Scenario) -> Scenario) {
         .get::<OperationInfo>()
         .cloned()
         .unwrap();
-    assert_eq!(info.monitor, *monitor);
+    assert_eq!(info.monitor, monitor.as_str());
     assert_eq!(info.polls, RUNNING + 1);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, method, path);
@@ -115,7 +115,7 @@ async fn azure_async_operation() {
     let case = Case {
         method: Method::POST,
         path: "/vms/vm/start",
-        monitor: MonitorKind::AzureAsyncOperation,
+        monitor: Monitor::AzureAsyncOperation,
         then: &polls("/operations/1"),
         // A POST's last status response is final.
         final_url: "/operations/1",
@@ -130,7 +130,7 @@ async fn operation_location() {
     let case = Case {
         method: Method::PUT,
         path: "/things/a",
-        monitor: MonitorKind::OperationLocation,
+        monitor: Monitor::OperationLocation,
         then: &[a, b, c, "/resources/1"],
         final_url: "/resources/1",
         body: r#""name":"resource-1""#,
@@ -143,7 +143,7 @@ async fn location() {
     let case = Case {
         method: Method::PUT,
         path: "/accounts/a",
-        monitor: MonitorKind::Location,
+        monitor: Monitor::Location,
         then: &polls("/operations/1?monitor=true"),
         final_url: "/operations/1?monitor=true",
         body: r#""name":"resource-1""#,
@@ -156,7 +156,7 @@ async fn resource() {
     let case = Case {
         method: Method::PUT,
         path: "/things/r",
-        monitor: MonitorKind::Resource,
+        monitor: Monitor::Resource,
         then: &polls("/things/r"),
         final_url: "/things/r",
         body: r#""provisioningState":"Succeeded""#,
@@ -170,7 +170,7 @@ const OPERATION: &str = "/v1/projects/p/locations/l/operations/op-1";
 #[tokio::test]
 async fn a_google_operation_is_followed_and_resumed() {
     let sim = simulator(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .resource_body(r#"{"name":"projects/p/locations/l/instances/i","state":"READY"}"#),
     )
     .await;
@@ -188,7 +188,7 @@ async fn a_google_operation_is_followed_and_resumed() {
         .get::<OperationInfo>()
         .cloned()
         .unwrap();
-    assert_eq!(info.monitor, MonitorKind::GoogleOperation);
+    assert_eq!(info.monitor, "google-operation");
     assert_eq!(info.polls, RUNNING + 1);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::POST, &format!("{INSTANCES}?instanceId=i"));
@@ -232,12 +232,10 @@ async fn a_google_operation_is_followed_and_resumed() {
 async fn a_failed_operation_is_a_typed_error() {
     let path = "/accounts/taken";
     let sim = simulator(
-        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation).outcome(
-            Outcome::Failed {
-                code: "StorageAccountAlreadyTaken".into(),
-                message: "taken".into(),
-            },
-        ),
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation).outcome(Outcome::Failed {
+            code: "StorageAccountAlreadyTaken".into(),
+            message: "taken".into(),
+        }),
     )
     .await;
     let err = stack()
@@ -255,7 +253,7 @@ async fn an_accepted_operation_resumes_through_resume_and_into_request() {
     let sim = simulator(Scenario::new(
         Method::PUT,
         path,
-        MonitorKind::AzureAsyncOperation,
+        Monitor::AzureAsyncOperation,
     ))
     .await;
     let mut accept = request(Method::PUT, &sim.url(path), "{}");
@@ -288,7 +286,7 @@ async fn an_accepted_operation_resumes_through_resume_and_into_request() {
 async fn progress_is_reported_after_every_poll() {
     let path = "/vms/vm/restart";
     let sim = simulator(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation).percent_complete(true),
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation).percent_complete(true),
     )
     .await;
     let (sender, mut updates) = progress::channel();

@@ -15,10 +15,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RetryAfter, Scenario};
-use tower_lro::{
-    Error, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody,
-};
+use tower_lro::{Error, ErrorKind, LongRunning, LongRunningLayer, OperationInfo, ResponseBody};
 use tower_test::mock;
 
 type Req = Request<Full<Bytes>>;
@@ -202,7 +201,7 @@ async fn an_inner_error_on_a_poll_is_retried_then_ends_as_a_service_error() {
     assert_eq!(*err.kind(), ErrorKind::Service);
     let op = err.operation().expect("the monitor was known");
     assert_eq!(op.polls, 2, "the poll and its one retry");
-    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(op.monitor, "azure-async-operation");
     assert!(handle.poll_request().is_pending());
 }
 
@@ -269,7 +268,7 @@ impl Service<Req> for NotClone {
 async fn a_buffer_below_the_layer_carries_a_whole_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, "/things/a", Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(3))
             .completes_after_polls(2),
     );

@@ -10,8 +10,9 @@ use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::{Service, ServiceExt};
 use tower_lro::progress::{self, Progress};
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, Polling, ResumeToken};
+use tower_lro::{ErrorKind, LongRunningLayer, Polling, ResumeToken};
 
 const PATH: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
@@ -19,7 +20,7 @@ const PATH: &str =
 async fn sim_with(polls: u32) -> Arc<Simulator> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, PATH, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, PATH, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(10))
             .percent_complete(true)
             .completes_after_polls(polls),
@@ -121,7 +122,7 @@ async fn accept_only_returns_the_initial_response_with_a_token() {
         token.monitor_url()
     );
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(sim.requests().len(), 1, "nothing polled");
 
     // The token, sent through the stack as a request, finishes the job.
@@ -227,7 +228,7 @@ async fn bad_tokens_are_typed_errors() {
     assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
     assert!(sim.requests().is_empty());
 
-    let err = ResumeToken::from_json(r#"{"version":99}"#).unwrap_err();
+    let err = tower_lro::Error::from(ResumeToken::from_json(r#"{"version":99}"#).unwrap_err());
     assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
 }
 

@@ -17,8 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{Outcome as SimOutcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::LongRunningLayer;
 use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -33,7 +34,7 @@ async fn main() -> Result<(), BoxError> {
         let scenario = Scenario::new(
             Method::POST,
             format!("/vms/vm{i}/start"),
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
         )
         .retry_after(RetryAfter::Millis(100))
         .percent_complete(true)

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{Google, LongRunningLayer, MonitorKind, OperationInfo, ResumeToken};
+use tower_lro::{Google, LongRunningLayer, OperationInfo, ResumeToken};
 use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
 
 use support::{client, Postgres, Recorder};
@@ -130,10 +131,10 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
         let (path, monitor) = if is_google(i) {
             (
                 format!("/v1/projects/p{i}/locations/l/instances"),
-                MonitorKind::GoogleOperation,
+                Monitor::GoogleOperation,
             )
         } else {
-            (format!("/vms/{i}/start"), MonitorKind::AzureAsyncOperation)
+            (format!("/vms/{i}/start"), Monitor::AzureAsyncOperation)
         };
         sim.add(
             Scenario::new(Method::POST, &path, monitor)
@@ -312,7 +313,7 @@ fn child_worker() {
             }
         });
         let fleet = builder(store.clone())
-            .build(LongRunningLayer::new(), slow.clone(), handler.clone())
+            .build(LongRunningLayer::new(), slow.clone(), handler)
             .unwrap();
         let google = google_builder(store)
             .build(LongRunningLayer::with_dialect(Google::new()), slow, handler)

@@ -11,8 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
+use tower_lro::sim::Monitor;
 use tower_lro::sim::{Outcome as SimOutcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{Azure, Dialect, ErrorKind, Google, LongRunningLayer, MonitorKind, ResumeToken};
+use tower_lro::{Azure, Dialect, ErrorKind, Google, LongRunningLayer, ResumeToken};
 use tower_lro_fleet::{Fleet, FleetBuilder, Started, Store};
 
 use support::{client, Postgres, Record, Recorder, TempDir};
@@ -98,28 +99,28 @@ fn register(sim: &Simulator) -> Vec<(Method, String)> {
     for i in 0..2 {
         let path = format!("/vms/{i}/start");
         sim.add(
-            Scenario::new(Method::POST, &path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(2),
         );
         started.push((Method::POST, path));
         let path = format!("/accounts/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::Location)
+            Scenario::new(Method::PUT, &path, Monitor::Location)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1),
         );
         started.push((Method::PUT, path));
         let path = format!("/sites/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::Resource)
+            Scenario::new(Method::PUT, &path, Monitor::Resource)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1),
         );
         started.push((Method::PUT, path));
         let path = format!("/taken/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::PUT, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1)
                 .outcome(SimOutcome::Failed {
@@ -231,14 +232,10 @@ async fn google_operations_reach_their_outcomes(store: Store) {
     let sim = Simulator::start().await.unwrap();
     let projects = ["p0", "p1", "bad"];
     for project in projects {
-        let scenario = Scenario::new(
-            Method::POST,
-            instances(project),
-            MonitorKind::GoogleOperation,
-        )
-        .retry_after(RetryAfter::Millis(20))
-        .completes_after_polls(2)
-        .resource_body(r#"{"name":"instance","state":"READY"}"#);
+        let scenario = Scenario::new(Method::POST, instances(project), Monitor::GoogleOperation)
+            .retry_after(RetryAfter::Millis(20))
+            .completes_after_polls(2)
+            .resource_body(r#"{"name":"instance","state":"READY"}"#);
         sim.add(if project == "bad" {
             scenario.outcome(SimOutcome::Failed {
                 code: "3".into(),
@@ -252,7 +249,7 @@ async fn google_operations_reach_their_outcomes(store: Store) {
         Scenario::new(
             Method::POST,
             "/vms/azure/start",
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
         )
         .completes_after_polls(1),
     );
@@ -364,12 +361,8 @@ async fn push_raw(store: &Store, payload: Vec<u8>) {
 async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothing() {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/vms/ok/start",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .completes_after_polls(1),
+        Scenario::new(Method::POST, "/vms/ok/start", Monitor::AzureAsyncOperation)
+            .completes_after_polls(1),
     );
     let dir = TempDir::new("sqlite");
     let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
@@ -439,7 +432,7 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
     let sim = Simulator::start().await.unwrap();
     for path in ["/vms/flaky/start", "/vms/broken/start"] {
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
                 .completes_after_polls(1),
         );
     }
@@ -522,7 +515,7 @@ async fn a_server_that_stays_away_is_retried_then_its_error_delivered_with_a_tok
         Scenario::new(
             Method::POST,
             "/vms/gone/start",
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
         )
         .completes_after_polls(1),
     );
@@ -572,7 +565,7 @@ async fn postgres_going_away_and_coming_back_loses_nothing() {
     let paths: Vec<String> = (0..6).map(|i| format!("/vms/{i}/start")).collect();
     for path in &paths {
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
                 .completes_after_polls(4),
         );
     }
