@@ -55,6 +55,12 @@
 //! GETs repeated, the bounds, origin policy and credential stripping below. The rules of each are
 //! in the crate's protocol reference (`docs/PROTOCOL.md`).
 //!
+//! Every way in takes every dialect: [`LongRunning::with_dialect(inner, dialect)`](LongRunning::with_dialect)
+//! without a layer, `LongRunningMiddleware::with_dialect(dialect)` for reqwest-middleware
+//! (or `From` any `LongRunningLayer<D>`), and tower-lro-fleet's fleets, built from any
+//! `LongRunningLayer<D>`. The dialect is chosen, never guessed: the default (Azure) layer hands a
+//! Google `Operation` back as it came, not done.
+//!
 //! To stop an operation on the server, [`LongRunning::cancel`] sends its dialect's cancel
 //! request (or a [`CancelVia`] attached when it started); to poll without keeping a future
 //! alive, [`LongRunning::step`] does one poll at a time from a [`ResumeToken`].

@@ -47,7 +47,8 @@ impl<S> LongRunning<S> {
 }
 
 impl<S, D: Dialect> LongRunning<S, D> {
-    /// Wraps `inner` with the default settings of [`LongRunningLayer::with_dialect`], following
+    /// Wraps `inner` with the default settings of
+    /// [`LongRunningLayer::with_dialect`](crate::LongRunningLayer::with_dialect), following
     /// `dialect`'s protocol (as tower-http's `FollowRedirect::with_policy` takes its policy).
     ///
     /// ```

@@ -2,7 +2,7 @@
 //! [apalis](https://docs.rs/apalis), stepped by any worker of a fleet, and its outcome goes to a
 //! handler of yours.
 //!
-//! A control plane that starts Azure (or Google, or any [`Dialect`](tower_lro::Dialect))
+//! A control plane that starts Azure (or Google, or any [`Dialect`])
 //! operations for its own users cannot hold a future open for the hour a deployment takes, nor
 //! lose track of it when it restarts. With a [`Fleet`]:
 //!
@@ -46,7 +46,7 @@
 //!
 //! A fleet follows the protocol of the layer it is built from: `LongRunningLayer::new()` for
 //! Azure's, `LongRunningLayer::with_dialect(Google::new())` for Google's AIP-151 operations, or
-//! a [`Dialect`](tower_lro::Dialect) of your own; `D` in [`Fleet<S, H, ReqBody, D>`](Fleet)
+//! a [`Dialect`] of your own; `D` in [`Fleet<S, H, ReqBody, D>`](Fleet)
 //! names it. Tokens are resumed only by a layer of the dialect that issued them, so a token of
 //! another dialect given to [`Fleet::track`] is delivered as an
 //! [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken) error. For operations of
