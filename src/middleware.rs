@@ -89,9 +89,8 @@ use crate::Azure;
 /// The `Extensions` a request is sent with (`RequestBuilder::with_extension`, or the
 /// `reqwest::Request`'s own) steer the layer as a request's extensions do:
 /// [`FinalStateVia`](crate::FinalStateVia), [`Polling`](crate::Polling), a
-/// [`progress::channel`](crate::progress::channel) sender, or a
-/// [`ResumeToken`](crate::ResumeToken) to resume that operation instead of sending the request.
-/// Middlewares after this one see, for the original request, a copy of those extensions without
+/// [`progress::channel`](crate::progress::channel) sender. (A token resumes only through its own
+/// request: see [Resuming](#resuming).) Middlewares after this one see, for the original request, a copy of those extensions without
 /// this crate's own; for a poll, a copy of what the layer gives the poll (the same on the
 /// original's origin; on another origin, only [`CredentialsWithheld`](crate::CredentialsWithheld)).
 /// What they insert is not seen by the caller.
@@ -99,9 +98,12 @@ use crate::Azure;
 /// # Resuming
 ///
 /// [`ResumeToken::into_request`](crate::ResumeToken::into_request) makes the request that
-/// resumes an operation: the token in its extensions, its URI the original request's. A
-/// `reqwest::Request` keeps an `http::Request`'s extensions, so it goes through the client as it
-/// is; nothing is sent but the polls (and the final GET), by a middleware of the token's dialect.
+/// resumes an operation: the token in its extensions, its URI the original request's (no URL to
+/// make up). A `reqwest::Request` made from it keeps those extensions (as its clones do), so it
+/// goes through the client as it is: give it to `ClientWithMiddleware::execute`. Nothing is sent
+/// but the polls (and the final GET), by a middleware of the token's
+/// [`dialect`](crate::ResumeToken::dialect); the middlewares before this one see the token's
+/// request, a GET of the original URI.
 ///
 /// ```
 /// # async fn run(client: reqwest_middleware::ClientWithMiddleware, saved: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
