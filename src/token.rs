@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(resumption.monitor, token_monitor());
         assert_eq!(resumption.polls, 3);
         let refused = Error::from(token.resumption(&Google::new()).unwrap_err());
-        assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(refused.kind(), ErrorKind::InvalidResumeToken);
         assert!(
             refused.to_string().contains("\"azure\" dialect"),
             "{refused}"
@@ -550,7 +550,7 @@ mod tests {
             ),
         ] {
             let err = resume_as_azure(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -606,7 +606,7 @@ mod tests {
             ),
         ] {
             let err = resume_as_azure(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -617,7 +617,7 @@ mod tests {
         // A dialect of the user's: its state is checked only by its own layer.
         let token = ResumeToken::from_json(&v.to_string()).unwrap();
         let err = Error::from(token.resumption(&Azure::new()).unwrap_err());
-        assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
         assert!(err.to_string().contains("x-job-status"), "{err}");
     }
 

@@ -215,7 +215,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
         .await
         .expect("the cancel ends before its deadline")
         .unwrap_err();
-    assert_eq!(*canceled.kind(), tower_lro::ErrorKind::Canceled);
+    assert_eq!(canceled.kind(), tower_lro::ErrorKind::Canceled);
     let cancel = "/v1/projects/p/locations/l/operations/op-2:cancel";
     assert_eq!(sim.count(&Method::POST, cancel), 1);
 }

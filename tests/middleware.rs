@@ -176,7 +176,7 @@ async fn errors_downcast_to_the_crate_error() {
         panic!("a middleware error: {err:?}");
     };
     let lro = inner.downcast_ref::<tower_lro::Error>().unwrap();
-    assert_eq!(*lro.kind(), ErrorKind::Failed);
+    assert_eq!(lro.kind(), ErrorKind::Failed);
     assert_eq!(lro.code(), Some("StorageAccountAlreadyTaken"));
 }
 
@@ -566,7 +566,7 @@ mod custom_dialect {
             panic!("a middleware error: {err:?}");
         };
         let lro = inner.downcast_ref::<tower_lro::Error>().unwrap();
-        assert_eq!(*lro.kind(), ErrorKind::Failed);
+        assert_eq!(lro.kind(), ErrorKind::Failed);
         assert_eq!(lro.operation().map(|i| i.polls), Some(3));
         assert_eq!(api.count(&Method::POST, "/doomed"), 1);
     }

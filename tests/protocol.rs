@@ -206,7 +206,7 @@ async fn initial_201_with_failed_provisioning_state_is_a_failed_error_without_po
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(err.message(), Some("out of cores"));
@@ -234,7 +234,7 @@ async fn initial_200_with_top_level_canceled_state_is_a_canceled_error_without_p
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert_eq!(err.status(), Some(StatusCode::OK));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PATCH, "/things/a");
@@ -928,7 +928,7 @@ async fn a_server_that_says_poll_now_forever_is_stopped_by_max_polls() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 5);
     assert_eq!(op.status.as_deref(), Some("InProgress"));
@@ -956,7 +956,7 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     // Polls at 17, 34 and 51 s; the next one (68 s) would be past the deadline, so it ends at 51 s.
     assert_eq!(started.elapsed(), secs(51));
     assert_eq!(err.operation().unwrap().polls, 3);
@@ -1002,7 +1002,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
         let op = match (&result, error) {
             (Ok(response), None) => info(response),
             (Err(err), Some(kind)) => {
-                assert_eq!(*err.kind(), kind, "{spelling}");
+                assert_eq!(err.kind(), kind, "{spelling}");
                 err.operation().unwrap().clone()
             }
             _ => panic!("{spelling}: {result:?}"),
@@ -1069,7 +1069,7 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.operation().unwrap().percent_complete, Some(75.5));
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
@@ -1093,7 +1093,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(
@@ -1126,7 +1126,7 @@ async fn failed_status_without_error_code_takes_the_code_from_x_ms_error_code() 
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("DiskFull"));
     assert_eq!(err.message(), Some("disk full"));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
@@ -1149,6 +1149,59 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
 
+/// An empty or blank `error.code` (or message) says nothing: the `x-ms-error-code` header's code
+/// is the error's, in a `Failed` or `Canceled` status and in an initial `200`/`201` whose
+/// `provisioningState` is `Failed`; `code()` and `message()` are never `Some("")`.
+#[tokio::test(start_paused = true)]
+async fn an_empty_error_code_leaves_x_ms_error_code_to_speak() {
+    let header = ("x-ms-error-code", "FromHeader");
+    for (body, kind) in [
+        (
+            r#"{"status":"Failed","error":{"code":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Failed","error":{"code":"  ","message":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Canceled","error":{"code":"","message":"stopped"}}"#,
+            ErrorKind::Canceled,
+        ),
+    ] {
+        let (result, server) = status_monitor(move |_| json(200, &[header], body)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), kind, "{body}");
+        assert_eq!(err.code(), Some("FromHeader"), "{body}");
+        assert_ne!(err.message(), Some(""), "{body}");
+        assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+        assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+    }
+    let body = r#"{"properties":{"provisioningState":"Failed"},"error":{"code":"","message":"out of cores"}}"#;
+    for status in [200u16, 201] {
+        let server = RawServer::start(move |_, _| json(status, &[header], body)).await;
+        let err = send(
+            LongRunningLayer::new(),
+            request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Failed, "{status}");
+        assert_eq!(
+            (err.code(), err.message()),
+            (Some("FromHeader"), Some("out of cores")),
+            "{status}"
+        );
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::PUT, "/things/a");
+        assert_eq!(trail.len(), 1, "{status}: settled by the initial body");
+    }
+    // Without the header, an empty code is no code at all.
+    let (result, _) =
+        status_monitor(|_| json(200, &[], r#"{"status":"Failed","error":{"code":""}}"#)).await;
+    assert_eq!(result.unwrap_err().code(), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn canceled_status_is_a_typed_canceled_error() {
     let sim = support::simulator().await;
@@ -1164,7 +1217,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("OperationCanceled"));
     assert_eq!(err.message(), Some("the operation was canceled"));
@@ -1345,7 +1398,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), kind);
+        assert_eq!(err.kind(), kind);
         assert_eq!(err.code(), Some(code));
         assert_eq!(err.status(), Some(StatusCode::OK));
         let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
@@ -1646,7 +1699,7 @@ async fn a_transient_status_that_outlasts_the_retries_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(
         err.operation().unwrap().polls,
@@ -1705,7 +1758,7 @@ async fn assert_malformed_status(code: u16, body: &'static str) -> Error {
     let (result, server) =
         status_monitor(move |_| json(code, &[("x-ms-request-id", "m1")], body)).await;
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
+    assert_eq!(err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
     assert_eq!(err.headers().unwrap()["x-ms-request-id"], "m1");
     let op = err.operation().expect("the monitor was known");
@@ -1783,7 +1836,7 @@ async fn unparseable_monitor_header_is_invalid_monitor_url() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
+        assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
         assert!(err.operation().is_none(), "no monitor was ever known");
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::POST, "/things/a/run");
@@ -1797,7 +1850,7 @@ async fn unparseable_moved_monitor_in_a_poll_is_invalid_monitor_url_with_the_ope
         status_monitor(|_| json(200, &[("azure-asyncoperation", "http://[::1")], RUNNING)).await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl);
+    assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 1);
     assert_eq!(op.monitor_url.path(), "/ops/1");
@@ -1815,7 +1868,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
             status_monitor(move |_| json(code, &[("x-ms-request-id", "p1")], &answer)).await;
 
         let err = result.unwrap_err();
-        assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus, "{code}");
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{code}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
         assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
@@ -1849,7 +1902,7 @@ async fn not_found_on_the_final_get_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
     let op = err.operation().unwrap();

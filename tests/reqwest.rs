@@ -242,7 +242,7 @@ async fn a_failed_operation_is_a_typed_error() {
         .oneshot(request(Method::PUT, &sim.url(path), "{}"))
         .await
         .unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("StorageAccountAlreadyTaken"));
     assert_eq!(sim.count(&Method::PUT, path), 1);
 }
@@ -336,7 +336,7 @@ async fn a_uri_reqwest_cannot_send_is_its_builder_error() {
         .oneshot(request(Method::PUT, "/relative/only", "{}"))
         .await
         .unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     let source = std::error::Error::source(&err)
         .and_then(|s| s.downcast_ref::<reqwest::Error>())
         .unwrap_or_else(|| panic!("a reqwest::Error inside {err:?}"));

@@ -225,11 +225,11 @@ async fn bad_tokens_are_typed_errors() {
         .resume(forged)
         .await
         .unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+    assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
     assert!(sim.requests().is_empty());
 
     let err = tower_lro::Error::from(ResumeToken::from_json(r#"{"version":99}"#).unwrap_err());
-    assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+    assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
 }
 
 #[tokio::test(start_paused = true)]
@@ -240,7 +240,7 @@ async fn an_error_that_gives_up_carries_a_token_to_continue() {
         .oneshot(request(Method::POST, &sim.url(PATH), ""))
         .await
         .unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let token = err.resume_token().cloned().unwrap();
     assert_eq!(token.polls(), 3);
     assert_eq!(token.status(), Some("InProgress"));
@@ -265,13 +265,13 @@ async fn resuming_respects_the_budgets_without_sending_anything() {
     let sent = sim.requests().len();
 
     let again = stack(layer).resume(token.clone()).await.unwrap_err();
-    assert_eq!(*again.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(again.kind(), ErrorKind::TooManyPolls);
     let timed = stack(LongRunningLayer::new().timeout(Duration::from_millis(1)))
         .resume(token)
         .await
         .unwrap_err();
     assert_eq!(
-        *timed.kind(),
+        timed.kind(),
         ErrorKind::TimedOut,
         "the token's 30 s are past a 1 ms deadline"
     );

@@ -487,7 +487,7 @@ impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
     /// Whether a step that ended with `error` is taken again, from which token and when.
     fn retry(&self, job: &Job, error: &Error) -> Option<(ResumeToken, Duration)> {
         let token = error.resume_token()?;
-        if *error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
+        if error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
             return None;
         }
         Some((token.clone(), self.settings.step_retry_wait(job.failures)))

@@ -248,7 +248,7 @@ impl Recorder {
             Err(error) => Record {
                 id,
                 key,
-                result: Err(*error.kind()),
+                result: Err(error.kind()),
                 polls: error.operation().map(|i| i.polls),
                 body: error.to_string(),
                 code: error.code().map(str::to_owned),

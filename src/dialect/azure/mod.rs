@@ -475,6 +475,14 @@ mod tests {
         let head = Head::new(Method::PUT, URI);
         let plain = parts(200, &[("content-type", "application/json")]);
         let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
+        let coded = parts(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("x-ms-error-code", "FromHeader"),
+            ],
+        );
+        let created = parts(201, &[("x-ms-error-code", "FromHeader")]);
         #[rustfmt::skip]
         let rows: &[(&response::Parts, &str, &str)] = &[
             (&plain, r#"{"properties":{"provisioningState":"Succeeded"}}"#, "final"),
@@ -483,6 +491,11 @@ mod tests {
             (&plain, r#"{"properties":{"provisioningState":"Creating"}}"#, "follow AzureMonitor { kind: Resource, location: None, final_state_via: None } original"),
             (&plain, r#"{"provisioningState":"Failed","error":{"code":"Quota","message":"no"}}"#, "failed Failed/Quota/no"),
             (&plain, r#"{"provisioningState":"Cancelled"}"#, "canceled Cancelled/-/-"),
+            // An empty or blank code is no code: the header's is used.
+            (&coded, r#"{"provisioningState":"Failed","error":{"code":"","message":"no"}}"#, "failed Failed/FromHeader/no"),
+            (&created, r#"{"properties":{"provisioningState":"Failed"},"error":{"code":" ","message":""}}"#, "failed Failed/FromHeader/-"),
+            (&created, r#"{"provisioningState":"Canceled","error":{"code":""}}"#, "canceled Canceled/FromHeader/-"),
+            (&plain, r#"{"provisioningState":"Failed","error":{"code":"","message":""}}"#, "failed Failed/-/-"),
             (&plain, r#"{"provisioningState": 7}"#, "malformed"),
             (&plain, "{not json", "malformed"),
             (&plain, "[1, 2]", "final"),
@@ -545,6 +558,7 @@ mod tests {
         let put = Head::new(Method::PUT, URI);
         let post = Head::new(Method::POST, URI);
         let aao = monitor(Kind::AzureAsyncOperation);
+        let resource = monitor(Kind::Resource);
         let aao_with_location = AzureMonitor::from_parts(
             Kind::AzureAsyncOperation,
             Some(HeaderValue::from_static("/result")),
@@ -567,6 +581,11 @@ mod tests {
             (&put, &aao, &response, r#"{"status":"Failed","error":{"code":"Bad","message":"m"}}"#, "failed Failed/Bad/m"),
             (&put, &aao, &response, r#"{"status":"Failed"}"#, "failed Failed/FromHeader/-"),
             (&put, &aao, &response, r#"{"status":"canceled"}"#, "canceled canceled/FromHeader/-"),
+            // An empty or blank code or message is absent: the header's code is used.
+            (&put, &aao, &response, r#"{"status":"Failed","error":{"code":""}}"#, "failed Failed/FromHeader/-"),
+            (&put, &aao, &response, r#"{"status":"Failed","error":{"code":"  ","message":"m"}}"#, "failed Failed/FromHeader/m"),
+            (&put, &aao, &response, r#"{"status":"Canceled","error":{"code":"","message":""}}"#, "canceled Canceled/FromHeader/-"),
+            (&put, &resource, &response, r#"{"properties":{"provisioningState":"Failed"},"error":{"code":""}}"#, "failed Failed/FromHeader/-"),
             (&put, &aao, &response, r#"{"percentComplete":5}"#, "malformed"),
             (&put, &aao, &response, "", "malformed"),
         ];
