@@ -240,7 +240,7 @@ impl ResumeToken {
     /// It is the cancel request itself (method, URL and body from the token); the layer checks
     /// its URL against its origin policy and sends it once. When the token has no way to cancel
     /// ([`can_cancel`](Self::can_cancel) is `false`), nothing is sent and the answer is
-    /// [`ErrorKind::CancelUnsupported`].
+    /// [`ErrorKind::CancelUnsupported`](crate::ErrorKind::CancelUnsupported).
     pub fn into_cancel_request<B: From<Bytes>>(self) -> Request<B> {
         let (method, url, body, json) = match &self.0.cancel {
             Some(spec) => (
