@@ -221,6 +221,11 @@ impl ResumeToken {
     /// resumes this operation instead of being sent: the `ServiceExt`-friendly form of
     /// [`LongRunning::resume`](crate::LongRunning::resume). Headers you add to it travel with
     /// the polls, on top of those in the token.
+    ///
+    /// Its URI is the original request's and the token rides in its extensions, so it also
+    /// resumes through reqwest-middleware as `reqwest::Request::try_from(token.into_request())`
+    /// given to `ClientWithMiddleware::execute` (see `LongRunningMiddleware`). The layer or
+    /// middleware must follow the token's [`dialect`](Self::dialect).
     pub fn into_request<B: Default>(self) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.uri_mut() = self.0.uri.parse().unwrap_or_default();
@@ -235,7 +240,7 @@ impl ResumeToken {
     /// It is the cancel request itself (method, URL and body from the token); the layer checks
     /// its URL against its origin policy and sends it once. When the token has no way to cancel
     /// ([`can_cancel`](Self::can_cancel) is `false`), nothing is sent and the answer is
-    /// [`ErrorKind::CancelUnsupported`].
+    /// [`ErrorKind::CancelUnsupported`](crate::ErrorKind::CancelUnsupported).
     pub fn into_cancel_request<B: From<Bytes>>(self) -> Request<B> {
         let (method, url, body, json) = match &self.0.cancel {
             Some(spec) => (
