@@ -101,6 +101,27 @@
 //! `step_retry_delay`, doubling, up to `step_retries` times in a row, and then delivers the
 //! error (with its token, so it can be tracked again). `TooManyPolls` is delivered at once: more
 //! steps cannot change a bound.
+//!
+//! # Operating a fleet
+//!
+//! - **Scheduling**: the stores schedule in whole seconds, so a step runs at the first whole
+//!   second at or after the time the server asked for: rounded up, never early.
+//! - **Bad rows**: a stored token that is corrupt or foreign (another version, another origin,
+//!   another dialect) becomes an [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken)
+//!   delivery for its operation; a row that is not a fleet job at all is skipped with a warning,
+//!   and the workers go on.
+//! - **A database that goes away**: the worker starts a new apalis worker every
+//!   [`restart_delay`](FleetBuilder::restart_delay) until it is back; its jobs come back to the
+//!   queue after the lease.
+//! - **Finished rows**: each operation has exactly one live job row, but apalis keeps every
+//!   finished step's row (about 2 KB with its indexes) until it is deleted: SQLite stores offer
+//!   apalis's `Vacuum`; on PostgreSQL, delete `apalis.jobs` rows with status `Done` older than you
+//!   care to keep.
+//! - **TLS to a remote PostgreSQL** is your choice: enable `sqlx/tls-rustls` (or another TLS
+//!   feature of sqlx) in your own manifest.
+//!
+//! Throughput and memory at 1,000 to 100,000 operations in flight: `docs/PERFORMANCE.md` in the
+//! repository.
 
 #![warn(
     missing_docs,
@@ -109,6 +130,11 @@
     missing_debug_implementations
 )]
 #![deny(unsafe_code)]
+
+/// The README's Rust blocks, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 mod delivery;
 mod error;
