@@ -19,7 +19,8 @@ use crate::service::LongRunning;
 /// whose `provisioningState` is not terminal, [`LongRunning`] polls through the same inner service
 /// and its future resolves with the **final** response, or with an [`Error`](crate::Error) saying
 /// why the operation failed, was canceled or could not be followed. Other responses pass through
-/// untouched. See the [crate documentation](crate) for the protocol and where to put the layer.
+/// untouched. The rules, case by case: the [protocol reference](crate::_protocol); where to put
+/// the layer: the [crate documentation](crate#where-to-put-the-layer).
 ///
 /// # Defaults
 ///

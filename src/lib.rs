@@ -1,10 +1,10 @@
 //! Tower middleware that turns an HTTP long-running operation into one request.
 //!
-//! Azure Resource Manager, Azure data-plane services and many APIs modelled on them answer
-//! slow requests with `201`/`202` and a URL to poll. [`LongRunningLayer`] follows that protocol
-//! for you: the response future of the wrapped service resolves only with the **final**
-//! response, or with an [`Error`] that says why the operation failed, was canceled or could not
-//! be followed.
+//! Azure Resource Manager, Azure data-plane services, Google's APIs and many APIs modelled on
+//! them answer slow requests with `201`/`202` (or an `Operation`) and a URL to poll.
+//! [`LongRunningLayer`] follows that protocol for you: the response future of the wrapped service
+//! resolves only with the **final** response, or with an [`Error`] that says why the operation
+//! failed, was canceled or could not be followed.
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -32,38 +32,17 @@
 //!
 //! # The protocol
 //!
-//! The original request is sent **exactly once**; only GETs are ever repeated.
+//! The original request is sent **exactly once**; only GETs are repeated, at the server's
+//! `Retry-After` (clamped), to monitor URLs on the request's own origin, a bounded number of
+//! times. Which responses are followed, how each status is read, which response is final and
+//! every bound: the [protocol reference](_protocol) (`docs/PROTOCOL.md` in the repository).
+//! The settings and their defaults: [`LongRunningLayer`].
 //!
-//! | initial response | what the layer does |
-//! |---|---|
-//! | not 200/201/202/204 | returns it untouched |
-//! | 200/201 whose body has a terminal `provisioningState` | returns it (`Failed`/`Canceled` → error) |
-//! | `Azure-AsyncOperation`, else `Operation-Location` | polls that status monitor until its `status` is terminal, then fetches the final response (by method, or [`FinalStateVia`]) |
-//! | 202 with `Location` | polls it: 202 means running; 200/201/204 is the final response |
-//! | PUT/PATCH 200/201 with a non-terminal `provisioningState` | polls the resource until the state is terminal |
-//! | anything else | returns it untouched |
-//!
-//! Waits follow the latest response's `retry-after-ms`, `x-ms-retry-after-ms` or `Retry-After`
-//! (seconds or an HTTP-date), clamped to the layer's bounds. Status strings compare
-//! case-insensitively; `Canceled` and `Cancelled` both count.
-//!
-//! # Other protocols
-//!
-//! The protocol above is the [`Azure`] dialect, the default. [`LongRunningLayer::with_dialect`]
-//! follows another: [`Google`]'s AIP-151 operations, or a [`Dialect`] of your own (one `impl`;
-//! see the trait). Every dialect gets the same guarantees: the original request sent once, only
-//! GETs repeated, the bounds, origin policy and credential stripping below. The rules of each are
-//! in the crate's protocol reference (`docs/PROTOCOL.md`).
-//!
-//! Every way in takes every dialect: [`LongRunning::with_dialect(inner, dialect)`](LongRunning::with_dialect)
-//! without a layer, `LongRunningMiddleware::with_dialect(dialect)` for reqwest-middleware
-//! (or `From` any `LongRunningLayer<D>`), and tower-lro-fleet's fleets, built from any
-//! `LongRunningLayer<D>`. The dialect is chosen, never guessed: the default (Azure) layer hands a
-//! Google `Operation` back as it came, not done.
-//!
-//! To stop an operation on the server, [`LongRunning::cancel`] sends its dialect's cancel
-//! request (or a [`CancelVia`] attached when it started); to poll without keeping a future
-//! alive, [`LongRunning::step`] does one poll at a time from a [`ResumeToken`].
+//! The default protocol is the [`Azure`] dialect; [`LongRunningLayer::with_dialect`] follows
+//! [`Google`]'s AIP-151 operations or a [`Dialect`] of your own, with the same guarantees. The
+//! dialect is chosen, never guessed. Every way in takes every dialect:
+//! [`LongRunning::with_dialect`] without a layer, `LongRunningMiddleware::with_dialect` for
+//! reqwest-middleware, and tower-lro-fleet's fleets.
 //!
 //! # Where to put the layer
 //!
@@ -80,28 +59,41 @@
 //!     .service(client)
 //! ```
 //!
-//! # Clients
+//! # Features
 //!
 //! Any `tower::Service<http::Request<B>>` works as it is (hyper-util's client, tower and axum
 //! stacks). Optional features adapt the rest:
 //!
-//! | feature | what |
+//! | feature | default | what |
+//! |---|---|---|
+//! | `tracing` | on | a span per operation (method, URI, monitor), a debug event per poll, a warning per transient retry |
+//! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
+//! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
+//! | `auth` | off | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
+//! | `azure-core` | off | `auth::AzureCredential`: an `azure_core`/`azure_identity` credential as its token source (enables `auth`; Rust 1.88, as azure_core) |
+//! | `sim` | off | `sim`: an Azure-like LRO server on 127.0.0.1 for examples and your own tests |
+//!
+//! None of them enables a TLS backend or any other reqwest feature: your own `reqwest` dependency
+//! chooses (Cargo merges the features). Companion crates, each its own dependency:
+//!
+//! | crate | what |
 //! |---|---|
-//! | `reqwest` | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
-//! | `reqwest-middleware` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` |
-//! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
-//! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
-//! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
+//! | `tower-lro-fleet` | operations as durable jobs on apalis (SQLite, PostgreSQL), stepped by any number of workers |
 //!
 //! # What the caller sees
 //!
 //! The final response carries an [`OperationInfo`] in its extensions (monitor, polls, elapsed
-//! time, last status). Errors are one [`Error`] type whose [`ErrorKind`] tells a failed or
-//! canceled operation (with the server's `code`, `message`, status and body) from a protocol or
-//! transport problem.
+//! time, the operation's last state). Errors are one [`Error`] type whose [`ErrorKind`] tells a
+//! failed or canceled operation (with the server's `code`, `message`, status and body) from a
+//! protocol or transport problem. An error's `Display` is its own message; its causes are its
+//! [`source`](std::error::Error::source) chain.
 //!
-//! Per request, insert [`FinalStateVia`] to choose the final response, or [`Polling::Disabled`]
-//! to pass one request through untouched.
+//! Per request, insert into the request's extensions [`FinalStateVia`] to choose the final
+//! response, [`Polling::Disabled`] to pass one request through untouched,
+//! [`Polling::AcceptOnly`] to get the initial response back at once with a [`ResumeToken`], or
+//! a [`progress::channel`] sender to watch the operation. A [`ResumeToken`] continues an
+//! operation elsewhere ([`LongRunning::resume`]), one poll at a time ([`LongRunning::step`]), or
+//! cancels it on the server ([`LongRunning::cancel`]).
 //!
 //! # Runtime
 //!
@@ -143,6 +135,15 @@ mod service;
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
 mod token;
+
+#[cfg(doc)]
+#[doc = include_str!("../docs/PROTOCOL.md")]
+pub mod _protocol {}
+
+/// The README's Rust blocks, compiled (and run unless `no_run`) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use body::ResponseBody;
 pub use dialect::azure::{Azure, FinalStateVia};
