@@ -24,7 +24,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::dialect::{
-    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+    Dialect, ErrorDetail, Follow, InitialBody, InitialHead, Observer, PollAt, RequestHead,
+    StatusHead, Verdict,
 };
 use tower_lro::{LongRunningLayer, OperationInfo};
 
@@ -41,32 +42,39 @@ impl Dialect for JobStatus {
         "x-job-status"
     }
 
-    fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
+    fn initial_head<'a>(
+        &self,
+        _: &RequestHead<'_>,
+        res: &'a response::Parts,
+    ) -> InitialHead<'a, ()> {
         match res.headers.get("x-job-status") {
-            Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
-            _ => Start::NotLongRunning,
+            Some(url) if res.status == 202 => {
+                InitialHead::Follow(Follow::new((), PollAt::url(url)))
+            }
+            _ => InitialHead::NotLongRunning,
         }
     }
 
-    fn start_with_body<'a>(
+    fn initial_body<'a>(
         &self,
         _: &RequestHead<'_>,
         _: &'a response::Parts,
         _: &'a [u8],
+        _: Option<Follow<'a, ()>>,
         _: &mut Observer<'_>,
-    ) -> Opening<'a, ()> {
-        Opening::Final // `start` never asks for the body
+    ) -> InitialBody<'a, ()> {
+        InitialBody::Final // `initial_head` never asks for the body
     }
 
-    fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
+    fn status_head<'a>(&self, _: &(), res: &'a response::Parts) -> StatusHead<'a> {
         match res.status.as_u16() {
-            200 => Reply::ReadBody,
-            429 | 500..=599 => Reply::Verdict(Verdict::Transient),
-            _ => Reply::Verdict(Verdict::Unexpected),
+            200 => StatusHead::ReadBody,
+            429 | 500..=599 => StatusHead::Judged(Verdict::Transient),
+            _ => StatusHead::Judged(Verdict::Unexpected),
         }
     }
 
-    fn verdict<'a>(
+    fn status_body<'a>(
         &self,
         _: &mut (),
         _: &RequestHead<'_>,
@@ -89,7 +97,7 @@ impl Dialect for JobStatus {
                 }
                 match &*job.state {
                     "done" => Verdict::Done,
-                    "failed" => Verdict::Failed(Outcome::reported("failed")),
+                    "failed" => Verdict::Failed(ErrorDetail::reported("failed")),
                     _ => Verdict::Running { moved: None },
                 }
             }
