@@ -150,7 +150,7 @@ async fn infinite_running_with_retry_after_0_ends_in_too_many_polls() {
     assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().expect("the operation so far");
     assert_eq!(op.polls, 5);
-    assert_eq!(op.status.as_deref(), Some("InProgress"));
+    assert_eq!(op.state.as_deref(), Some("InProgress"));
     assert_eq!(gets(&server).len(), 5);
     assert!(gaps(&server.seen()).iter().all(|g| g.is_zero()));
     assert_eq!(started.elapsed(), Duration::ZERO);
@@ -412,7 +412,7 @@ async fn json_nested_100k_deep_is_a_typed_outcome() {
     .await;
     let response = expect_ok(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
     assert_eq!(info(&response).polls, 2);
-    assert_eq!(info(&response).status.as_deref(), Some("Succeeded"));
+    assert_eq!(info(&response).state.as_deref(), Some("Succeeded"));
     assert_sent_once(&server, &Method::POST);
 
     // Deep where a string is expected, as the whole body, or never closed.
@@ -684,9 +684,7 @@ async fn an_https_operation_never_follows_http() {
     let http_monitor = server.url("/op");
     let layers = [
         LongRunningLayer::new(),
-        LongRunningLayer::new()
-            .allow_origin(&server.url(""))
-            .unwrap(),
+        LongRunningLayer::new().allow_origin(server.url("").parse().unwrap()),
         LongRunningLayer::new().allow_any_origin(),
     ];
     for layer in layers {
@@ -755,7 +753,7 @@ async fn credentials_never_reach_another_origin_and_never_come_back() {
     let b = RawServer::start(move |_, _| running(&[("azure-asyncoperation", &back_to_a), NOW[0]]))
         .await;
 
-    let allow_b = LongRunningLayer::new().allow_origin(&b.url("")).unwrap();
+    let allow_b = LongRunningLayer::new().allow_origin(b.url("").parse().unwrap());
     for (round, layer) in [allow_b, LongRunningLayer::new().allow_any_origin()]
         .into_iter()
         .enumerate()
@@ -932,8 +930,7 @@ async fn location_loops_are_bounded_by_max_polls() {
     to_b.set(b.url("/b")).unwrap();
     let layer = LongRunningLayer::new()
         .max_polls(7)
-        .allow_origin(&b.url(""))
-        .unwrap();
+        .allow_origin(b.url("").parse().unwrap());
     let err = expect_err(call(layer, post(&a.url("/start"))).await);
     assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     assert_eq!(err.operation().unwrap().polls, 7);
@@ -1180,8 +1177,7 @@ async fn connection_refused_on_a_poll_is_retried_then_a_service_error() {
     let monitor = format!("{dead}/op");
     let server = RawServer::start(move |_, _| accepted(&monitor, &NOW)).await;
     let layer = LongRunningLayer::new()
-        .allow_origin(&dead)
-        .unwrap()
+        .allow_origin(dead.parse().unwrap())
         .max_transient_retries(2);
     let started = Instant::now();
     let err = expect_err(call(layer, post(&server.url("/start"))).await);
@@ -1556,7 +1552,7 @@ async fn a_wait_past_the_deadline_fails_at_once() {
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), Duration::ZERO);
     let op = err.operation().unwrap();
-    assert_eq!((op.polls, op.status.as_deref()), (1, Some("InProgress")));
+    assert_eq!((op.polls, op.state.as_deref()), (1, Some("InProgress")));
     much_later().await;
     assert_eq!(gets(&server).len(), 1);
     assert_sent_once(&server, &Method::POST);

@@ -77,7 +77,7 @@ async fn azure_async_operation_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(
         info.final_uri, None,
         "a POST's last status response is final"
@@ -106,7 +106,7 @@ async fn operation_location_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "operation-location");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.final_uri.unwrap().path(), "/resources/1");
     assert!(text(response).await.contains(r#""name":"resource-1""#));
     let expected = [
@@ -156,7 +156,7 @@ async fn resource_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert!(text(response)
         .await
         .contains(r#""provisioningState":"Succeeded""#));

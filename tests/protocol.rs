@@ -461,7 +461,7 @@ async fn patch_200_with_running_top_level_provisioning_state_polls_the_resource(
 
     let info = info(&response);
     assert_eq!(info.monitor, "resource");
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(text(response).await, done);
     let seen = server.seen();
     let trail = trail(&seen);
@@ -931,7 +931,7 @@ async fn a_server_that_says_poll_now_forever_is_stopped_by_max_polls() {
     assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 5);
-    assert_eq!(op.status.as_deref(), Some("InProgress"));
+    assert_eq!(op.state.as_deref(), Some("InProgress"));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(trail.len(), 6);
@@ -1007,7 +1007,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
             }
             _ => panic!("{spelling}: {result:?}"),
         };
-        assert_eq!(op.status.as_deref(), Some(spelling), "kept as spelled");
+        assert_eq!(op.state.as_deref(), Some(spelling), "kept as spelled");
         assert_eq!(op.polls, 2, "{spelling}");
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
@@ -1033,7 +1033,7 @@ async fn provider_specific_statuses_mean_still_running() {
 
         let info = info(&response);
         assert_eq!(info.polls, 4, "{running}");
-        assert_eq!(info.status.as_deref(), Some("Succeeded"));
+        assert_eq!(info.state.as_deref(), Some("Succeeded"));
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
         assert_eq!(trail.len(), 5, "{running}");
@@ -1107,7 +1107,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     let op = err.operation().unwrap();
     assert_eq!(op.monitor, "azure-async-operation");
     assert_eq!(op.polls, 3);
-    assert_eq!(op.status.as_deref(), Some("Failed"));
+    assert_eq!(op.state.as_deref(), Some("Failed"));
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::POST, "/things/a/run");
     assert_eq!(trail.len(), 4, "no final GET after Failed");
@@ -1907,7 +1907,7 @@ async fn not_found_on_the_final_get_is_unexpected_status() {
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 1);
-    assert_eq!(op.status.as_deref(), Some("Succeeded"));
+    assert_eq!(op.state.as_deref(), Some("Succeeded"));
     assert_eq!(op.final_uri.as_ref().map(ToString::to_string), Some(url));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -2380,7 +2380,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
     assert_eq!(info.polls, 3);
     assert_eq!(info.elapsed, secs(15));
     assert_eq!(started.elapsed(), secs(15));
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.operation_id.as_deref(), Some("/operations/1"));
     assert_eq!(info.operation_name.as_deref(), Some("1"));
@@ -2414,7 +2414,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
     );
     assert_eq!(info.polls, 3);
     assert_eq!(info.elapsed, ms(4500));
-    assert_eq!(info.status, None, "a Location monitor has no status string");
+    assert_eq!(info.state, None, "a Location monitor has no status string");
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.final_uri, None);
     let trail = sim_trail(&sim.requests());
@@ -2445,7 +2445,7 @@ async fn operation_info_describes_a_resource_monitor_operation() {
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 2);
     assert_eq!(info.elapsed, secs(4));
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.final_uri, None, "the last resource GET is a poll");
     let trail = sim_trail(&sim.requests());

@@ -268,7 +268,7 @@ async fn numbers_past_f64_in_optional_members_of_a_running_status_are_ignored() 
         assert_eq!(info.polls, 2, "{body}");
         assert_eq!(info.percent_complete, None);
         assert_eq!(info.operation_id, None);
-        assert_eq!(info.status.as_deref(), Some("Succeeded"));
+        assert_eq!(info.state.as_deref(), Some("Succeeded"));
         script.assert_sent_once(&Method::POST);
     }
 }

@@ -36,7 +36,7 @@
 //! #         struct Job<'b> { #[serde(borrow)] state: Cow<'b, str> }
 //! #         match serde_json::from_slice::<Job<'_>>(body) {
 //! #             Ok(job) if job.state == "done" => Verdict::Done,
-//! #             Ok(job) => { seen.status(&job.state); Verdict::Running { moved: None } }
+//! #             Ok(job) => { seen.state(&job.state); Verdict::Running { moved: None } }
 //! #             Err(e) => Verdict::Malformed(e.to_string()),
 //! #         }
 //! #     }
@@ -125,7 +125,7 @@ impl Recorder {
 
     /// The operation's state as the server spelled it.
     pub fn state(&self) -> Option<&str> {
-        self.observed.status.as_deref()
+        self.observed.state.as_deref()
     }
 
     /// How far along the operation is, in percent.

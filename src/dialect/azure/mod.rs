@@ -101,7 +101,8 @@ impl AzureMonitor {
         }
     }
 
-    /// A monitor from a version 1 resume token's fields.
+    /// A monitor of `kind`, for the crate's tests and fuzz targets.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn from_parts(
         kind: Kind,
         location: Option<HeaderValue>,
@@ -200,7 +201,7 @@ impl Dialect for Azure {
             }
             (None, Some(Phase::Running)) => {
                 if let Some(state) = &state {
-                    seen.status(state);
+                    seen.state(state);
                 }
                 let monitor = AzureMonitor::of(Kind::Resource, request, &response.headers);
                 InitialBody::Follow(Follow::new(monitor, PollAt::OriginalUri))
@@ -246,7 +247,7 @@ impl Dialect for Azure {
             Ok(parsed) => parsed,
             Err(malformed) => return Verdict::Malformed(malformed.0),
         };
-        seen.status(&parsed.status);
+        seen.state(&parsed.status);
         if let Some(percent) = parsed.percent_complete {
             seen.percent_complete(percent);
         }
@@ -303,7 +304,7 @@ fn resource_verdict<'a>(
     };
     let state = resource.provisioning_state;
     if let Some(state) = &state {
-        seen.status(state);
+        seen.state(state);
     }
     match state.as_deref().map(Phase::of) {
         None | Some(Phase::Succeeded) => Verdict::Done,

@@ -185,7 +185,7 @@ impl<S, D: Dialect> Operation<S, D> {
         #[cfg(feature = "tracing")]
         tracing::debug!(
             parent: &self.span,
-            status = ledger.observed.status.as_deref(),
+            state = ledger.observed.state.as_deref(),
             percent_complete = ledger.observed.percent_complete,
             http_status = ledger.last_http_status.map(|s| s.as_u16()),
             polls = ledger.polls,
