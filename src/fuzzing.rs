@@ -114,11 +114,10 @@ pub fn monitor_of(
 /// rules are: a malformed verdict explains itself, and an error code or message is never empty
 /// or all whitespace: such a one is absent).
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
-    use crate::dialect::azure::AzureMonitor;
-    use crate::dialect::google::GoogleMonitor;
+    use crate::dialect::azure::{Azure, AzureMonitor};
+    use crate::dialect::google::{Google, GoogleMonitor};
     use crate::dialect::testing::{request_head, response_head, Recorder};
     use crate::dialect::{Dialect, ErrorDetail, Follow, InitialBody, PollAt, Verdict};
-    use crate::{Azure, Google};
 
     fn check_detail(detail: &ErrorDetail<'_>) -> Result<(), String> {
         let blank = |text: &Option<std::borrow::Cow<'_, str>>| {
