@@ -300,8 +300,9 @@ impl<S, D: Dialect> Operation<S, D> {
             InitialHead::ReadBody { otherwise }
                 if !too_large(&parts.headers, &body, self.config.max_status_body) =>
             {
-                // Kept while the body is read, so the head is judged once. It borrows from the
-                // head, which the state owns: owned, for the (few) dialects that name one.
+                // Kept while the body is read, so that the head is judged once. It borrows from
+                // the head, which the state is about to own: one copy of the URL reference, which
+                // `track` keeps as it is when the dialect hands it back (Azure does).
                 let otherwise = otherwise.map(Follow::into_owned);
                 return Begin::Sniff {
                     parts,
@@ -388,7 +389,7 @@ impl<S, D: Dialect> Operation<S, D> {
         otherwise: Option<Follow<'static, D::Monitor>>,
     ) -> Begin<B, D::Monitor> {
         let mut observed = Default::default();
-        let opening = self.dialect.initial_body(
+        let verdict = self.dialect.initial_body(
             &self.original.head(),
             &parts,
             &bytes,
@@ -400,7 +401,7 @@ impl<S, D: Dialect> Operation<S, D> {
         let ended = |kind, detail: ErrorDetail<'_>| {
             Error::new(kind, reported(&detail)).with_error_detail(detail)
         };
-        let error = match opening {
+        let error = match verdict {
             InitialBody::Final => {
                 let body = ResponseBody::buffered(bytes, trailers);
                 return Begin::Finish(Ok(Response::from_parts(parts, body)));
