@@ -32,8 +32,7 @@ use criterion::{Criterion, Throughput};
 use http::Method;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::MonitorKind;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 /// "Running" answers before "Succeeded": 5 polls per operation.
 const RUNNING: u32 = 4;
@@ -270,13 +269,13 @@ fn request_counts() {
         .enable_all()
         .build()
         .expect("a runtime");
-    type Case = (&'static str, Method, MonitorKind, bool, bool, u32);
+    type Case = (&'static str, Method, Monitor, bool, bool, u32);
     // name, method, monitor, Location header, resourceLocation, final GETs the protocol needs
     let cases: [Case; 7] = [
         (
             "AAO POST",
             Method::POST,
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
             false,
             false,
             0,
@@ -284,7 +283,7 @@ fn request_counts() {
         (
             "AAO PUT",
             Method::PUT,
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
             false,
             false,
             1,
@@ -292,7 +291,7 @@ fn request_counts() {
         (
             "OL PUT + resourceLocation",
             Method::PUT,
-            MonitorKind::OperationLocation,
+            Monitor::OperationLocation,
             false,
             true,
             1,
@@ -300,7 +299,7 @@ fn request_counts() {
         (
             "Location PUT",
             Method::PUT,
-            MonitorKind::Location,
+            Monitor::Location,
             false,
             false,
             0,
@@ -308,7 +307,7 @@ fn request_counts() {
         (
             "resource PUT",
             Method::PUT,
-            MonitorKind::Resource,
+            Monitor::Resource,
             false,
             false,
             0,
@@ -316,7 +315,7 @@ fn request_counts() {
         (
             "AAO+Location POST",
             Method::POST,
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
             true,
             false,
             1,
@@ -324,7 +323,7 @@ fn request_counts() {
         (
             "AAO DELETE",
             Method::DELETE,
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
             false,
             false,
             0,
@@ -366,7 +365,7 @@ fn request_counts() {
                 .filter(|r| {
                     r.method == Method::GET
                         && (r.uri.path().starts_with("/operations")
-                            || kind == MonitorKind::Resource && r.uri.path() == path)
+                            || kind == Monitor::Resource && r.uri.path() == path)
                 })
                 .count();
             let total = requests.len();

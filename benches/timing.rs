@@ -25,8 +25,8 @@ use http_body_util::BodyExt;
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const OPERATIONS: usize = 1_000;
 const RUNNING: u32 = 4;
@@ -202,7 +202,7 @@ fn loopback(client: Client, spread: bool) -> Vec<i64> {
         let sim = Simulator::start().await.expect("a simulator");
         let path = "/subscriptions/s/providers/P/things/t/start";
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
                 .completes_after_polls(RUNNING),
         );

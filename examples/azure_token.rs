@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::auth::{token_fn, AccessToken, BearerTokenLayer};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, ReqwestService};
+use tower_lro::{LongRunningLayer, ReqwestService};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), BoxError> {
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Compute/virtualMachines/vm1/start";
     sim.add(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(150))
             .completes_after_polls(4),
     );

@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{Google, LongRunningLayer, MonitorKind, OperationInfo, Polling, ResumeToken};
+use tower_lro::{Google, LongRunningLayer, OperationInfo, Polling, ResumeToken};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -25,7 +25,7 @@ async fn main() -> Result<(), BoxError> {
     let sim = Simulator::start().await?;
     println!("simulated Google Cloud API on http://{}\n", sim.addr());
     let scenario = |path: &str| {
-        Scenario::new(Method::POST, path, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, path, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(50))
             .percent_complete(true)
     };
@@ -38,7 +38,7 @@ async fn main() -> Result<(), BoxError> {
     sim.add(
         scenario(backups)
             .completes_after_polls(1)
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "9".into(),
                 message: "the instance is not running".into(),
             }),

@@ -14,8 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{progress, LongRunningLayer, MonitorKind};
+use tower_lro::{progress, LongRunningLayer};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,7 +24,7 @@ async fn main() -> Result<(), BoxError> {
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Sql/servers/db1/import";
     sim.add(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .percent_complete(true)
             .running_status("Running")

@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{progress, LongRunningLayer, MonitorKind, OperationInfo, ResumeToken};
+use tower_lro::{progress, LongRunningLayer, OperationInfo, ResumeToken};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,7 +33,7 @@ async fn main() -> Result<(), BoxError> {
     let path =
         "/subscriptions/s/resourceGroups/demo/providers/Microsoft.Storage/storageAccounts/handoff";
     sim.add(
-        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(50))
             .completes_after_polls(6),
     );

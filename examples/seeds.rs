@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+use tower_lro::{LongRunningLayer, OperationInfo};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -36,7 +36,7 @@ async fn main() -> Result<(), BoxError> {
     let vm_start =
         format!("{SUB}/resourceGroups/demo/providers/Microsoft.Compute/virtualMachines/vm1/start");
     sim.add(
-        Scenario::new(Method::POST, &vm_start, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, &vm_start, Monitor::AzureAsyncOperation)
             .monitor_prefix(format!(
                 "{SUB}/providers/Microsoft.Compute/locations/westus/operations"
             ))
@@ -47,7 +47,7 @@ async fn main() -> Result<(), BoxError> {
     let deployment =
         format!("{SUB}/resourcegroups/demo/providers/microsoft.resources/deployments/site");
     sim.add(
-        Scenario::new(Method::PUT, &deployment, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, &deployment, Monitor::AzureAsyncOperation)
             .initial_status(StatusCode::CREATED)
             .initial_body(r#"{"name":"site","properties":{"provisioningState":"Accepted"}}"#)
             .monitor_prefix(format!("{deployment}/operationStatuses"))
@@ -59,7 +59,7 @@ async fn main() -> Result<(), BoxError> {
     let storage =
         format!("{SUB}/resourceGroups/demo/providers/Microsoft.Storage/storageAccounts/demostore");
     sim.add(
-        Scenario::new(Method::PUT, &storage, MonitorKind::Location)
+        Scenario::new(Method::PUT, &storage, Monitor::Location)
             .monitor_prefix(format!("{SUB}/providers/Microsoft.Storage/operations"))
             .retry_after(RetryAfter::Millis(170))
             .completes_after_polls(2)
@@ -70,10 +70,10 @@ async fn main() -> Result<(), BoxError> {
     let taken =
         format!("{SUB}/resourceGroups/demo/providers/Microsoft.Storage/storageAccounts/taken");
     sim.add(
-        Scenario::new(Method::PUT, &taken, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, &taken, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .completes_after_polls(1)
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "StorageAccountAlreadyTaken".into(),
                 message: "The storage account named taken is already taken.".into(),
             }),

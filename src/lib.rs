@@ -85,7 +85,6 @@
 //! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
 //! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
 //! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
-//! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
 //!
 //! # What the caller sees
 //!
@@ -138,9 +137,6 @@ mod protocol;
 mod reqwest_service;
 mod resume;
 mod service;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
 mod step;
 
 pub use azure::{Azure, AzureMonitor};

@@ -24,8 +24,8 @@ use tower_http::decompression::DecompressionLayer;
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_http::trace::TraceLayer;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const VM: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
@@ -33,7 +33,7 @@ const VM: &str =
 async fn vm_sim(polls: u32, retry_after: RetryAfter) -> Arc<Simulator> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, VM, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, VM, Monitor::AzureAsyncOperation)
             .retry_after(retry_after)
             .completes_after_polls(polls),
     );

@@ -10,11 +10,11 @@ use http::{Method, StatusCode};
 use http_body_util::Full;
 use support::{request, text, HttpClient};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     CancelVia, ErrorKind, Google, LongRunning, LongRunningLayer, MonitorKind, OperationInfo,
     Polling, ResumeToken, Step,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
 const OPERATION: &str = "/v1/projects/p/locations/l/operations/op-1";
@@ -49,7 +49,7 @@ fn info<B>(response: &http::Response<B>) -> &OperationInfo {
 async fn a_successful_operation_ends_with_its_last_status_response_byte_for_byte() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .completes_after_polls(2)
             .percent_complete(true)
             .resource_body(r#"{"name":"projects/p/locations/l/instances/i","state":"READY"}"#),
@@ -92,8 +92,7 @@ async fn a_successful_operation_ends_with_its_last_status_response_byte_for_byte
 async fn without_a_hint_polls_follow_the_layers_delays() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
-            .completes_after_polls(2),
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).completes_after_polls(2),
     );
     google().oneshot(create(&sim)).await.unwrap();
     let at: Vec<_> = sim.requests().iter().map(|r| r.at).collect();
@@ -109,9 +108,9 @@ async fn without_a_hint_polls_follow_the_layers_delays() {
 async fn a_failed_operation_is_failed_with_the_integer_code_as_text() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10))
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "3".into(),
                 message: "instance name is invalid".into(),
             }),
@@ -129,9 +128,9 @@ async fn a_failed_operation_is_failed_with_the_integer_code_as_text() {
 async fn code_1_is_canceled() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10))
-            .outcome(Outcome::Canceled),
+            .ending(Ending::Canceled),
     );
     let error = google().oneshot(create(&sim)).await.unwrap_err();
     assert_eq!(*error.kind(), ErrorKind::Canceled);
@@ -142,7 +141,7 @@ async fn code_1_is_canceled() {
 async fn progress_comes_from_metadata() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10))
             .completes_after_polls(3)
             .percent_complete(true),
@@ -177,7 +176,7 @@ async fn accepted(sim: &Simulator) -> ResumeToken {
 async fn a_token_is_resumed_by_a_google_layer_only() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10)),
     );
     let token = ResumeToken::from_json(&accepted(&sim).await.to_json()).unwrap();
@@ -196,8 +195,7 @@ async fn a_token_is_resumed_by_a_google_layer_only() {
 async fn steps_drive_an_operation_one_poll_at_a_time() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
-            .completes_after_polls(2),
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).completes_after_polls(2),
     );
     let service = google();
     let mut token = accepted(&sim).await;
@@ -261,8 +259,7 @@ async fn an_api_error_is_unexpected_with_its_status_as_the_code() {
 async fn cancel_posts_once_then_follows_the_operation_to_canceled() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
-            .completes_after_polls(100),
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).completes_after_polls(100),
     );
     let token = accepted(&sim).await;
     assert!(token.can_cancel());
@@ -286,7 +283,7 @@ async fn cancel_posts_once_then_follows_the_operation_to_canceled() {
 async fn an_operation_that_completes_anyway_gives_its_final_response() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .completes_after_polls(1)
             .completes_when_canceled(true),
     );
@@ -299,7 +296,7 @@ async fn an_operation_that_completes_anyway_gives_its_final_response() {
 #[tokio::test(start_paused = true)]
 async fn a_server_without_cancel_answers_501_and_the_operation_goes_on() {
     let sim = support::simulator().await;
-    sim.add(Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation).cancelable(false));
+    sim.add(Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).cancelable(false));
     let token = accepted(&sim).await;
     let error = google().cancel(token).await.unwrap_err();
     assert_eq!(*error.kind(), ErrorKind::CancelUnsupported);
@@ -317,8 +314,7 @@ async fn a_server_without_cancel_answers_501_and_the_operation_goes_on() {
 async fn a_cancel_request_goes_through_a_buffered_stack() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
-            .completes_after_polls(100),
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).completes_after_polls(100),
     );
     let token = accepted(&sim).await;
     let stack = ServiceBuilder::new()
@@ -339,7 +335,7 @@ async fn an_azure_operation_is_canceled_through_the_request_the_caller_attached(
         "/subscriptions/s/resourcegroups/g/providers/Microsoft.Resources/deployments/d";
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, DEPLOYMENT, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, DEPLOYMENT, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(10))
             .completes_after_polls(100),
     );

@@ -14,8 +14,8 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use support::{assert_sent_once, info, loopback_stack, request, sim_trail, text};
 use tower::ServiceExt;
-use tower_lro::sim::{RecordedRequest, RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, MonitorKind, ResponseBody};
+use tower_lro_sim::{Monitor, RecordedRequest, RetryAfter, Scenario, Simulator};
 
 /// The hint every initial and "running" answer carries.
 const HINT: Duration = Duration::from_millis(5);
@@ -66,7 +66,7 @@ fn polls(monitor: &str) -> Vec<(Method, String)> {
 async fn azure_async_operation_over_loopback() {
     let path = "/vms/vm/start";
     let (response, requests) = follow(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation),
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation),
         Method::POST,
         path,
         "",
@@ -95,7 +95,7 @@ async fn azure_async_operation_over_loopback() {
 async fn operation_location_over_loopback() {
     let path = "/things/a";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::OperationLocation).resource_location(true),
+        Scenario::new(Method::PUT, path, Monitor::OperationLocation).resource_location(true),
         Method::PUT,
         path,
         r#"{"size":3}"#,
@@ -121,7 +121,7 @@ async fn operation_location_over_loopback() {
 async fn location_over_loopback() {
     let path = "/accounts/a";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Location),
+        Scenario::new(Method::PUT, path, Monitor::Location),
         Method::PUT,
         path,
         r#"{"kind":"Storage"}"#,
@@ -145,7 +145,7 @@ async fn location_over_loopback() {
 async fn resource_over_loopback() {
     let path = "/things/r";
     let (response, requests) = follow(
-        Scenario::new(Method::PUT, path, MonitorKind::Resource),
+        Scenario::new(Method::PUT, path, Monitor::Resource),
         Method::PUT,
         path,
         r#"{"size":3}"#,
@@ -168,7 +168,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
     const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
             .completes_after_polls(RUNNING),
     );
@@ -196,7 +196,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
 
     // A second one, accepted, then canceled over the same kind of connection.
     sim.add(
-        Scenario::new(Method::POST, INSTANCES, MonitorKind::GoogleOperation)
+        Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(HINT.as_millis() as u64))
             .completes_after_polls(1_000),
     );

@@ -20,11 +20,11 @@ use support::{
 };
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     Error, ErrorKind, FinalStateVia, LongRunningLayer, MonitorKind, OperationInfo, Polling,
     ResponseBody,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type Reply = Response<ResponseBody<Incoming>>;
 
@@ -312,7 +312,7 @@ async fn accepted_with_location_polls_the_location_until_it_answers_200() {
     let sim = support::simulator().await;
     let result = r#"{"id":"r","value":42}"#;
     sim.add(
-        Scenario::new(Method::POST, "/things/a/export", MonitorKind::Location)
+        Scenario::new(Method::POST, "/things/a/export", Monitor::Location)
             .retry_after(RetryAfter::Seconds(2))
             .completes_after_polls(2)
             .resource_body(result),
@@ -407,7 +407,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
 async fn put_201_with_running_properties_provisioning_state_polls_the_resource() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Resource)
             .running_status("Creating")
             .retry_after(RetryAfter::Seconds(3))
             .completes_after_polls(2),
@@ -620,13 +620,9 @@ async fn sync_200_get_is_streamed_through_before_its_body_is_complete() {
 async fn sim_waits(hint: RetryAfter) -> Vec<Duration> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::DELETE,
-            "/things/a",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .retry_after(hint)
-        .completes_after_polls(2),
+        Scenario::new(Method::DELETE, "/things/a", Monitor::AzureAsyncOperation)
+            .retry_after(hint)
+            .completes_after_polls(2),
     );
     let started = Instant::now();
     let response = send(
@@ -976,14 +972,14 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn terminal_statuses_match_in_any_letter_case() {
     let cases = [
-        ("succeeded", Outcome::Succeeded, None),
-        ("SUCCEEDED", Outcome::Succeeded, None),
-        ("Cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
-        ("CANCELED", Outcome::Canceled, Some(ErrorKind::Canceled)),
-        ("cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
+        ("succeeded", Ending::Succeeded, None),
+        ("SUCCEEDED", Ending::Succeeded, None),
+        ("Cancelled", Ending::Canceled, Some(ErrorKind::Canceled)),
+        ("CANCELED", Ending::Canceled, Some(ErrorKind::Canceled)),
+        ("cancelled", Ending::Canceled, Some(ErrorKind::Canceled)),
         (
             "FAILED",
-            Outcome::Failed {
+            Ending::Failed {
                 code: "Boom".into(),
                 message: "it broke".into(),
             },
@@ -993,14 +989,10 @@ async fn terminal_statuses_match_in_any_letter_case() {
     for (spelling, outcome, error) in cases {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(
-                Method::DELETE,
-                "/things/a",
-                MonitorKind::AzureAsyncOperation,
-            )
-            .terminal_status(spelling)
-            .outcome(outcome)
-            .completes_after_polls(1),
+            Scenario::new(Method::DELETE, "/things/a", Monitor::AzureAsyncOperation)
+                .terminal_status(spelling)
+                .ending(outcome)
+                .completes_after_polls(1),
         );
         let result = send(
             LongRunningLayer::new(),
@@ -1028,7 +1020,7 @@ async fn provider_specific_statuses_mean_still_running() {
     for running in ["Running", "Accepted", "Creating", "NotStarted", "Deleting"] {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(Method::DELETE, "/things/a", MonitorKind::OperationLocation)
+            Scenario::new(Method::DELETE, "/things/a", Monitor::OperationLocation)
                 .running_status(running)
                 .completes_after_polls(3),
         );
@@ -1052,13 +1044,9 @@ async fn provider_specific_statuses_mean_still_running() {
 async fn percent_complete_of_the_final_status_is_in_operation_info() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/things/a/run",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .percent_complete(true)
-        .completes_after_polls(3),
+        Scenario::new(Method::POST, "/things/a/run", Monitor::AzureAsyncOperation)
+            .percent_complete(true)
+            .completes_after_polls(3),
     );
     let response = send(
         LongRunningLayer::new(),
@@ -1090,17 +1078,13 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
 async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/things/a/run",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .retry_after(RetryAfter::Seconds(1))
-        .completes_after_polls(2)
-        .outcome(Outcome::Failed {
-            code: "QuotaExceeded".into(),
-            message: "Operation results in exceeding quota limits of Core.".into(),
-        }),
+        Scenario::new(Method::POST, "/things/a/run", Monitor::AzureAsyncOperation)
+            .retry_after(RetryAfter::Seconds(1))
+            .completes_after_polls(2)
+            .ending(Ending::Failed {
+                code: "QuotaExceeded".into(),
+                message: "Operation results in exceeding quota limits of Core.".into(),
+            }),
     );
     let err = send(
         LongRunningLayer::new(),
@@ -1169,9 +1153,9 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
 async fn canceled_status_is_a_typed_canceled_error() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::OperationLocation)
+        Scenario::new(Method::PUT, "/things/a", Monitor::OperationLocation)
             .completes_after_polls(1)
-            .outcome(Outcome::Canceled),
+            .ending(Ending::Canceled),
     );
     let err = send(
         LongRunningLayer::new(),
@@ -1340,22 +1324,22 @@ async fn resource_monitor_body_without_provisioning_state_is_done() {
 async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
     let cases = [
         (
-            Outcome::Failed {
+            Ending::Failed {
                 code: "Conflict".into(),
                 message: "name taken".into(),
             },
             ErrorKind::Failed,
             "Conflict",
         ),
-        (Outcome::Canceled, ErrorKind::Canceled, "OperationCanceled"),
+        (Ending::Canceled, ErrorKind::Canceled, "OperationCanceled"),
     ];
     for (outcome, kind, code) in cases {
         let sim = support::simulator().await;
         sim.add(
-            Scenario::new(Method::PUT, "/things/a", MonitorKind::Resource)
+            Scenario::new(Method::PUT, "/things/a", Monitor::Resource)
                 .running_status("Provisioning")
                 .completes_after_polls(1)
-                .outcome(outcome),
+                .ending(outcome),
         );
         let err = send(
             LongRunningLayer::new(),
@@ -1381,9 +1365,9 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
 #[tokio::test(start_paused = true)]
 async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
     for kind in [
-        MonitorKind::AzureAsyncOperation,
-        MonitorKind::OperationLocation,
-        MonitorKind::Location,
+        Monitor::AzureAsyncOperation,
+        Monitor::OperationLocation,
+        Monitor::Location,
     ] {
         let sim = support::simulator().await;
         sim.add(
@@ -1399,7 +1383,7 @@ async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
         .unwrap();
 
         let info = info(&response);
-        assert_eq!(info.monitor, kind);
+        assert_eq!(info.monitor.as_str(), kind.as_str());
         assert_eq!(info.monitor_url.path(), "/operations/1-moved", "{kind:?}");
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
@@ -1474,7 +1458,7 @@ async fn a_relative_moved_monitor_resolves_against_the_url_that_was_polled() {
 async fn relative_monitor_urls_from_the_simulator_resolve_against_the_original_uri() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Location)
             .relative_monitor(true)
             .completes_after_polls(1),
     );
@@ -1916,11 +1900,11 @@ async fn sim_operation(
 }
 
 fn aao(method: Method, path: &str) -> Scenario {
-    Scenario::new(method, path, MonitorKind::AzureAsyncOperation)
+    Scenario::new(method, path, Monitor::AzureAsyncOperation)
 }
 
 fn ol(method: Method, path: &str) -> Scenario {
-    Scenario::new(method, path, MonitorKind::OperationLocation)
+    Scenario::new(method, path, Monitor::OperationLocation)
 }
 
 #[tokio::test(start_paused = true)]
@@ -2361,7 +2345,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
 async fn operation_info_describes_a_location_monitor_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::Location)
+        Scenario::new(Method::PUT, "/things/a", Monitor::Location)
             .retry_after(RetryAfter::Millis(1500))
             .completes_after_polls(2),
     );
@@ -2392,7 +2376,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
 async fn operation_info_describes_a_resource_monitor_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PATCH, "/things/a", MonitorKind::Resource)
+        Scenario::new(Method::PATCH, "/things/a", Monitor::Resource)
             .initial_status(StatusCode::OK)
             .running_status("Updating")
             .retry_after(RetryAfter::Seconds(2))

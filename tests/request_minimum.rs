@@ -8,14 +8,14 @@ mod support;
 use http::Method;
 use support::{request, stack};
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario};
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 
 const PATH: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Test/things/t";
 
 struct Case {
     method: Method,
-    monitor: MonitorKind,
+    monitor: Monitor,
     location_header: bool,
     resource_location: bool,
     /// The path of the one final GET the protocol requires, if any.
@@ -39,7 +39,7 @@ async fn assert_minimum(case: Case, running: u32) {
         .unwrap_or_else(|e| panic!("{:?} {:?}: {e}", case.method, case.monitor));
 
     let monitor = match case.monitor {
-        MonitorKind::Resource => PATH,
+        Monitor::Resource => PATH,
         _ => "/operations/1",
     };
     let mut expected = vec![(case.method.clone(), PATH.to_owned())];
@@ -73,7 +73,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation POST: the last status is final, no final GET",
             Case {
                 method: Method::POST,
-                monitor: MonitorKind::AzureAsyncOperation,
+                monitor: Monitor::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: None,
@@ -83,7 +83,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation PUT: one final GET of the original URI",
             Case {
                 method: Method::PUT,
-                monitor: MonitorKind::AzureAsyncOperation,
+                monitor: Monitor::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: Some(PATH),
@@ -93,7 +93,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Operation-Location PUT with resourceLocation: one final GET of it",
             Case {
                 method: Method::PUT,
-                monitor: MonitorKind::OperationLocation,
+                monitor: Monitor::OperationLocation,
                 location_header: false,
                 resource_location: true,
                 final_get: Some("/resources/1"),
@@ -103,7 +103,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Location PUT: the last poll is final",
             Case {
                 method: Method::PUT,
-                monitor: MonitorKind::Location,
+                monitor: Monitor::Location,
                 location_header: false,
                 resource_location: false,
                 final_get: None,
@@ -113,7 +113,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "resource PUT: the last poll of the resource is final",
             Case {
                 method: Method::PUT,
-                monitor: MonitorKind::Resource,
+                monitor: Monitor::Resource,
                 location_header: false,
                 resource_location: false,
                 final_get: None,
@@ -123,7 +123,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "POST with Azure-AsyncOperation and Location: one final GET of Location",
             Case {
                 method: Method::POST,
-                monitor: MonitorKind::AzureAsyncOperation,
+                monitor: Monitor::AzureAsyncOperation,
                 location_header: true,
                 resource_location: false,
                 final_get: Some("/results/1"),
@@ -133,7 +133,7 @@ fn cases() -> Vec<(&'static str, Case)> {
             "Azure-AsyncOperation DELETE: the last status is final",
             Case {
                 method: Method::DELETE,
-                monitor: MonitorKind::AzureAsyncOperation,
+                monitor: Monitor::AzureAsyncOperation,
                 location_header: false,
                 resource_location: false,
                 final_get: None,

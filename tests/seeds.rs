@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::ServiceExt;
-use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 
 const VM_START: &str =
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1/start";
@@ -24,7 +24,7 @@ const STORAGE: &str =
 async fn start_virtual_machine_202_with_azure_async_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, VM_START, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, VM_START, Monitor::AzureAsyncOperation)
             .monitor_prefix(
                 "/subscriptions/sub/providers/Microsoft.Compute/locations/westus/operations",
             )
@@ -76,7 +76,7 @@ async fn deploy_resources_201_with_azure_async_operation() {
     let sim = support::simulator().await;
     let deployment = r#"{"id":"dep1","properties":{"provisioningState":"Succeeded","outputs":{}}}"#;
     sim.add(
-        Scenario::new(Method::PUT, DEPLOYMENT, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, DEPLOYMENT, Monitor::AzureAsyncOperation)
             .initial_status(StatusCode::CREATED)
             .initial_body(r#"{"id":"dep1","properties":{"provisioningState":"Accepted"}}"#)
             .monitor_prefix(format!("{DEPLOYMENT}/operationStatuses"))
@@ -125,7 +125,7 @@ async fn create_storage_account_202_with_location_and_retry_after() {
     let sim = support::simulator().await;
     let account = r#"{"id":"acct1","kind":"Storage","location":"South Central US","properties":{"provisioningState":"Succeeded","primaryEndpoints":{"blob":"https://acct1.blob.core.windows.net/"}}}"#;
     sim.add(
-        Scenario::new(Method::PUT, STORAGE, MonitorKind::Location)
+        Scenario::new(Method::PUT, STORAGE, Monitor::Location)
             .monitor_prefix("/subscriptions/sub/providers/Microsoft.Storage/operations")
             .retry_after(RetryAfter::Seconds(17))
             .completes_after_polls(2)

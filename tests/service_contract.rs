@@ -15,10 +15,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{
     Error, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody,
 };
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 use tower_test::mock;
 
 type Req = Request<Full<Bytes>>;
@@ -269,7 +269,7 @@ impl Service<Req> for NotClone {
 async fn a_buffer_below_the_layer_carries_a_whole_operation() {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::PUT, "/things/a", MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, "/things/a", Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(3))
             .completes_after_polls(2),
     );

@@ -10,8 +10,8 @@ use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::{Service, ServiceExt};
 use tower_lro::progress::{self, Progress};
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind, Polling, ResumeToken};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const PATH: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";
@@ -19,7 +19,7 @@ const PATH: &str =
 async fn sim_with(polls: u32) -> Arc<Simulator> {
     let sim = support::simulator().await;
     sim.add(
-        Scenario::new(Method::POST, PATH, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, PATH, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(10))
             .percent_complete(true)
             .completes_after_polls(polls),

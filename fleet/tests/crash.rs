@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+use tower_lro::{LongRunningLayer, OperationInfo};
 use tower_lro_fleet::{FleetBuilder, Outcome, Started, Store};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Recorder};
 
@@ -103,7 +103,7 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     for i in 0..OPERATIONS {
         let path = format!("/vms/{i}/start");
         sim.add(
-            Scenario::new(Method::POST, &path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(10))
                 // From 1 to 8 polls: whenever the victim dies, some operations are mid-way.
                 .completes_after_polls(u32::try_from(i % 8).unwrap() + 1),

@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::sim::{Outcome as SimOutcome, RetryAfter, Scenario, Simulator};
-use tower_lro::{ErrorKind, LongRunningLayer, MonitorKind};
+use tower_lro::{ErrorKind, LongRunningLayer};
 use tower_lro_fleet::{Fleet, FleetBuilder, Started, Store};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Record, Recorder, TempDir};
 
@@ -94,31 +94,31 @@ fn register(sim: &Simulator) -> Vec<(Method, String)> {
     for i in 0..2 {
         let path = format!("/vms/{i}/start");
         sim.add(
-            Scenario::new(Method::POST, &path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(2),
         );
         started.push((Method::POST, path));
         let path = format!("/accounts/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::Location)
+            Scenario::new(Method::PUT, &path, Monitor::Location)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1),
         );
         started.push((Method::PUT, path));
         let path = format!("/sites/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::Resource)
+            Scenario::new(Method::PUT, &path, Monitor::Resource)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1),
         );
         started.push((Method::PUT, path));
         let path = format!("/taken/{i}");
         sim.add(
-            Scenario::new(Method::PUT, &path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::PUT, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1)
-                .outcome(SimOutcome::Failed {
+                .ending(Ending::Failed {
                     code: "NameTaken".into(),
                     message: "the name is taken".into(),
                 }),
@@ -219,12 +219,8 @@ async fn push_raw(store: &Store, payload: Vec<u8>) {
 async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothing() {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(
-            Method::POST,
-            "/vms/ok/start",
-            MonitorKind::AzureAsyncOperation,
-        )
-        .completes_after_polls(1),
+        Scenario::new(Method::POST, "/vms/ok/start", Monitor::AzureAsyncOperation)
+            .completes_after_polls(1),
     );
     let dir = TempDir::new("sqlite");
     let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
@@ -294,7 +290,7 @@ async fn a_failing_handler_is_retried_by_the_engine_and_its_token_kept() {
     let sim = Simulator::start().await.unwrap();
     for path in ["/vms/flaky/start", "/vms/broken/start"] {
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
                 .completes_after_polls(1),
         );
     }
@@ -377,7 +373,7 @@ async fn a_server_that_stays_away_is_retried_then_its_error_delivered_with_a_tok
         Scenario::new(
             Method::POST,
             "/vms/gone/start",
-            MonitorKind::AzureAsyncOperation,
+            Monitor::AzureAsyncOperation,
         )
         .completes_after_polls(1),
     );
@@ -427,7 +423,7 @@ async fn postgres_going_away_and_coming_back_loses_nothing() {
     let paths: Vec<String> = (0..6).map(|i| format!("/vms/{i}/start")).collect();
     for path in &paths {
         sim.add(
-            Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation)
+            Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation)
                 .completes_after_polls(4),
         );
     }

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::{Extensions, Method, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     CredentialsWithheld, ErrorKind, FinalStateVia, LongRunningLayer, LongRunningMiddleware,
-    MonitorKind, OperationInfo, Polling, ResumeToken,
+    OperationInfo, Polling, ResumeToken,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use super::{reqwest, reqwest_middleware};
 use crate::support::{cross_origin_operation, sim_trail};
@@ -87,7 +87,7 @@ async fn start_vm() -> (Simulator, String) {
     let path = "/vms/vm/start".to_owned();
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, &path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
             .location_header(true)
             .retry_after(RetryAfter::Millis(5))
             .completes_after_polls(2),
@@ -146,9 +146,9 @@ async fn errors_downcast_to_the_crate_error() {
     let path = "/accounts/taken";
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation)
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(5))
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "StorageAccountAlreadyTaken".into(),
                 message: "taken".into(),
             }),

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
-    progress, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, Polling,
-    ReqwestService, ResumeToken,
+    progress, ErrorKind, LongRunning, LongRunningLayer, OperationInfo, Polling, ReqwestService,
+    ResumeToken,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use super::reqwest;
 use crate::support::{assert_sent_once, sim_trail};
@@ -52,7 +52,7 @@ fn request(method: Method, url: &str, body: &'static str) -> http::Request<reqwe
 struct Case<'a> {
     method: Method,
     path: &'a str,
-    monitor: MonitorKind,
+    monitor: Monitor,
     /// The requests after the original one, as path and query.
     then: &'a [&'a str],
     /// The path and query of the URL the final response came from.
@@ -80,7 +80,7 @@ async fn follows(case: Case<'_>, tune: fn(Scenario) -> Scenario) {
         .get::<OperationInfo>()
         .cloned()
         .unwrap();
-    assert_eq!(info.monitor, *monitor);
+    assert_eq!(info.monitor.as_str(), monitor.as_str());
     assert_eq!(info.polls, RUNNING + 1);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, method, path);
@@ -110,7 +110,7 @@ async fn azure_async_operation() {
     let case = Case {
         method: Method::POST,
         path: "/vms/vm/start",
-        monitor: MonitorKind::AzureAsyncOperation,
+        monitor: Monitor::AzureAsyncOperation,
         then: &polls("/operations/1"),
         // A POST's last status response is final.
         final_url: "/operations/1",
@@ -125,7 +125,7 @@ async fn operation_location() {
     let case = Case {
         method: Method::PUT,
         path: "/things/a",
-        monitor: MonitorKind::OperationLocation,
+        monitor: Monitor::OperationLocation,
         then: &[a, b, c, "/resources/1"],
         final_url: "/resources/1",
         body: r#""name":"resource-1""#,
@@ -138,7 +138,7 @@ async fn location() {
     let case = Case {
         method: Method::PUT,
         path: "/accounts/a",
-        monitor: MonitorKind::Location,
+        monitor: Monitor::Location,
         then: &polls("/operations/1?monitor=true"),
         final_url: "/operations/1?monitor=true",
         body: r#""name":"resource-1""#,
@@ -151,7 +151,7 @@ async fn resource() {
     let case = Case {
         method: Method::PUT,
         path: "/things/r",
-        monitor: MonitorKind::Resource,
+        monitor: Monitor::Resource,
         then: &polls("/things/r"),
         final_url: "/things/r",
         body: r#""provisioningState":"Succeeded""#,
@@ -163,12 +163,10 @@ async fn resource() {
 async fn a_failed_operation_is_a_typed_error() {
     let path = "/accounts/taken";
     let sim = simulator(
-        Scenario::new(Method::PUT, path, MonitorKind::AzureAsyncOperation).outcome(
-            Outcome::Failed {
-                code: "StorageAccountAlreadyTaken".into(),
-                message: "taken".into(),
-            },
-        ),
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation).ending(Ending::Failed {
+            code: "StorageAccountAlreadyTaken".into(),
+            message: "taken".into(),
+        }),
     )
     .await;
     let err = stack()
@@ -186,7 +184,7 @@ async fn an_accepted_operation_resumes_through_resume_and_into_request() {
     let sim = simulator(Scenario::new(
         Method::PUT,
         path,
-        MonitorKind::AzureAsyncOperation,
+        Monitor::AzureAsyncOperation,
     ))
     .await;
     let mut accept = request(Method::PUT, &sim.url(path), "{}");
@@ -219,7 +217,7 @@ async fn an_accepted_operation_resumes_through_resume_and_into_request() {
 async fn progress_is_reported_after_every_poll() {
     let path = "/vms/vm/restart";
     let sim = simulator(
-        Scenario::new(Method::POST, path, MonitorKind::AzureAsyncOperation).percent_complete(true),
+        Scenario::new(Method::POST, path, Monitor::AzureAsyncOperation).percent_complete(true),
     )
     .await;
     let (sender, mut updates) = progress::channel();
