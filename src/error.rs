@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::info::OperationInfo;
-use crate::resume::ResumeToken;
+use crate::token::ResumeToken;
 
 /// A boxed error, as tower uses for inner service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::azure::{rules as protocol, status};
+use crate::dialect::azure::{rules as protocol, status};
 use crate::info::MonitorKind;
 use crate::protocol::url;
 
@@ -153,7 +153,7 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .into_parts()
         .0;
-    let mut observed = crate::ledger::Observed::default();
+    let mut observed = crate::future::ledger::Observed::default();
     let mut seen = Observer {
         ledger: &mut observed,
     };

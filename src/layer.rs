@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use crate::azure::Azure;
+use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::progress::{OnPoll, Progress};
 use crate::protocol::schedule::Delays;

@@ -113,9 +113,7 @@
 #[cfg(feature = "auth")]
 #[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
 pub mod auth;
-mod azure;
 mod body;
-mod clock;
 pub mod dialect;
 mod error;
 pub mod future;
@@ -123,33 +121,29 @@ pub mod future;
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
-mod google;
 mod info;
 mod layer;
-mod ledger;
 #[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
 mod middleware;
 mod options;
-mod original;
 pub mod progress;
 mod protocol;
 #[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
 mod reqwest_service;
-mod resume;
 mod service;
-mod step;
+mod token;
 
-pub use azure::{Azure, AzureMonitor};
 pub use body::ResponseBody;
+pub use dialect::azure::{Azure, AzureMonitor};
+pub use dialect::google::{Google, GoogleMonitor};
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
-pub use google::{Google, GoogleMonitor};
+pub use future::step::{Pending, Step, StepFuture};
 pub use info::{MonitorKind, OperationInfo};
 pub use layer::{InvalidOrigin, LongRunningLayer};
 pub use options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
-pub use resume::ResumeToken;
 pub use service::LongRunning;
-pub use step::{Pending, Step, StepFuture};
+pub use token::ResumeToken;
 
 #[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
 #[cfg_attr(

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::info::OperationInfo;
-use crate::resume::ResumeToken;
+use crate::token::ResumeToken;
 
 /// Where an operation stands, sent after the initial response and after every poll.
 #[derive(Debug, Clone, PartialEq)]

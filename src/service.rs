@@ -10,14 +10,14 @@ use http::{Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use crate::azure::Azure;
 use crate::body::ResponseBody;
+use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::error::{BoxError, Error};
+use crate::future::step::StepFuture;
 use crate::future::ResponseFuture;
 use crate::layer::{Config, LongRunningLayer};
-use crate::resume::ResumeToken;
-use crate::step::StepFuture;
+use crate::token::ResumeToken;
 
 /// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`];
 /// see it for the settings and the [crate documentation](crate) for the protocol.

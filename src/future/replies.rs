@@ -455,7 +455,7 @@ pub(super) fn unexpected(
     let what = format!("{what} answered {}", parts.status);
     let detail = match (&outcome.code, &outcome.message, &body) {
         (None, None, body) => {
-            crate::protocol::errors::envelope(&parts.headers, body.as_deref()).into_owned()
+            crate::dialect::envelope::envelope(&parts.headers, body.as_deref()).into_owned()
         }
         _ => outcome,
     };

@@ -1,7 +1,6 @@
 //! The mechanism's pure parts, shared by every dialect: which headers polls repeat, the wait
 //! hint, the delay schedule, monitor URL admission, and error envelopes.
 
-pub(crate) mod errors;
 pub(crate) mod headers;
 pub(crate) mod json;
 pub(crate) mod retry_after;

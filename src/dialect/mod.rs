@@ -22,6 +22,10 @@ use serde::Serialize;
 
 use crate::info::MonitorKind;
 
+pub(crate) mod azure;
+pub(crate) mod envelope;
+pub(crate) mod google;
+
 /// A long-running-operation protocol, as pure decisions the layer's future applies.
 ///
 /// The future calls [`start`](Self::start) on the initial response (and
@@ -167,7 +171,7 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// default `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`, with
     /// the `x-ms-error-code` header as the code when the body has none.
     fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
-        crate::protocol::errors::envelope(headers, body)
+        crate::dialect::envelope::envelope(headers, body)
     }
 
     /// The request that asks the server to cancel the operation, when the protocol has one.
@@ -455,7 +459,7 @@ impl CancelRequest {
 /// [`OperationInfo`](crate::OperationInfo) and progress. Allocates only when a value changed.
 #[derive(Debug)]
 pub struct Observer<'l> {
-    pub(crate) ledger: &'l mut crate::ledger::Observed,
+    pub(crate) ledger: &'l mut crate::future::ledger::Observed,
 }
 
 impl Observer<'_> {

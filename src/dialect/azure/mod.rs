@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use self::rules::{FinalTarget, Initial, PollReply};
 use self::status::{ErrorDetail, Phase};
+use crate::dialect::envelope::code_or_header;
 use crate::dialect::{
     Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
 };
 use crate::info::MonitorKind;
 use crate::options::FinalStateVia;
-use crate::protocol::errors::code_or_header;
 use crate::protocol::headers;
 
 /// Azure's long-running operations: `Azure-AsyncOperation` and `Operation-Location` status
@@ -405,7 +405,7 @@ mod tests {
 
     use super::*;
     use crate::dialect::table::{self, parts, Head};
-    use crate::ledger::Observed;
+    use crate::future::ledger::Observed;
 
     const URI: &str = "https://management.example/accounts/a?api-version=1";
 

@@ -8,10 +8,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::azure::{self, AzureMonitor};
+use crate::dialect::azure::{self, AzureMonitor};
+use crate::dialect::google::GoogleMonitor;
 use crate::dialect::Dialect;
 use crate::error::{Error, ErrorKind};
-use crate::google::GoogleMonitor;
 use crate::options::FinalStateVia;
 use crate::protocol::headers;
 
@@ -427,8 +427,8 @@ impl FromStr for ResumeToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::azure::Azure;
-    use crate::google::Google;
+    use crate::dialect::azure::Azure;
+    use crate::dialect::google::Google;
     use crate::info::MonitorKind;
 
     fn token() -> ResumeToken {

@@ -16,25 +16,29 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::azure::Azure;
 use crate::body::{poll_drain, Collector, Read, ResponseBody};
-use crate::clock::{fired, set_sleep, Clock};
+use crate::dialect::azure::Azure;
 use crate::dialect::{
     CancelReply, Dialect, FinalReply, Follow, Observer, Opening, Outcome, PollAt, Reply, Start,
     Verdict,
 };
 use crate::error::{BoxError, Error, ErrorKind};
+use crate::future::clock::{fired, set_sleep, Clock};
+use crate::future::ledger::{Ledger, Target};
+use crate::future::original::Original;
+use crate::future::step::Pending;
 use crate::layer::Config;
-use crate::ledger::{Ledger, Target};
 use crate::options::Polling;
-use crate::original::Original;
 use crate::progress::{Progress, ProgressSender};
 use crate::protocol::headers;
-use crate::resume::{Cancelling, ResumeToken};
-use crate::step::Pending;
+use crate::token::{Cancelling, ResumeToken};
 
+pub(crate) mod clock;
+pub(crate) mod ledger;
 mod operation;
+pub(crate) mod original;
 mod replies;
+pub(crate) mod step;
 
 use self::operation::{reported, too_large};
 

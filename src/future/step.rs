@@ -12,13 +12,13 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::azure::Azure;
 use crate::body::ResponseBody;
+use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::error::{BoxError, Error};
 use crate::future::ResponseFuture;
 use crate::info::OperationInfo;
-use crate::resume::ResumeToken;
+use crate::token::ResumeToken;
 
 /// Where a step of [`LongRunning::step`](crate::LongRunning::step) left the operation.
 #[derive(Debug)]

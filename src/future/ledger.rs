@@ -6,11 +6,11 @@ use std::time::Duration;
 use http::{StatusCode, Uri};
 
 use crate::dialect::Dialect;
+use crate::future::original::Original;
 use crate::info::{MonitorKind, OperationInfo};
 use crate::options::CancelVia;
-use crate::original::Original;
 use crate::protocol::url;
-use crate::resume::{CancelSpec, ResumeToken, Snapshot};
+use crate::token::{CancelSpec, ResumeToken, Snapshot};
 
 /// What the server reported while the operation ran.
 #[derive(Debug, Default)]

@@ -377,7 +377,7 @@ fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
 mod tests {
     use super::*;
     use crate::dialect::table::{self, parts, Head};
-    use crate::ledger::Observed;
+    use crate::future::ledger::Observed;
 
     const URI: &str = "https://run.example/v2/projects/p/locations/l/services?serviceId=s";
 
