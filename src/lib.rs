@@ -83,8 +83,14 @@
 //! |---|---|
 //! | `reqwest`, `reqwest-0-12` | `ReqwestService`: a `reqwest::Client` (0.13, 0.12) as the service below the layer |
 //! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
-//! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
-//! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
+//!
+//! Companion crates, each its own dependency:
+//!
+//! | crate | what |
+//! |---|---|
+//! | `tower-lro-auth` | `BearerTokenLayer`: a refreshing bearer token on every request below the layer; `AzureCredential` (its feature `azure-core`): an `azure_identity` credential as its token source |
+//! | `tower-lro-sim` | `Simulator`: an Azure- and Google-like LRO server on 127.0.0.1 for examples and your own tests |
+//! | `tower-lro-fleet` | operations as durable jobs, stepped by workers (SQLite, PostgreSQL) |
 //!
 //! # What the caller sees
 //!
@@ -110,9 +116,6 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "auth")]
-#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
-pub mod auth;
 mod body;
 pub mod dialect;
 mod error;
