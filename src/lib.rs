@@ -120,7 +120,7 @@ mod body;
 pub mod dialect;
 mod error;
 pub mod future;
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "_fuzzing")]
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
