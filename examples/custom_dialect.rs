@@ -26,7 +26,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::dialect::{
     Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
 };
-use tower_lro::{LongRunningLayer, MonitorKind, OperationInfo};
+use tower_lro::{LongRunningLayer, OperationInfo};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,10 +39,6 @@ impl Dialect for JobStatus {
 
     fn name(&self) -> &'static str {
         "x-job-status"
-    }
-
-    fn kind(&self, _: &()) -> MonitorKind {
-        MonitorKind::Other("x-job-status")
     }
 
     fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
@@ -155,7 +151,7 @@ async fn main() -> Result<(), BoxError> {
         info.status.as_deref().unwrap_or("-"),
         info.polls,
         info.monitor_url,
-        info.monitor.as_str(),
+        info.monitor,
         info.percent_complete,
         String::from_utf8_lossy(&body)
     );

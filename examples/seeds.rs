@@ -157,7 +157,7 @@ async fn main() -> Result<(), BoxError> {
                 let body = response.into_body().collect().await?.to_bytes();
                 println!("  final: {status} {}", String::from_utf8_lossy(&body));
                 if let Some(info) = info {
-                    let monitor = info.monitor.as_str();
+                    let monitor = info.monitor;
                     println!(
                         "  monitor: {monitor}, {} polls, {:?}\n",
                         info.polls,

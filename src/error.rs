@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::info::OperationInfo;
-use crate::token::ResumeToken;
+use crate::token::{InvalidToken, ResumeToken};
 
 /// A boxed error, as tower uses for inner service errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -323,6 +323,13 @@ impl fmt::Display for Error {
             }
         }
         Ok(())
+    }
+}
+
+impl From<InvalidToken> for Error {
+    /// An [`ErrorKind::InvalidResumeToken`] error that says why.
+    fn from(invalid: InvalidToken) -> Error {
+        Error::new(ErrorKind::InvalidResumeToken, invalid.into_reason())
     }
 }
 

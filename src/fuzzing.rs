@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 
-use crate::dialect::azure::{rules as protocol, status};
-use crate::info::MonitorKind;
+use crate::dialect::azure::{rules as protocol, status, Kind};
 use crate::protocol::url;
 
 /// What a status body says: the raw `status` and its phase (`succeeded`, `failed`, `canceled`,
@@ -98,9 +97,13 @@ pub fn monitor_url_plain(original: &Uri, reference: &[u8]) -> Option<Uri> {
 }
 
 /// Which monitor an initial response names, if any (`None` also for "read the body first").
-pub fn monitor_of(method: &Method, status: StatusCode, headers: &HeaderMap) -> Option<MonitorKind> {
+pub fn monitor_of(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Option<&'static str> {
     match protocol::classify(method, status, headers, false) {
-        protocol::Initial::Monitor { kind, .. } => Some(kind),
+        protocol::Initial::Monitor { kind, .. } => Some(kind.as_str()),
         protocol::Initial::MaybeResource | protocol::Initial::PassThrough => None,
     }
 }
@@ -110,8 +113,10 @@ pub fn monitor_of(method: &Method, status: StatusCode, headers: &HeaderMap) -> O
 /// the body the dialect was given cannot happen here, so the rules are: a malformed verdict
 /// explains itself, and an outcome's code is never empty).
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
+    use crate::dialect::azure::AzureMonitor;
+    use crate::dialect::google::GoogleMonitor;
     use crate::dialect::{Dialect, Observer, Opening, Outcome, Verdict};
-    use crate::{Azure, AzureMonitor, Google};
+    use crate::{Azure, Google};
 
     fn check_outcome(outcome: &Outcome<'_>) -> Result<(), String> {
         match outcome.code.as_deref() {
@@ -145,7 +150,6 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         uri: &uri,
         headers: &headers,
         extensions: &extensions,
-        options: &extensions,
     };
     let response = http::Response::builder()
         .status(200)
@@ -154,21 +158,21 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .into_parts()
         .0;
-    let mut observed = crate::future::ledger::Observed::default();
+    let mut observed = crate::dialect::Observed::default();
     let mut seen = Observer {
         ledger: &mut observed,
     };
     check_opening(&Azure::new().start_with_body(&head, &response, body, &mut seen))?;
     check_opening(&Google::new().start_with_body(&head, &response, body, &mut seen))?;
     for kind in [
-        MonitorKind::AzureAsyncOperation,
-        MonitorKind::OperationLocation,
-        MonitorKind::Resource,
+        Kind::AzureAsyncOperation,
+        Kind::OperationLocation,
+        Kind::Resource,
     ] {
         let mut monitor = AzureMonitor::from_parts(kind, None, None);
         check_verdict(&Azure::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
     }
-    let mut monitor: crate::GoogleMonitor =
+    let mut monitor: GoogleMonitor =
         serde_json::from_str(r#"{"name":"operations/1"}"#).map_err(|e| e.to_string())?;
     check_verdict(&Google::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
     Ok(())

@@ -6,44 +6,12 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use crate::config::Config;
 use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::progress::{OnPoll, Progress};
-use crate::protocol::schedule::Delays;
 use crate::protocol::url::{Origin, OriginPolicy};
 use crate::service::LongRunning;
-
-/// The settings shared by every operation of a layer; cloned per call as one `Arc`.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) delays: Delays,
-    pub(crate) max_polls: u32,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) poll_timeout: Option<Duration>,
-    pub(crate) max_status_body: usize,
-    pub(crate) max_transient_retries: u32,
-    pub(crate) origins: OriginPolicy,
-    pub(crate) on_poll: Option<OnPoll>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            delays: Delays {
-                initial: LongRunningLayer::DEFAULT_INITIAL_DELAY,
-                min: LongRunningLayer::DEFAULT_MIN_DELAY,
-                max: LongRunningLayer::DEFAULT_MAX_DELAY,
-            },
-            max_polls: LongRunningLayer::DEFAULT_MAX_POLLS,
-            timeout: None,
-            poll_timeout: Some(LongRunningLayer::DEFAULT_POLL_TIMEOUT),
-            max_status_body: LongRunningLayer::DEFAULT_MAX_STATUS_BODY,
-            max_transient_retries: LongRunningLayer::DEFAULT_MAX_TRANSIENT_RETRIES,
-            origins: OriginPolicy::SameOrigin,
-            on_poll: None,
-        }
-    }
-}
 
 /// A [`Layer`] that follows HTTP long-running operations to their final response.
 ///
@@ -103,21 +71,6 @@ pub struct LongRunningLayer<D = Azure> {
 }
 
 impl LongRunningLayer {
-    /// Default of [`initial_delay`](Self::initial_delay).
-    pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(1);
-    /// Default of [`min_delay`](Self::min_delay).
-    pub const DEFAULT_MIN_DELAY: Duration = Duration::ZERO;
-    /// Default of [`max_delay`](Self::max_delay).
-    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
-    /// Default of [`max_polls`](Self::max_polls).
-    pub const DEFAULT_MAX_POLLS: u32 = 5_000;
-    /// Default of [`poll_timeout`](Self::poll_timeout).
-    pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(60);
-    /// Default of [`max_transient_retries`](Self::max_transient_retries).
-    pub const DEFAULT_MAX_TRANSIENT_RETRIES: u32 = 8;
-    /// Default of [`max_status_body`](Self::max_status_body).
-    pub const DEFAULT_MAX_STATUS_BODY: usize = 1024 * 1024;
-
     /// A layer with the defaults listed above, following Azure's protocol.
     pub fn new() -> Self {
         Self::default()
@@ -327,10 +280,10 @@ mod tests {
             .clone()
             .max_polls(3)
             .min_delay(Duration::from_millis(5));
-        assert_eq!(base.config.max_polls, LongRunningLayer::DEFAULT_MAX_POLLS);
+        assert_eq!(base.config.max_polls, crate::config::MAX_POLLS);
         assert_eq!(tuned.config.max_polls, 3);
         assert_eq!(tuned.config.delays.min, Duration::from_millis(5));
-        assert_eq!(tuned.config.delays.max, LongRunningLayer::DEFAULT_MAX_DELAY);
+        assert_eq!(tuned.config.delays.max, crate::config::MAX_DELAY);
     }
 
     #[test]

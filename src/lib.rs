@@ -117,6 +117,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
+mod config;
 pub mod dialect;
 mod error;
 pub mod future;
@@ -137,16 +138,16 @@ mod service;
 mod token;
 
 pub use body::ResponseBody;
-pub use dialect::azure::{Azure, AzureMonitor};
-pub use dialect::google::{Google, GoogleMonitor};
+pub use dialect::azure::{Azure, FinalStateVia};
+pub use dialect::google::Google;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
 pub use future::step::{Pending, Step, StepFuture};
-pub use info::{MonitorKind, OperationInfo};
+pub use info::OperationInfo;
 pub use layer::{InvalidOrigin, LongRunningLayer};
-pub use options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling, UnknownFinalStateVia};
+pub use options::{CancelVia, CredentialsWithheld, Polling};
 pub use service::LongRunning;
-pub use token::ResumeToken;
+pub use token::{InvalidToken, ResumeToken};
 
 #[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
 #[cfg_attr(

@@ -11,15 +11,15 @@ use http_body::Body;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
+use crate::config::Config;
 use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::error::{BoxError, Error};
 use crate::future::step::StepFuture;
 use crate::future::ResponseFuture;
-use crate::layer::{Config, LongRunningLayer};
 use crate::token::ResumeToken;
 
-/// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`];
+/// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`](crate::LongRunningLayer);
 /// see it for the settings and the [crate documentation](crate) for the protocol.
 ///
 /// The inner service must be `Clone`: the ready service sends the original request, and the
@@ -27,7 +27,7 @@ use crate::token::ResumeToken;
 /// service that is not `Clone`, put a `Buffer` below this layer.
 ///
 /// `D` is the protocol followed: [`Azure`] unless the layer was made with
-/// [`LongRunningLayer::with_dialect`].
+/// [`LongRunningLayer::with_dialect`](crate::LongRunningLayer::with_dialect).
 #[derive(Clone)]
 pub struct LongRunning<S, D = Azure> {
     inner: S,
@@ -36,18 +36,13 @@ pub struct LongRunning<S, D = Azure> {
 }
 
 impl<S> LongRunning<S> {
-    /// Wraps `inner` with the default settings of [`LongRunningLayer::new`].
+    /// Wraps `inner` with the default settings of [`LongRunningLayer::new`](crate::LongRunningLayer::new).
     pub fn new(inner: S) -> Self {
         LongRunning {
             inner,
             config: Arc::default(),
             dialect: Azure::default(),
         }
-    }
-
-    /// A [`LongRunningLayer`] with the default settings.
-    pub fn layer() -> LongRunningLayer {
-        LongRunningLayer::new()
     }
 }
 
@@ -198,17 +193,12 @@ impl<S, D: Dialect> LongRunning<S, D> {
     }
 }
 
-impl<S: fmt::Debug, D: fmt::Debug + Clone> fmt::Debug for LongRunning<S, D> {
+impl<S: fmt::Debug, D: fmt::Debug> fmt::Debug for LongRunning<S, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LongRunning")
             .field("inner", &self.inner)
-            .field(
-                "layer",
-                &LongRunningLayer {
-                    config: self.config.clone(),
-                    dialect: self.dialect.clone(),
-                },
-            )
+            .field("dialect", &self.dialect)
+            .field("config", &self.config)
             .finish()
     }
 }

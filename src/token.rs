@@ -1,6 +1,6 @@
 //! Handing an in-flight operation to another task, process or machine.
 
-use std::str::FromStr;
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,11 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::dialect::azure::{self, AzureMonitor};
-use crate::dialect::google::GoogleMonitor;
 use crate::dialect::Dialect;
-use crate::error::{Error, ErrorKind};
-use crate::options::FinalStateVia;
 use crate::protocol::headers;
 
 /// Everything needed to continue a long-running operation without its initial request: a small,
@@ -42,7 +38,13 @@ use crate::protocol::headers;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeToken {
+// Every way of reading a token (`from_json`, serde) runs the same checks.
+#[serde(try_from = "Fields")]
+pub struct ResumeToken(Fields);
+
+/// A token's fields as written; [`ResumeToken`] is the checked form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Fields {
     version: u32,
     /// The dialect that issued the token; version 1 tokens, which predate dialects, are Azure's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +76,38 @@ pub struct ResumeToken {
     status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cancel: Option<CancelSpec>,
+}
+
+impl TryFrom<Fields> for ResumeToken {
+    type Error = InvalidToken;
+
+    fn try_from(fields: Fields) -> Result<Self, InvalidToken> {
+        let token = ResumeToken(fields);
+        token.common()?;
+        Ok(token)
+    }
+}
+
+/// Why a [`ResumeToken`] cannot be used: not a token, another version, a malformed field, a
+/// token of another dialect, or (when it is resumed) a dialect state its dialect cannot read. A
+/// layer that is handed such a token ends with
+/// [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken), with this as the
+/// error's source; `?` converts it into an [`Error`](crate::Error) of that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidToken(String);
+
+impl fmt::Display for InvalidToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid resume token: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidToken {}
+
+impl InvalidToken {
+    pub(crate) fn into_reason(self) -> String {
+        self.0
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -137,7 +171,7 @@ impl ResumeToken {
     pub(crate) fn new(s: Snapshot<'_>) -> ResumeToken {
         let mut carried = s.headers.clone();
         headers::strip_credentials(&mut carried);
-        ResumeToken {
+        ResumeToken(Fields {
             version: VERSION,
             dialect: Some(s.dialect.to_owned()),
             monitor: s.monitor,
@@ -161,7 +195,7 @@ impl ResumeToken {
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
             status: s.status.map(str::to_owned),
             cancel: s.cancel,
-        }
+        })
     }
 
     /// The token as a JSON string.
@@ -170,18 +204,11 @@ impl ResumeToken {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Reads a token from its JSON string, checking it fully (a built-in dialect's state
-    /// included; another dialect's state is checked by the layer that resumes it); a bad token
-    /// is an [`ErrorKind::InvalidResumeToken`] error.
-    pub fn from_json(json: &str) -> Result<ResumeToken, Error> {
-        let token: ResumeToken = serde_json::from_str(json).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidResumeToken,
-                format!("not a resume token: {e}"),
-            )
-        })?;
-        token.check()?;
-        Ok(token)
+    /// Reads a token from its JSON string, checking every field but the dialect's state, which
+    /// the layer that resumes it checks (as serde's `Deserialize` does: both run the same
+    /// checks).
+    pub fn from_json(json: &str) -> Result<ResumeToken, InvalidToken> {
+        serde_json::from_str(json).map_err(|e| InvalidToken(format!("not a resume token: {e}")))
     }
 
     /// A request that, sent through a stack with [`LongRunningLayer`](crate::LongRunningLayer),
@@ -190,7 +217,7 @@ impl ResumeToken {
     /// the polls, on top of those in the token.
     pub fn into_request<B: Default>(self) -> Request<B> {
         let mut request = Request::new(B::default());
-        *request.uri_mut() = self.uri.parse().unwrap_or_default();
+        *request.uri_mut() = self.0.uri.parse().unwrap_or_default();
         request.extensions_mut().insert(self);
         request
     }
@@ -204,14 +231,14 @@ impl ResumeToken {
     /// ([`can_cancel`](Self::can_cancel) is `false`), nothing is sent and the answer is
     /// [`ErrorKind::CancelUnsupported`].
     pub fn into_cancel_request<B: From<Bytes>>(self) -> Request<B> {
-        let (method, url, body, json) = match &self.cancel {
+        let (method, url, body, json) = match &self.0.cancel {
             Some(spec) => (
                 Method::from_bytes(spec.method.as_bytes()).unwrap_or(Method::POST),
                 spec.url.as_str(),
                 Bytes::from(spec.body.clone()),
                 spec.json,
             ),
-            None => (Method::POST, self.uri.as_str(), Bytes::new(), false),
+            None => (Method::POST, self.0.uri.as_str(), Bytes::new(), false),
         };
         let mut request = Request::new(B::from(body));
         *request.method_mut() = method;
@@ -230,59 +257,49 @@ impl ResumeToken {
     /// Whether the operation can be canceled: its dialect has a cancel request, or the caller
     /// attached a [`CancelVia`](crate::CancelVia) when starting it.
     pub fn can_cancel(&self) -> bool {
-        self.cancel.is_some()
+        self.0.cancel.is_some()
     }
 
     /// The dialect that issued the token (`"azure"`, `"google"`, ...).
     pub fn dialect(&self) -> &str {
-        self.dialect.as_deref().unwrap_or(AZURE)
+        self.0.dialect.as_deref().unwrap_or(VERSION_1_DIALECT)
     }
 
     /// The URL the operation is polled at.
     pub fn monitor_url(&self) -> &str {
-        &self.monitor_url
+        &self.0.monitor_url
     }
 
     /// The original request's URI.
     pub fn original_uri(&self) -> &str {
-        &self.uri
+        &self.0.uri
     }
 
     /// Polls sent before the token was taken.
     pub fn polls(&self) -> u32 {
-        self.polls
+        self.0.polls
     }
 
     /// Time spent before the token was taken.
     pub fn elapsed(&self) -> Duration {
-        Duration::from_millis(self.elapsed_ms)
+        Duration::from_millis(self.0.elapsed_ms)
     }
 
     /// The last status the server reported before the token was taken.
     pub fn status(&self) -> Option<&str> {
-        self.status.as_deref()
+        self.0.status.as_deref()
     }
 
     /// The same token, `wait` further into the operation: a step's token, which counts the
     /// wait before its next poll as spent.
     pub(crate) fn after(mut self, wait: Duration) -> ResumeToken {
         let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-        self.elapsed_ms = self.elapsed_ms.saturating_add(wait);
+        self.0.elapsed_ms = self.0.elapsed_ms.saturating_add(wait);
         self
     }
 
     pub(crate) fn cancel_spec(&self) -> Option<&CancelSpec> {
-        self.cancel.as_ref()
-    }
-
-    fn check(&self) -> Result<(), Error> {
-        self.common()?;
-        match self.dialect() {
-            AZURE => self.monitor::<AzureMonitor>().map(drop),
-            GOOGLE => self.monitor::<GoogleMonitor>().map(drop),
-            // A dialect of the user's: its state is checked by the layer that resumes it.
-            _ => Ok(()),
-        }
+        self.0.cancel.as_ref()
     }
 
     /// Validates every field for dialect `D`; a token from another process or version is not
@@ -290,7 +307,7 @@ impl ResumeToken {
     pub(crate) fn resumption<D: Dialect>(
         &self,
         dialect: &D,
-    ) -> Result<Resumption<D::Monitor>, Error> {
+    ) -> Result<Resumption<D::Monitor>, InvalidToken> {
         if self.dialect() != dialect.name() {
             return Err(invalid(format!(
                 "a token of the {:?} dialect cannot be resumed by a layer of the {:?} dialect",
@@ -306,34 +323,32 @@ impl ResumeToken {
             uri: common.uri,
             final_uri: common.final_uri,
             headers: common.headers,
-            polls: self.polls,
-            retries: self.retries,
-            unhinted_waits: self.unhinted_waits,
-            elapsed: Duration::from_millis(self.elapsed_ms),
-            status: self.status.clone(),
+            polls: self.0.polls,
+            retries: self.0.retries,
+            unhinted_waits: self.0.unhinted_waits,
+            elapsed: Duration::from_millis(self.0.elapsed_ms),
+            status: self.0.status.clone(),
         })
     }
 
     /// The dialect's state; for a version 1 token, the Azure monitor its fields describe.
-    fn monitor<M: DeserializeOwned>(&self) -> Result<M, Error> {
-        let state = match (self.version, &self.monitor) {
-            (1, serde_json::Value::String(kind)) => serde_json::to_value(AzureMonitor::from_parts(
-                azure::kind_of(kind)
-                    .ok_or_else(|| invalid(format!("unknown monitor kind {kind:?}")))?,
-                self.location
-                    .as_deref()
-                    .map(HeaderValue::from_str)
-                    .transpose()
-                    .map_err(|_| invalid("bad initial Location".into()))?,
-                self.final_state_via
-                    .as_deref()
-                    .map(|via| {
-                        FinalStateVia::from_str(via)
-                            .map_err(|_| invalid(format!("unknown final-state-via {via:?}")))
-                    })
-                    .transpose()?,
-            ))
-            .map_err(|e| invalid(format!("unusable version 1 monitor: {e}")))?,
+    fn monitor<M: DeserializeOwned>(&self) -> Result<M, InvalidToken> {
+        let state = match (self.0.version, &self.0.monitor) {
+            // Version 1 kept the (Azure) state in top-level fields; it is the same state, as the
+            // dialect writes it since.
+            (1, serde_json::Value::String(kind)) => {
+                let mut state = serde_json::Map::new();
+                state.insert("kind".into(), kind.clone().into());
+                for (name, value) in [
+                    ("location", &self.0.location),
+                    ("final_state_via", &self.0.final_state_via),
+                ] {
+                    if let Some(value) = value {
+                        state.insert(name.into(), value.clone().into());
+                    }
+                }
+                serde_json::Value::Object(state)
+            }
             (1, other) => return Err(invalid(format!("unknown monitor kind {other}"))),
             (_, state) => state.clone(),
         };
@@ -345,18 +360,18 @@ impl ResumeToken {
         })
     }
 
-    fn common(&self) -> Result<Common, Error> {
-        if self.version != VERSION && self.version != 1 {
+    fn common(&self) -> Result<Common, InvalidToken> {
+        if self.0.version != VERSION && self.0.version != 1 {
             return Err(invalid(format!(
                 "token version {} is not supported (expected 1 or {VERSION})",
-                self.version
+                self.0.version
             )));
         }
-        if self.version == VERSION && self.dialect.is_none() {
+        if self.0.version == VERSION && self.0.dialect.is_none() {
             return Err(invalid("the token names no dialect".into()));
         }
         let mut carried = HeaderMap::new();
-        for (name, value) in &self.headers {
+        for (name, value) in &self.0.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| invalid(format!("bad header name {name:?}")))?;
             let value = HeaderValue::from_str(value)
@@ -367,17 +382,18 @@ impl ResumeToken {
         // was not made by this crate (or by an older one that kept a few `Content-*` headers).
         let mut carried = headers::for_polls(carried);
         headers::strip_credentials(&mut carried);
-        if let Some(cancel) = &self.cancel {
+        if let Some(cancel) = &self.0.cancel {
             Method::from_bytes(cancel.method.as_bytes())
                 .map_err(|_| invalid(format!("bad cancel method {:?}", cancel.method)))?;
             absolute("cancel URL", &cancel.url)?;
         }
         Ok(Common {
-            monitor_url: absolute("monitor URL", &self.monitor_url)?,
-            method: Method::from_bytes(self.method.as_bytes())
-                .map_err(|_| invalid(format!("bad method {:?}", self.method)))?,
-            uri: absolute("original URI", &self.uri)?,
+            monitor_url: absolute("monitor URL", &self.0.monitor_url)?,
+            method: Method::from_bytes(self.0.method.as_bytes())
+                .map_err(|_| invalid(format!("bad method {:?}", self.0.method)))?,
+            uri: absolute("original URI", &self.0.uri)?,
             final_uri: self
+                .0
                 .final_uri
                 .as_deref()
                 .map(|u| absolute("final URI", u))
@@ -387,8 +403,8 @@ impl ResumeToken {
     }
 }
 
-const AZURE: &str = "azure";
-const GOOGLE: &str = "google";
+/// The dialect of version 1 tokens, which predate dialects.
+const VERSION_1_DIALECT: &str = "azure";
 
 /// The dialect-independent fields, checked.
 struct Common {
@@ -399,11 +415,11 @@ struct Common {
     headers: HeaderMap,
 }
 
-fn invalid(why: String) -> Error {
-    Error::new(ErrorKind::InvalidResumeToken, why)
+fn invalid(why: String) -> InvalidToken {
+    InvalidToken(why)
 }
 
-fn absolute(what: &str, text: &str) -> Result<Uri, Error> {
+fn absolute(what: &str, text: &str) -> Result<Uri, InvalidToken> {
     let uri: Uri = text
         .parse()
         .map_err(|e| invalid(format!("{what} {text:?} is not a URI: {e}")))?;
@@ -415,21 +431,19 @@ fn absolute(what: &str, text: &str) -> Result<Uri, Error> {
     }
 }
 
-impl FromStr for ResumeToken {
-    type Err = Error;
-
-    /// The same as [`ResumeToken::from_json`].
-    fn from_str(json: &str) -> Result<Self, Error> {
-        ResumeToken::from_json(json)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::azure::Azure;
+    use crate::dialect::azure::{Azure, AzureMonitor, FinalStateVia, Kind};
     use crate::dialect::google::Google;
-    use crate::info::MonitorKind;
+    use crate::error::{Error, ErrorKind};
+
+    /// Reads `json` as an Azure layer resuming it would: the token, then the dialect's state.
+    fn resume_as_azure(json: &str) -> Result<(), Error> {
+        let token = ResumeToken::from_json(json)?;
+        token.resumption(&Azure::new())?;
+        Ok(())
+    }
 
     fn token() -> ResumeToken {
         let mut headers = HeaderMap::new();
@@ -444,7 +458,7 @@ mod tests {
             .parse()
             .unwrap();
         let monitor = AzureMonitor::from_parts(
-            MonitorKind::AzureAsyncOperation,
+            Kind::AzureAsyncOperation,
             Some(HeaderValue::from_static(
                 "https://management.example/results/1",
             )),
@@ -488,7 +502,7 @@ mod tests {
         assert_eq!(
             resumption.monitor,
             AzureMonitor::from_parts(
-                MonitorKind::AzureAsyncOperation,
+                Kind::AzureAsyncOperation,
                 Some(HeaderValue::from_static(
                     "https://management.example/results/1"
                 )),
@@ -508,7 +522,7 @@ mod tests {
         let resumption = token.resumption(&Azure::new()).unwrap();
         assert_eq!(resumption.monitor, token_monitor());
         assert_eq!(resumption.polls, 3);
-        let refused = token.resumption(&Google::new()).unwrap_err();
+        let refused = Error::from(token.resumption(&Google::new()).unwrap_err());
         assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
         assert!(
             refused.to_string().contains("\"azure\" dialect"),
@@ -525,14 +539,14 @@ mod tests {
                 r#""monitor":{"kind":"location"}"#,
             ),
         ] {
-            let err = ResumeToken::from_json(&bad).unwrap_err();
+            let err = resume_as_azure(&bad).unwrap_err();
             assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
     fn token_monitor() -> AzureMonitor {
         AzureMonitor::from_parts(
-            MonitorKind::AzureAsyncOperation,
+            Kind::AzureAsyncOperation,
             Some(HeaderValue::from_static(
                 "https://management.example/results/1",
             )),
@@ -581,7 +595,7 @@ mod tests {
                 serde_json::json!({"method": "P OST", "url": "https://a.example/x"}),
             ),
         ] {
-            let err = ResumeToken::from_json(&bad).unwrap_err();
+            let err = resume_as_azure(&bad).unwrap_err();
             assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
@@ -592,7 +606,7 @@ mod tests {
         v["dialect"] = "x-job-status".into();
         // A dialect of the user's: its state is checked only by its own layer.
         let token = ResumeToken::from_json(&v.to_string()).unwrap();
-        let err = token.resumption(&Azure::new()).unwrap_err();
+        let err = Error::from(token.resumption(&Azure::new()).unwrap_err());
         assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
         assert!(err.to_string().contains("x-job-status"), "{err}");
     }

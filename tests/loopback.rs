@@ -14,7 +14,7 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use support::{assert_sent_once, info, loopback_stack, request, sim_trail, text};
 use tower::ServiceExt;
-use tower_lro::{LongRunningLayer, MonitorKind, ResponseBody};
+use tower_lro::{LongRunningLayer, ResponseBody};
 use tower_lro_sim::{Monitor, RecordedRequest, RetryAfter, Scenario, Simulator};
 
 /// The hint every initial and "running" answer carries.
@@ -74,7 +74,7 @@ async fn azure_async_operation_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(
@@ -103,7 +103,7 @@ async fn operation_location_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::OperationLocation);
+    assert_eq!(info.monitor, "operation-location");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(info.final_uri.unwrap().path(), "/resources/1");
@@ -129,7 +129,7 @@ async fn location_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert!(text(response).await.contains(r#""name":"resource-1""#));
@@ -153,7 +153,7 @@ async fn resource_over_loopback() {
     .await;
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, RUNNING + 1);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert!(text(response)

@@ -9,7 +9,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use tower_lro::fuzzing;
-use tower_lro::MonitorKind;
 
 const CASES: u32 = 256;
 
@@ -568,11 +567,11 @@ proptest! {
         let expected = if !candidate {
             None
         } else if headers.contains_key("azure-asyncoperation") {
-            Some(MonitorKind::AzureAsyncOperation)
+            Some("azure-async-operation")
         } else if headers.contains_key("operation-location") {
-            Some(MonitorKind::OperationLocation)
+            Some("operation-location")
         } else if headers.contains_key("location") && status == StatusCode::ACCEPTED {
-            Some(MonitorKind::Location)
+            Some("location")
         } else {
             None
         };

@@ -21,8 +21,7 @@ use support::{
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_lro::{
-    Error, ErrorKind, FinalStateVia, LongRunningLayer, MonitorKind, OperationInfo, Polling,
-    ResponseBody,
+    Error, ErrorKind, FinalStateVia, LongRunningLayer, OperationInfo, Polling, ResponseBody,
 };
 use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
@@ -266,7 +265,7 @@ async fn azure_async_operation_wins_over_operation_location_and_location() {
     .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(info(&response).monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info(&response).monitor, "azure-async-operation");
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(
@@ -298,7 +297,7 @@ async fn operation_location_wins_over_location() {
     .await
     .unwrap();
 
-    assert_eq!(info(&response).monitor, MonitorKind::OperationLocation);
+    assert_eq!(info(&response).monitor, "operation-location");
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(
@@ -325,7 +324,7 @@ async fn accepted_with_location_polls_the_location_until_it_answers_200() {
     .unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(info(&response).monitor, MonitorKind::Location);
+    assert_eq!(info(&response).monitor, "location");
     assert_eq!(text(response).await, result);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::POST, "/things/a/export");
@@ -388,7 +387,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(info.polls, 2);
     assert_eq!(text(response).await, r#"{"id":"1","ready":true}"#);
     let trail = trail(&server.seen());
@@ -422,7 +421,7 @@ async fn put_201_with_running_properties_provisioning_state_polls_the_resource()
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 3);
     let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
@@ -460,7 +459,7 @@ async fn patch_200_with_running_top_level_provisioning_state_polls_the_resource(
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(text(response).await, done);
     let seen = server.seen();
@@ -1105,7 +1104,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     assert_eq!(body["status"], "Failed");
     assert_eq!(body["error"]["code"], "QuotaExceeded");
     let op = err.operation().unwrap();
-    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(op.monitor, "azure-async-operation");
     assert_eq!(op.polls, 3);
     assert_eq!(op.status.as_deref(), Some("Failed"));
     let trail = sim_trail(&sim.requests());
@@ -1169,10 +1168,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     assert_eq!(err.code(), Some("OperationCanceled"));
     assert_eq!(err.message(), Some("the operation was canceled"));
     assert_eq!(err.status(), Some(StatusCode::OK));
-    assert_eq!(
-        err.operation().unwrap().monitor,
-        MonitorKind::OperationLocation
-    );
+    assert_eq!(err.operation().unwrap().monitor, "operation-location");
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
     assert_eq!(trail.len(), 3, "no final GET after Canceled");
@@ -1198,7 +1194,7 @@ async fn location_monitor_202_is_running_and_its_200_201_or_204_is_returned_unto
         assert_eq!(response.status().as_u16(), code);
         assert_eq!(response.headers()["x-result"], "yes");
         let info = info(&response);
-        assert_eq!(info.monitor, MonitorKind::Location);
+        assert_eq!(info.monitor, "location");
         assert_eq!(info.polls, 2);
         assert_eq!(info.last_http_status.map(|s| s.as_u16()), Some(code));
         assert_eq!(info.final_uri, None, "{code}: the poll response is final");
@@ -1287,7 +1283,7 @@ async fn resource_monitor_202_is_running_and_204_is_final() {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(response.headers()["x-final"], "1");
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, 3);
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -1354,7 +1350,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
         assert_eq!(body["error"]["code"], code);
         let op = err.operation().unwrap();
-        assert_eq!(op.monitor, MonitorKind::Resource);
+        assert_eq!(op.monitor, "resource");
         assert_eq!(op.polls, 2);
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -1383,7 +1379,7 @@ async fn a_new_monitor_header_in_a_poll_response_replaces_the_url() {
         .unwrap();
 
         let info = info(&response);
-        assert_eq!(info.monitor.as_str(), kind.as_str());
+        assert_eq!(info.monitor, kind.as_str());
         assert_eq!(info.monitor_url.path(), "/operations/1-moved", "{kind:?}");
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
@@ -1824,7 +1820,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
         let op = err.operation().unwrap();
         assert_eq!(op.polls, 1);
-        assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+        assert_eq!(op.monitor, "azure-async-operation");
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
         assert_eq!(trail.len(), 2, "{code}: a 4xx is not retried");
@@ -2322,7 +2318,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(
         info.monitor_url.to_string(),
         sim.url("/operations/1?api-version=2024-01-01")
@@ -2357,7 +2353,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(
         info.monitor_url.to_string(),
         sim.url("/operations/1?monitor=true")
@@ -2391,7 +2387,7 @@ async fn operation_info_describes_a_resource_monitor_operation() {
     .unwrap();
 
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Resource);
+    assert_eq!(info.monitor, "resource");
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 2);
     assert_eq!(info.elapsed, secs(4));

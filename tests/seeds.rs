@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::ServiceExt;
-use tower_lro::{LongRunningLayer, MonitorKind};
+use tower_lro::LongRunningLayer;
 use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 
 const VM_START: &str =
@@ -39,7 +39,7 @@ async fn start_virtual_machine_202_with_azure_async_operation() {
 
     assert_eq!(response.status(), StatusCode::OK);
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, 4);
     assert_eq!(info.status.as_deref(), Some("Succeeded"));
     assert_eq!(info.operation_name.as_deref(), Some("1"));
@@ -143,7 +143,7 @@ async fn create_storage_account_202_with_location_and_retry_after() {
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(started.elapsed(), Duration::from_secs(3 * 17));
     let info = info(&response);
-    assert_eq!(info.monitor, MonitorKind::Location);
+    assert_eq!(info.monitor, "location");
     assert_eq!(info.polls, 3);
     assert_eq!(text(response).await, account);
 

@@ -15,9 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::{
-    Error, ErrorKind, LongRunning, LongRunningLayer, MonitorKind, OperationInfo, ResponseBody,
-};
+use tower_lro::{Error, ErrorKind, LongRunning, LongRunningLayer, OperationInfo, ResponseBody};
 use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 use tower_test::mock;
 
@@ -202,7 +200,7 @@ async fn an_inner_error_on_a_poll_is_retried_then_ends_as_a_service_error() {
     assert_eq!(*err.kind(), ErrorKind::Service);
     let op = err.operation().expect("the monitor was known");
     assert_eq!(op.polls, 2, "the poll and its one retry");
-    assert_eq!(op.monitor, MonitorKind::AzureAsyncOperation);
+    assert_eq!(op.monitor, "azure-async-operation");
     assert!(handle.poll_request().is_pending());
 }
 

@@ -337,14 +337,14 @@ async fn guarded_request(
             .await
             .map_err(|e| Stopped::Transport(e.to_string()))?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, LongRunningLayer::DEFAULT_MAX_STATUS_BODY)
+        let body = Limited::new(body, 1024 * 1024)
             .collect()
             .await
             .map_err(|_| Stopped::Body)?
             .to_bytes();
         Ok((parts, body))
     };
-    let (parts, body) = tokio::time::timeout(LongRunningLayer::DEFAULT_POLL_TIMEOUT, exchange)
+    let (parts, body) = tokio::time::timeout(Duration::from_secs(60), exchange)
         .await
         .map_err(|_| Stopped::TimedOut)??;
     let retry_after = parts
@@ -360,7 +360,7 @@ async fn wait(retry_after: Option<u64>) {
     match retry_after {
         Some(0) => {}
         Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
-        None => tokio::time::sleep(LongRunningLayer::DEFAULT_INITIAL_DELAY).await,
+        None => tokio::time::sleep(Duration::from_secs(1)).await,
     }
 }
 
@@ -415,7 +415,7 @@ pub async fn guarded_operation(
             google_monitor(&original, operation.name.as_bytes())
         }
     };
-    for _ in 0..LongRunningLayer::DEFAULT_MAX_POLLS {
+    for _ in 0..5_000 {
         wait(retry_after).await;
         let (parts, body, hint) = guarded_request(client, get(monitor.clone())).await?;
         retry_after = hint;

@@ -83,7 +83,7 @@ impl Job {
 
     /// The stored token, checked as fully as any token from outside.
     pub(crate) fn token(&self) -> Result<ResumeToken, Error> {
-        ResumeToken::from_json(&self.token.to_string())
+        ResumeToken::from_json(&self.token.to_string()).map_err(Error::from)
     }
 }
 

@@ -12,7 +12,6 @@ use crate::dialect::{
     is_transient, CancelRequest, Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply,
     RequestHead, Start, Verdict,
 };
-use crate::info::MonitorKind;
 use crate::protocol::headers;
 use crate::protocol::json::{number, text, utf8, Malformed, Text};
 
@@ -65,8 +64,8 @@ impl Dialect for Google {
         "google"
     }
 
-    fn kind(&self, _: &GoogleMonitor) -> MonitorKind {
-        MonitorKind::GoogleOperation
+    fn kind(&self, _: &GoogleMonitor) -> &'static str {
+        "google-operation"
     }
 
     fn start<'a>(
@@ -377,7 +376,7 @@ fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
 mod tests {
     use super::*;
     use crate::dialect::table::{self, parts, Head};
-    use crate::future::ledger::Observed;
+    use crate::dialect::Observed;
 
     const URI: &str = "https://run.example/v2/projects/p/locations/l/services?serviceId=s";
 

@@ -20,11 +20,9 @@ use http::{response, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::info::MonitorKind;
-
-pub(crate) mod azure;
+pub mod azure;
 pub(crate) mod envelope;
-pub(crate) mod google;
+pub mod google;
 
 /// A long-running-operation protocol, as pure decisions the layer's future applies.
 ///
@@ -43,7 +41,6 @@ pub(crate) mod google;
 /// use std::borrow::Cow;
 /// use http::response;
 /// use tower_lro::dialect::{Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict};
-/// use tower_lro::MonitorKind;
 ///
 /// #[derive(Debug, Clone, Default)]
 /// struct JobStatus;
@@ -53,10 +50,6 @@ pub(crate) mod google;
 ///
 ///     fn name(&self) -> &'static str {
 ///         "x-job-status"
-///     }
-///
-///     fn kind(&self, _: &()) -> MonitorKind {
-///         MonitorKind::Other("x-job-status")
 ///     }
 ///
 ///     fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
@@ -114,8 +107,12 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// that issued it.
     fn name(&self) -> &'static str;
 
-    /// The kind of monitor, for [`OperationInfo`](crate::OperationInfo), logs and metrics.
-    fn kind(&self, monitor: &Self::Monitor) -> MonitorKind;
+    /// The kind of monitor, for [`OperationInfo::monitor`](crate::OperationInfo::monitor), logs
+    /// and metrics: a short lowercase name. By default the dialect's [`name`](Self::name).
+    fn kind(&self, monitor: &Self::Monitor) -> &'static str {
+        let _ = monitor;
+        self.name()
+    }
 
     /// Judges the initial response by its head.
     fn start<'a>(
@@ -207,7 +204,6 @@ pub struct RequestHead<'a> {
     pub(crate) uri: &'a Uri,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) extensions: &'a Extensions,
-    pub(crate) options: &'a Extensions,
 }
 
 impl<'a> RequestHead<'a> {
@@ -226,13 +222,10 @@ impl<'a> RequestHead<'a> {
         self.headers
     }
 
-    /// An extension of the original request: the layer's own options
-    /// ([`FinalStateVia`](crate::FinalStateVia), [`CancelVia`](crate::CancelVia)), which the
-    /// layer removes before sending, or one of those forwarded with the request.
+    /// An extension of the original request, such as a dialect's own per-request option
+    /// ([`FinalStateVia`](crate::FinalStateVia) for [`Azure`](crate::Azure)).
     pub fn extension<T: Clone + Send + Sync + 'static>(&self) -> Option<&'a T> {
-        self.options
-            .get::<T>()
-            .or_else(|| self.extensions.get::<T>())
+        self.extensions.get::<T>()
     }
 }
 
@@ -459,7 +452,16 @@ impl CancelRequest {
 /// [`OperationInfo`](crate::OperationInfo) and progress. Allocates only when a value changed.
 #[derive(Debug)]
 pub struct Observer<'l> {
-    pub(crate) ledger: &'l mut crate::future::ledger::Observed,
+    pub(crate) ledger: &'l mut Observed,
+}
+
+/// What the server reported while the operation ran.
+#[derive(Debug, Default)]
+pub(crate) struct Observed {
+    pub(crate) status: Option<String>,
+    pub(crate) percent_complete: Option<f64>,
+    pub(crate) operation_id: Option<String>,
+    pub(crate) operation_name: Option<String>,
 }
 
 impl Observer<'_> {
@@ -509,7 +511,6 @@ pub(crate) mod table {
         pub(crate) uri: Uri,
         pub(crate) headers: HeaderMap,
         pub(crate) extensions: Extensions,
-        pub(crate) options: Extensions,
     }
 
     impl Head {
@@ -519,7 +520,6 @@ pub(crate) mod table {
                 uri: uri.parse().unwrap(),
                 headers: HeaderMap::new(),
                 extensions: Extensions::new(),
-                options: Extensions::new(),
             }
         }
 
@@ -529,7 +529,6 @@ pub(crate) mod table {
                 uri: &self.uri,
                 headers: &self.headers,
                 extensions: &self.extensions,
-                options: &self.options,
             }
         }
     }

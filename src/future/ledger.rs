@@ -5,21 +5,11 @@ use std::time::Duration;
 
 use http::{StatusCode, Uri};
 
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Observed};
 use crate::future::original::Original;
-use crate::info::{MonitorKind, OperationInfo};
-use crate::options::CancelVia;
+use crate::info::OperationInfo;
 use crate::protocol::url;
 use crate::token::{CancelSpec, ResumeToken, Snapshot};
-
-/// What the server reported while the operation ran.
-#[derive(Debug, Default)]
-pub(crate) struct Observed {
-    pub(crate) status: Option<String>,
-    pub(crate) percent_complete: Option<f64>,
-    pub(crate) operation_id: Option<String>,
-    pub(crate) operation_name: Option<String>,
-}
 
 /// What the next request is.
 #[derive(Debug)]
@@ -34,7 +24,7 @@ pub(crate) enum Target {
 /// one has it.
 pub(crate) struct Ledger<M> {
     pub(crate) monitor: M,
-    pub(crate) kind: MonitorKind,
+    pub(crate) kind: &'static str,
     /// The URL polled: admitted, and where a "running" answer moved the monitor.
     pub(crate) url: Uri,
     /// The reference the URL was last taken from, so a repeat of it is not admitted again.
@@ -51,7 +41,12 @@ pub(crate) struct Ledger<M> {
 }
 
 impl<M> Ledger<M> {
-    pub(crate) fn new(monitor: M, kind: MonitorKind, url: Uri, reference: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(
+        monitor: M,
+        kind: &'static str,
+        url: Uri,
+        reference: Option<Vec<u8>>,
+    ) -> Self {
         Ledger {
             monitor,
             kind,
@@ -121,7 +116,7 @@ impl<M> Ledger<M> {
     where
         D: Dialect<Monitor = M>,
     {
-        let (request, base) = match original.option::<CancelVia>() {
+        let (request, base) = match original.cancel_via() {
             Some(via) => (via.0.clone(), &original.uri),
             None => (dialect.cancel(&self.monitor, &self.url)?, &self.url),
         };

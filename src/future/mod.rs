@@ -17,6 +17,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::body::{poll_drain, Collector, Read, ResponseBody};
+use crate::config::Config;
 use crate::dialect::azure::Azure;
 use crate::dialect::{
     CancelReply, Dialect, FinalReply, Follow, Observer, Opening, Outcome, PollAt, Reply, Start,
@@ -27,7 +28,6 @@ use crate::future::clock::{fired, set_sleep, Clock};
 use crate::future::ledger::{Ledger, Target};
 use crate::future::original::Original;
 use crate::future::step::Pending;
-use crate::layer::Config;
 use crate::options::Polling;
 use crate::progress::{Progress, ProgressSender};
 use crate::protocol::headers;

@@ -166,7 +166,7 @@ impl<S, D: Dialect> Operation<S, D> {
                 "long_running_operation",
                 method = %self.original.method,
                 uri = %self.original.uri,
-                monitor = _ledger.kind.as_str(),
+                monitor = _ledger.kind,
                 monitor_url = %_ledger.url,
             );
         }

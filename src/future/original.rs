@@ -5,7 +5,7 @@ use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::dialect::{PollAt, RequestHead};
 use crate::error::{Error, ErrorKind};
-use crate::options::{CancelVia, CredentialsWithheld, FinalStateVia, Polling};
+use crate::options::{CancelVia, CredentialsWithheld, Polling};
 use crate::protocol::headers;
 use crate::protocol::url::{self, Base, OriginPolicy, Rejection};
 
@@ -19,8 +19,8 @@ pub(crate) struct Original {
     /// credential headers.
     pub(crate) headers: HeaderMap,
     extensions: Extensions,
-    /// The layer's own options, taken out of the request so no layer below sees them.
-    options: Extensions,
+    /// The caller's way to cancel, taken out of the request so no layer below sees it.
+    cancel_via: Option<CancelVia>,
     /// The original URI parsed for resolution; made on first use, as most references take the
     /// plain path.
     base: Option<Base>,
@@ -29,13 +29,7 @@ pub(crate) struct Original {
 impl Original {
     /// Takes the layer's own options out of `req` and keeps what polls repeat.
     pub(crate) fn of<B>(req: &mut Request<B>, polling: Polling) -> Original {
-        let mut options = Extensions::new();
-        if let Some(via) = req.extensions_mut().remove::<FinalStateVia>() {
-            options.insert(via);
-        }
-        if let Some(cancel) = req.extensions_mut().remove::<CancelVia>() {
-            options.insert(cancel);
-        }
+        let cancel_via = req.extensions_mut().remove::<CancelVia>();
         let (headers, extensions) = match polling {
             // Nothing will be repeated: copy nothing.
             Polling::Disabled => (HeaderMap::new(), Extensions::new()),
@@ -50,7 +44,7 @@ impl Original {
             version: req.version(),
             headers,
             extensions,
-            options,
+            cancel_via,
             base: None,
         }
     }
@@ -62,12 +56,12 @@ impl Original {
             uri: &self.uri,
             headers: &self.headers,
             extensions: &self.extensions,
-            options: &self.options,
         }
     }
 
-    pub(crate) fn option<T: Clone + Send + Sync + 'static>(&self) -> Option<&T> {
-        self.options.get::<T>()
+    /// How the caller asked to cancel the operation, when it did.
+    pub(crate) fn cancel_via(&self) -> Option<&CancelVia> {
+        self.cancel_via.as_ref()
     }
 
     /// Continues an operation of another original request: the token's method and URI, its

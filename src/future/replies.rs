@@ -397,11 +397,7 @@ impl<S, D: Dialect> Operation<S, D> {
             }
             _ if answer.outcome.reported.is_some() => reported(&answer.outcome),
             ErrorKind::CancelUnsupported => format!("the cancel request answered {}", parts.status),
-            _ => format!(
-                "the {} monitor answered {}",
-                ledger.kind.as_str(),
-                parts.status
-            ),
+            _ => format!("the {} monitor answered {}", ledger.kind, parts.status),
         };
         self.detailed(answer, what, parts, body)
     }

@@ -80,7 +80,7 @@ async fn follows(case: Case<'_>, tune: fn(Scenario) -> Scenario) {
         .get::<OperationInfo>()
         .cloned()
         .unwrap();
-    assert_eq!(info.monitor.as_str(), monitor.as_str());
+    assert_eq!(info.monitor, monitor.as_str());
     assert_eq!(info.polls, RUNNING + 1);
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, method, path);

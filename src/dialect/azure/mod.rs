@@ -1,6 +1,7 @@
 //! [`Azure`]: the Azure Resource Manager and data-plane protocol (PROTOCOL §1–§5), the default
 //! dialect.
 
+mod final_state;
 pub(crate) mod rules;
 pub(crate) mod status;
 
@@ -10,14 +11,13 @@ use http::header::LOCATION;
 use http::{response, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
+pub use self::final_state::{FinalStateVia, UnknownFinalStateVia};
 use self::rules::{FinalTarget, Initial, PollReply};
 use self::status::{ErrorDetail, Phase};
 use crate::dialect::envelope::code_or_header;
 use crate::dialect::{
     Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
 };
-use crate::info::MonitorKind;
-use crate::options::FinalStateVia;
 use crate::protocol::headers;
 
 /// Azure's long-running operations: `Azure-AsyncOperation` and `Operation-Location` status
@@ -50,12 +50,37 @@ impl Azure {
     }
 }
 
+/// How an Azure operation is monitored (PROTOCOL §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A status monitor named by `Azure-AsyncOperation`.
+    AzureAsyncOperation,
+    /// A status monitor named by `Operation-Location` (the data-plane form).
+    OperationLocation,
+    /// The `Location` of a `202 Accepted`: 202 while running, the result when done.
+    Location,
+    /// The resource itself, by its `provisioningState`.
+    Resource,
+}
+
+impl Kind {
+    /// The name in [`OperationInfo::monitor`](crate::OperationInfo::monitor) and in tokens.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::AzureAsyncOperation => "azure-async-operation",
+            Kind::OperationLocation => "operation-location",
+            Kind::Location => "location",
+            Kind::Resource => "resource",
+        }
+    }
+}
+
 /// What the [`Azure`] dialect remembers about an operation: the kind of monitor, the initial
 /// response's `Location` (a final-state source), and the request's [`FinalStateVia`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AzureMonitor {
     #[serde(with = "kind_name")]
-    kind: MonitorKind,
+    kind: Kind,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "header_text")]
     location: Option<HeaderValue>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "via_name")]
@@ -63,11 +88,8 @@ pub struct AzureMonitor {
 }
 
 impl AzureMonitor {
-    fn of(kind: MonitorKind, request: &RequestHead<'_>, initial: &HeaderMap) -> AzureMonitor {
-        let status_monitor = matches!(
-            kind,
-            MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation
-        );
+    fn of(kind: Kind, request: &RequestHead<'_>, initial: &HeaderMap) -> AzureMonitor {
+        let status_monitor = matches!(kind, Kind::AzureAsyncOperation | Kind::OperationLocation);
         AzureMonitor {
             kind,
             // Only a status monitor's final response can come from the initial `Location`.
@@ -80,7 +102,7 @@ impl AzureMonitor {
 
     /// A monitor from a version 1 resume token's fields.
     pub(crate) fn from_parts(
-        kind: MonitorKind,
+        kind: Kind,
         location: Option<HeaderValue>,
         final_state_via: Option<FinalStateVia>,
     ) -> AzureMonitor {
@@ -99,8 +121,8 @@ impl Dialect for Azure {
         "azure"
     }
 
-    fn kind(&self, monitor: &AzureMonitor) -> MonitorKind {
-        monitor.kind
+    fn kind(&self, monitor: &AzureMonitor) -> &'static str {
+        monitor.kind.as_str()
     }
 
     fn start<'a>(
@@ -185,7 +207,7 @@ impl Dialect for Azure {
                 if let Some(state) = &state {
                     seen.status(state);
                 }
-                let monitor = AzureMonitor::of(MonitorKind::Resource, request, &response.headers);
+                let monitor = AzureMonitor::of(Kind::Resource, request, &response.headers);
                 Opening::Follow(Follow::new(monitor, PollAt::OriginalUri))
             }
             (Some((kind, reference)), None | Some(Phase::Running)) => {
@@ -221,7 +243,7 @@ impl Dialect for Azure {
         body: &'a [u8],
         seen: &mut Observer<'_>,
     ) -> Verdict<'a> {
-        if monitor.kind == MonitorKind::Resource {
+        if monitor.kind == Kind::Resource {
             return resource_verdict(response, body, seen);
         }
         let parsed = match status::parse_status(body) {
@@ -296,7 +318,7 @@ fn resource_verdict<'a>(
 }
 
 /// The header a poll response uses to move the monitor elsewhere.
-fn moved(kind: MonitorKind, headers: &HeaderMap) -> Option<&[u8]> {
+fn moved(kind: Kind, headers: &HeaderMap) -> Option<&[u8]> {
     rules::moved_monitor(kind, headers).map(HeaderValue::as_bytes)
 }
 
@@ -317,26 +339,26 @@ fn ended<'a>(
 mod kind_name {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::info::MonitorKind;
+    use super::Kind;
 
-    pub(super) fn serialize<S: Serializer>(kind: &MonitorKind, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(kind: &Kind, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(kind.as_str())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MonitorKind, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
         let name = String::deserialize(d)?;
         super::kind_of(&name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown monitor kind {name:?}")))
     }
 }
 
-/// An Azure monitor kind by its [`MonitorKind::as_str`] name.
-pub(crate) fn kind_of(name: &str) -> Option<MonitorKind> {
+/// An Azure monitor kind by its [`Kind::as_str`] name.
+fn kind_of(name: &str) -> Option<Kind> {
     [
-        MonitorKind::AzureAsyncOperation,
-        MonitorKind::OperationLocation,
-        MonitorKind::Location,
-        MonitorKind::Resource,
+        Kind::AzureAsyncOperation,
+        Kind::OperationLocation,
+        Kind::Location,
+        Kind::Resource,
     ]
     .into_iter()
     .find(|kind| kind.as_str() == name)
@@ -374,7 +396,7 @@ mod via_name {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::options::FinalStateVia;
+    use super::FinalStateVia;
 
     pub(super) fn serialize<S: Serializer>(
         via: &Option<FinalStateVia>,
@@ -405,7 +427,7 @@ mod tests {
 
     use super::*;
     use crate::dialect::table::{self, parts, Head};
-    use crate::future::ledger::Observed;
+    use crate::dialect::Observed;
 
     const URI: &str = "https://management.example/accounts/a?api-version=1";
 
@@ -483,16 +505,16 @@ mod tests {
         }
     }
 
-    fn monitor(kind: MonitorKind) -> AzureMonitor {
+    fn monitor(kind: Kind) -> AzureMonitor {
         AzureMonitor::from_parts(kind, None, None)
     }
 
     #[test]
     fn poll_heads() {
-        use MonitorKind::*;
+        use Kind::*;
         let azure = Azure::new();
         #[rustfmt::skip]
-        let rows: &[(MonitorKind, u16, Headers, &str)] = &[
+        let rows: &[(Kind, u16, Headers, &str)] = &[
             (AzureAsyncOperation, 200, &[], "read"),
             (AzureAsyncOperation, 204, &[], "malformed"),
             (AzureAsyncOperation, 404, &[], "unexpected"),
@@ -522,14 +544,14 @@ mod tests {
         let moved = parts(200, &[("azure-asyncoperation", "/moved")]);
         let put = Head::new(Method::PUT, URI);
         let post = Head::new(Method::POST, URI);
-        let aao = monitor(MonitorKind::AzureAsyncOperation);
+        let aao = monitor(Kind::AzureAsyncOperation);
         let aao_with_location = AzureMonitor::from_parts(
-            MonitorKind::AzureAsyncOperation,
+            Kind::AzureAsyncOperation,
             Some(HeaderValue::from_static("/result")),
             None,
         );
         let last_status = AzureMonitor::from_parts(
-            MonitorKind::AzureAsyncOperation,
+            Kind::AzureAsyncOperation,
             None,
             Some(FinalStateVia::AzureAsyncOperation),
         );
@@ -594,7 +616,7 @@ mod tests {
         ] {
             let mut observed = Observed::default();
             let verdict = azure.verdict(
-                &mut monitor(MonitorKind::Resource),
+                &mut monitor(Kind::Resource),
                 &head.head(),
                 &response,
                 body.as_bytes(),
@@ -608,7 +630,7 @@ mod tests {
         let mut observed = Observed::default();
         let body = br#"{"status":"InProgress","percentComplete":40,"id":"/ops/1","name":"1"}"#;
         azure.verdict(
-            &mut monitor(MonitorKind::OperationLocation),
+            &mut monitor(Kind::OperationLocation),
             &head.head(),
             &response,
             body,
@@ -625,7 +647,7 @@ mod tests {
     #[test]
     fn the_monitor_round_trips_and_refuses_what_it_cannot_read() {
         let monitor = AzureMonitor::from_parts(
-            MonitorKind::Location,
+            Kind::Location,
             Some(HeaderValue::from_static("/x")),
             Some(FinalStateVia::OriginalUri),
         );

@@ -4,9 +4,9 @@
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+use super::FinalStateVia;
+use super::Kind;
 use crate::dialect::is_transient;
-use crate::info::MonitorKind;
-use crate::options::FinalStateVia;
 use crate::protocol::headers;
 
 /// What the initial response is (PROTOCOL §1, tried top to bottom).
@@ -17,7 +17,7 @@ pub(crate) enum Initial<'a> {
     /// Follow `reference`. When `sniff`, the response is a 200/201 whose body must be read first:
     /// a terminal `provisioningState` there settles the operation inline.
     Monitor {
-        kind: MonitorKind,
+        kind: Kind,
         reference: &'a HeaderValue,
         sniff: bool,
     },
@@ -40,14 +40,14 @@ pub(crate) fn classify<'a>(
     let sniff = created_or_ok && headers::may_be_json(headers);
     if let Some(reference) = headers.get(headers::AZURE_ASYNC_OPERATION) {
         return Initial::Monitor {
-            kind: MonitorKind::AzureAsyncOperation,
+            kind: Kind::AzureAsyncOperation,
             reference,
             sniff,
         };
     }
     if let Some(reference) = headers.get(headers::OPERATION_LOCATION) {
         return Initial::Monitor {
-            kind: MonitorKind::OperationLocation,
+            kind: Kind::OperationLocation,
             reference,
             sniff,
         };
@@ -57,7 +57,7 @@ pub(crate) fn classify<'a>(
             || status == StatusCode::CREATED && follow_created_location
         {
             return Initial::Monitor {
-                kind: MonitorKind::Location,
+                kind: Kind::Location,
                 reference,
                 sniff,
             };
@@ -70,12 +70,12 @@ pub(crate) fn classify<'a>(
 }
 
 /// The header a poll response uses to move the monitor elsewhere.
-pub(crate) fn moved_monitor(kind: MonitorKind, headers: &HeaderMap) -> Option<&HeaderValue> {
+pub(crate) fn moved_monitor(kind: Kind, headers: &HeaderMap) -> Option<&HeaderValue> {
     match kind {
-        MonitorKind::AzureAsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
-        MonitorKind::OperationLocation => headers.get(headers::OPERATION_LOCATION),
-        MonitorKind::Location => headers.get(http::header::LOCATION),
-        MonitorKind::Resource | MonitorKind::GoogleOperation | MonitorKind::Other(_) => None,
+        Kind::AzureAsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
+        Kind::OperationLocation => headers.get(headers::OPERATION_LOCATION),
+        Kind::Location => headers.get(http::header::LOCATION),
+        Kind::Resource => None,
     }
 }
 
@@ -101,21 +101,17 @@ pub(crate) enum PollReply {
     Unexpected,
 }
 
-pub(crate) fn poll_reply(kind: MonitorKind, status: StatusCode) -> PollReply {
+pub(crate) fn poll_reply(kind: Kind, status: StatusCode) -> PollReply {
     if is_transient(status) {
         return PollReply::Transient;
     }
     match (kind, status.as_u16()) {
-        (MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation, 200..=202) => {
-            PollReply::ReadStatus
-        }
-        (MonitorKind::AzureAsyncOperation | MonitorKind::OperationLocation, 204) => {
-            PollReply::NoStatusBody
-        }
-        (MonitorKind::Location | MonitorKind::Resource, 202) => PollReply::Running,
-        (MonitorKind::Location, 200 | 201 | 204) | (MonitorKind::Resource, 204) => PollReply::Final,
-        (MonitorKind::Resource, 200 | 201) => PollReply::ReadResource,
-        (MonitorKind::Location | MonitorKind::Resource, 400..=499) => PollReply::Failed,
+        (Kind::AzureAsyncOperation | Kind::OperationLocation, 200..=202) => PollReply::ReadStatus,
+        (Kind::AzureAsyncOperation | Kind::OperationLocation, 204) => PollReply::NoStatusBody,
+        (Kind::Location | Kind::Resource, 202) => PollReply::Running,
+        (Kind::Location, 200 | 201 | 204) | (Kind::Resource, 204) => PollReply::Final,
+        (Kind::Resource, 200 | 201) => PollReply::ReadResource,
+        (Kind::Location | Kind::Resource, 400..=499) => PollReply::Failed,
         _ => PollReply::Unexpected,
     }
 }
@@ -135,7 +131,7 @@ pub(crate) enum FinalTarget<'a> {
 
 pub(crate) fn final_target<'a>(
     method: &Method,
-    kind: MonitorKind,
+    kind: Kind,
     via: Option<FinalStateVia>,
     initial_location: Option<&'a [u8]>,
     resource_location: Option<&'a [u8]>,
@@ -152,7 +148,7 @@ pub(crate) fn final_target<'a>(
     }
     if method == Method::PUT || method == Method::PATCH {
         match resource_location {
-            Some(location) if kind == MonitorKind::OperationLocation => {
+            Some(location) if kind == Kind::OperationLocation => {
                 FinalTarget::ResourceLocation(location)
             }
             _ => FinalTarget::OriginalUri,
@@ -184,7 +180,7 @@ mod tests {
         map
     }
 
-    fn kind_of(initial: Initial<'_>) -> Option<(MonitorKind, &str, bool)> {
+    fn kind_of(initial: Initial<'_>) -> Option<(Kind, &str, bool)> {
         match initial {
             Initial::Monitor {
                 kind,
@@ -215,31 +211,31 @@ mod tests {
         let h = headers(&[loc, ol, aao]);
         assert_eq!(
             kind_of(classify(&post, StatusCode::ACCEPTED, &h, false)),
-            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
+            Some((Kind::AzureAsyncOperation, "/aao", false))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::CREATED, &h, false)),
-            Some((MonitorKind::AzureAsyncOperation, "/aao", true))
+            Some((Kind::AzureAsyncOperation, "/aao", true))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::OK, &h, false)),
-            Some((MonitorKind::AzureAsyncOperation, "/aao", true))
+            Some((Kind::AzureAsyncOperation, "/aao", true))
         );
         assert_eq!(
             kind_of(classify(&put, StatusCode::NO_CONTENT, &h, false)),
-            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
+            Some((Kind::AzureAsyncOperation, "/aao", false))
         );
         // Then Operation-Location.
         let h = headers(&[loc, ol]);
         assert_eq!(
             kind_of(classify(&post, StatusCode::ACCEPTED, &h, false)),
-            Some((MonitorKind::OperationLocation, "/ol", false))
+            Some((Kind::OperationLocation, "/ol", false))
         );
         // Then 202 + Location.
         let h = headers(&[loc]);
         assert_eq!(
             kind_of(classify(&put, StatusCode::ACCEPTED, &h, false)),
-            Some((MonitorKind::Location, "/loc", false))
+            Some((Kind::Location, "/loc", false))
         );
         // A 201 with only Location is "created here", unless the builder opts in.
         assert_eq!(
@@ -252,7 +248,7 @@ mod tests {
         );
         assert_eq!(
             kind_of(classify(&post, StatusCode::CREATED, &h, true)),
-            Some((MonitorKind::Location, "/loc", true))
+            Some((Kind::Location, "/loc", true))
         );
         assert_eq!(
             classify(&post, StatusCode::OK, &h, true),
@@ -297,16 +293,16 @@ mod tests {
         let h = headers(&[aao, ("content-type", "application/octet-stream")]);
         assert_eq!(
             kind_of(classify(&put, StatusCode::CREATED, &h, false)),
-            Some((MonitorKind::AzureAsyncOperation, "/aao", false))
+            Some((Kind::AzureAsyncOperation, "/aao", false))
         );
         let _ = (CONTENT_TYPE, LOCATION);
     }
 
     #[test]
     fn poll_replies() {
-        use MonitorKind::*;
+        use Kind::*;
         use PollReply::*;
-        let table: &[(MonitorKind, u16, PollReply)] = &[
+        let table: &[(Kind, u16, PollReply)] = &[
             (AzureAsyncOperation, 200, ReadStatus),
             (AzureAsyncOperation, 201, ReadStatus),
             (AzureAsyncOperation, 202, ReadStatus),
@@ -356,7 +352,7 @@ mod tests {
     #[test]
     fn final_targets() {
         use FinalTarget::*;
-        use MonitorKind::{AzureAsyncOperation as Aao, OperationLocation as Ol};
+        use Kind::{AzureAsyncOperation as Aao, OperationLocation as Ol};
         let (put, patch, post, delete) = (Method::PUT, Method::PATCH, Method::POST, Method::DELETE);
         let (loc, res): (Option<&[u8]>, Option<&[u8]>) = (Some(b"/loc"), Some(b"/res"));
         // Defaults by method.
