@@ -142,7 +142,7 @@ pub use dialect::azure::{Azure, FinalStateVia};
 pub use dialect::google::Google;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
-pub use future::step::{Pending, Step, StepFuture};
+pub use future::{NextStep, Step};
 pub use info::OperationInfo;
 pub use layer::{InvalidOrigin, LongRunningLayer};
 pub use options::{CancelVia, CredentialsWithheld, Polling};

@@ -1,7 +1,6 @@
 //! [`LongRunning`]: the service the layer produces.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,8 +14,7 @@ use crate::config::Config;
 use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::error::{BoxError, Error};
-use crate::future::step::StepFuture;
-use crate::future::ResponseFuture;
+use crate::future::{CancelFuture, ResponseFuture, StepFuture};
 use crate::token::ResumeToken;
 
 /// Follows HTTP long-running operations to their final response. Made by [`LongRunningLayer`](crate::LongRunningLayer);
@@ -110,7 +108,7 @@ impl<S, D: Dialect> LongRunning<S, D> {
         ReqBody: Default,
     {
         // The clone is not assumed ready: the future drives it to readiness before each GET.
-        ResponseFuture::start(
+        ResponseFuture::new(
             self.inner.clone(),
             self.config.clone(),
             self.dialect.clone(),
@@ -139,13 +137,12 @@ impl<S, D: Dialect> LongRunning<S, D> {
     /// # {
     /// let token = tower_lro::ResumeToken::from_json(saved)?;
     /// match service.step(token).await? {
-    ///     tower_lro::Step::Running(pending) => {
-    ///         // Store `pending.token().to_json()`; step again after `pending.poll_in()`.
+    ///     tower_lro::Step::Running(next) => {
+    ///         // Store `next.token().to_json()`; step again after `next.poll_in()`.
     ///     }
     ///     tower_lro::Step::Done(response) => {
     ///         // The final response.
     ///     }
-    ///     _ => {}
     /// }
     /// # Ok(()) }
     /// ```
@@ -154,12 +151,12 @@ impl<S, D: Dialect> LongRunning<S, D> {
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         ReqBody: Default,
     {
-        StepFuture::new(ResponseFuture::step(
+        StepFuture::new(
             self.inner.clone(),
             self.config.clone(),
             self.dialect.clone(),
             &token,
-        ))
+        )
     }
 
     /// Asks the server to cancel the operation `token` describes, then follows it to its end:
@@ -176,20 +173,17 @@ impl<S, D: Dialect> LongRunning<S, D> {
     pub fn cancel<ReqBody, ResBody>(
         &self,
         token: ResumeToken,
-    ) -> impl Future<Output = Result<Response<ResponseBody<ResBody>>, Error>>
+    ) -> CancelFuture<S, ReqBody, ResBody, D>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-        S::Error: Into<BoxError>,
-        ReqBody: Default + From<Bytes>,
-        ResBody: Body<Data = Bytes>,
-        ResBody::Error: Into<BoxError>,
+        ReqBody: From<Bytes>,
     {
-        let mut service = self.clone();
-        async move {
-            std::future::poll_fn(|cx| Service::<Request<ReqBody>>::poll_ready(&mut service, cx))
-                .await?;
-            service.call(token.into_cancel_request()).await
-        }
+        CancelFuture::new(
+            self.inner.clone(),
+            self.config.clone(),
+            self.dialect.clone(),
+            token.into_cancel_request(),
+        )
     }
 }
 
@@ -225,6 +219,6 @@ where
         // place for the next call (tower's "be careful when cloning inner services").
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::start(ready, self.config.clone(), self.dialect.clone(), req)
+        ResponseFuture::new(ready, self.config.clone(), self.dialect.clone(), req)
     }
 }

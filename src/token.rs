@@ -163,9 +163,15 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) cancel: Option<CancelSpec>,
 }
 
-/// Marks a token request that cancels the operation rather than following it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Cancelling;
+/// Marks the request of [`ResumeToken::into_request`]: sent through the layer, it resumes the
+/// token's operation. Private, so that no other request is ever taken for one.
+#[derive(Debug, Clone)]
+pub(crate) struct Resuming(pub(crate) ResumeToken);
+
+/// Marks the request of [`ResumeToken::into_cancel_request`]: the layer sends it as the cancel
+/// request of the token's operation, then follows the operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Cancelling(pub(crate) ResumeToken);
 
 impl ResumeToken {
     pub(crate) fn new(s: Snapshot<'_>) -> ResumeToken {
@@ -218,7 +224,7 @@ impl ResumeToken {
     pub fn into_request<B: Default>(self) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.uri_mut() = self.0.uri.parse().unwrap_or_default();
-        request.extensions_mut().insert(self);
+        request.extensions_mut().insert(Resuming(self));
         request
     }
 
@@ -249,8 +255,7 @@ impl ResumeToken {
                 HeaderValue::from_static("application/json"),
             );
         }
-        request.extensions_mut().insert(Cancelling);
-        request.extensions_mut().insert(self);
+        request.extensions_mut().insert(Cancelling(self));
         request
     }
 
@@ -637,7 +642,9 @@ mod tests {
         );
         assert_eq!(request.body(), &Bytes::from_static(b"{}"));
         assert_eq!(request.headers()["content-type"], "application/json");
-        assert_eq!(request.extensions().get::<ResumeToken>(), Some(&token));
-        assert!(request.extensions().get::<Cancelling>().is_some());
+        let Some(Cancelling(carried)) = request.extensions().get::<Cancelling>() else {
+            panic!("the cancel request is not marked");
+        };
+        assert_eq!(carried, &token);
     }
 }

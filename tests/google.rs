@@ -209,7 +209,6 @@ async fn steps_drive_an_operation_one_poll_at_a_time() {
                 token = pending.into_token();
             }
             Step::Done(response) => break response,
-            _ => unreachable!(),
         }
         assert!(waits.len() < 10, "bounded");
     };

@@ -408,13 +408,10 @@ where
         };
         match self.step(token).await {
             Ok(Step::Done(response)) => self.deliver(&job, Ok(response)).await,
-            Ok(Step::Running(pending)) => {
-                let wait = pending.poll_in();
-                self.enqueue(job.next(&pending.into_token(), 0), wait).await
+            Ok(Step::Running(next)) => {
+                let wait = next.poll_in();
+                self.enqueue(job.next(&next.into_token(), 0), wait).await
             }
-            // `Step` is non-exhaustive: a kind this worker does not know fails the job (apalis
-            // retries it, the token kept) rather than being dropped.
-            Ok(_) => Err("an unknown kind of step".into()),
             Err(error) => match self.retry(&job, &error) {
                 Some((token, wait)) => {
                     let failures = job.failures.saturating_add(1);

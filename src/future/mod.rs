@@ -1,51 +1,46 @@
-//! The response future: the mechanism that sends the initial request once, then polls, applying
-//! its dialect's verdicts. It moves bytes and time; it decides nothing about the protocol.
+//! The futures of [`LongRunning`](crate::LongRunning), and what a step returns.
+//!
+//! All three are thin wrappers over one private future that follows an operation; they differ
+//! only in how far they follow it and what they resolve with:
+//!
+//! | future | made by | resolves with |
+//! |---|---|---|
+//! | [`ResponseFuture`] | `call`, [`ResumeToken::into_request`](crate::ResumeToken::into_request) | the final response |
+//! | [`StepFuture`] | [`LongRunning::step`](crate::LongRunning::step) | one [`Step`]: still running, or done |
+//! | [`CancelFuture`] | [`LongRunning::cancel`](crate::LongRunning::cancel) | the end of a canceled operation |
 
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{response, HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::body::{poll_drain, Collector, Read, ResponseBody};
+use crate::body::ResponseBody;
 use crate::config::Config;
 use crate::dialect::azure::Azure;
-use crate::dialect::{
-    CancelReply, Dialect, FinalReply, Follow, Observer, Opening, Outcome, PollAt, Reply, Start,
-    Verdict,
-};
-use crate::error::{BoxError, Error, ErrorKind};
-use crate::future::clock::{fired, set_sleep, Clock};
-use crate::future::ledger::{Ledger, Target};
-use crate::future::original::Original;
-use crate::future::step::Pending;
-use crate::options::Polling;
-use crate::progress::{Progress, ProgressSender};
-use crate::protocol::headers;
-use crate::token::{Cancelling, ResumeToken};
+use crate::dialect::Dialect;
+use crate::error::{BoxError, Error};
+use crate::info::OperationInfo;
+use crate::token::ResumeToken;
+
+use self::core::{Core, OneStep, ToTheEnd};
 
 pub(crate) mod clock;
+mod core;
 pub(crate) mod ledger;
-mod operation;
 pub(crate) mod original;
-mod replies;
-pub(crate) mod step;
-
-use self::operation::{reported, too_large};
 
 pin_project! {
-    /// The future of [`LongRunning`](crate::LongRunning): resolves with the operation's final
-    /// response, or the [`Error`] that ended it. Dropping it stops the operation's polling at once:
-    /// it owns every timer and connection it uses and spawns nothing.
+    /// The future of [`LongRunning`](crate::LongRunning)'s `call`: resolves with the operation's
+    /// final response, or the [`Error`] that ended it. Dropping it stops the operation's polling
+    /// at once: it owns every timer and connection it uses and spawns nothing.
     #[must_use = "futures do nothing unless polled"]
     pub struct ResponseFuture<S, ReqBody, ResBody, D = Azure>
     where
@@ -53,149 +48,8 @@ pin_project! {
         D: Dialect,
     {
         #[pin]
-        state: State<S::Future, ResBody, D::Monitor>,
-        // The time of the next poll, while waiting. Created on first use.
-        #[pin]
-        wait: Option<Sleep>,
-        // The deadline of what is in flight (the operation's, or a poll's timeout). Moved on
-        // lazily: set for an earlier phase's deadline, it fires early and is re-set then, rather
-        // than being reset for every request.
-        #[pin]
-        due: Option<Sleep>,
-        op: Operation<S, D>,
-        _request: PhantomData<fn(ReqBody)>,
+        core: Core<S, ReqBody, ResBody, D, ToTheEnd>,
     }
-}
-
-pin_project! {
-    #[project = StateProj]
-    #[project_replace = StateReplace]
-    enum State<F, B, M> {
-        // The original request (or a cancel request), in flight.
-        Initial { #[pin] future: F },
-        // Reading an initial body the dialect asked for. Boxed, because when the body turns out
-        // too large to judge it is handed back whole, behind what was read.
-        Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector },
-        // An operation being followed: what is known of it, and what is in flight.
-        Following { ledger: Ledger<M>, #[pin] stage: Stage<F, B> },
-        Done,
-    }
-}
-
-pin_project! {
-    #[project = StageProj]
-    #[project_replace = StageReplace]
-    enum Stage<F, B> {
-        // Reading and discarding a response body we do not need, so the connection is reused;
-        // bounded by `budget` bytes, and in time by the wait plus a short grace. Counts into the
-        // wait that follows.
-        Draining { #[pin] body: B, budget: usize },
-        // Until `clock.wake_at` (never entered for a zero wait).
-        Waiting,
-        // Waiting for the inner service to be ready for the next GET.
-        Ready,
-        // A poll, the final GET or a cancel request, in flight.
-        Requesting { #[pin] future: F },
-        // Reading the body of an answer.
-        Reading { #[pin] body: B, parts: response::Parts, collector: Collector, purpose: Purpose },
-    }
-}
-
-/// How the future works through an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// To its end.
-    Follow,
-    /// One poll (and the final GET if it says done); a wait ends the step.
-    Step,
-}
-
-/// Why an answer's body is being read.
-#[derive(Debug)]
-enum Purpose {
-    /// The dialect judges it.
-    Verdict,
-    /// It ends the operation with this error; the body (bounded) goes into it.
-    Answer(Answer),
-}
-
-/// An answer that ended the operation by its HTTP status.
-#[derive(Debug)]
-struct Answer {
-    kind: ErrorKind,
-    outcome: Outcome<'static>,
-}
-
-/// How reading an initial body ended.
-enum Sniffed {
-    Complete,
-    /// Stopped before the end: too large, or too slow, to be judged.
-    Stopped,
-    /// The body failed.
-    Broken(BoxError),
-    /// The operation's deadline passed.
-    Expired(Error),
-}
-
-/// The initial response's body, as far as it was read when an operation is followed.
-enum InitialBody<B> {
-    Unread(B),
-    Read(Bytes, Option<Box<HeaderMap>>),
-    Partial(Bytes, Pin<Box<B>>),
-}
-
-/// What the initial response leads to.
-// A transition, returned once per operation and consumed at once: boxing the ledger would cost
-// an allocation for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Begin<B, M> {
-    Finish(Result<Response<ResponseBody<B>>, Error>),
-    Sniff {
-        parts: response::Parts,
-        body: Pin<Box<B>>,
-    },
-    Follow {
-        ledger: Ledger<M>,
-        drain: Option<B>,
-    },
-}
-
-/// The transition a stage asks for while an operation is followed.
-enum Next<B> {
-    /// The end. Errors have not been given the operation's details yet.
-    Finish(Result<Response<ResponseBody<B>>, Error>),
-    Wait {
-        drain: Option<B>,
-    },
-    Send,
-    Read {
-        parts: response::Parts,
-        body: B,
-        purpose: Purpose,
-    },
-}
-
-/// How following an operation ended.
-enum Exit<B> {
-    Finished(Result<Response<ResponseBody<B>>, Error>),
-    /// A step ended with the operation still running.
-    Stepped(Response<ResponseBody<B>>),
-}
-
-/// Everything about the operation that outlives a state.
-struct Operation<S, D> {
-    service: S,
-    dialect: D,
-    config: Arc<Config>,
-    original: Original,
-    clock: Clock,
-    polling: Polling,
-    mode: Mode,
-    progress: Option<ProgressSender>,
-    // An error found before anything was sent (a bad resume token), returned on first poll.
-    rejected: Option<Error>,
-    #[cfg(feature = "tracing")]
-    span: tracing::Span,
 }
 
 impl<S, ReqBody, ResBody, D> ResponseFuture<S, ReqBody, ResBody, D>
@@ -203,52 +57,11 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     D: Dialect,
 {
-    /// Sends `req` through `service`, which the caller has driven to readiness, unless `req`
-    /// carries a [`ResumeToken`]: then it resumes (or cancels) that operation instead.
-    pub(crate) fn start(
-        mut service: S,
-        config: Arc<Config>,
-        dialect: D,
-        mut req: Request<ReqBody>,
-    ) -> Self {
-        // Our own extensions steer this layer only; layers below never see them.
-        let extensions = req.extensions_mut();
-        let polling = extensions.remove::<Polling>().unwrap_or_default();
-        let progress = extensions.remove::<ProgressSender>();
-        let cancelling = extensions.remove::<Cancelling>().is_some();
-        if let Some(token) = extensions.remove::<ResumeToken>() {
-            let mut op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
-            op.progress = progress;
-            return if cancelling {
-                op.cancel(token, req)
-            } else {
-                op.resume(&token, Mode::Follow)
-            };
-        }
-        let original = Original::of(&mut req, polling);
-        let future = service.call(req);
-        let mut op = Operation::with(service, config, dialect, original, polling);
-        op.progress = progress;
-        Self::with_state(op, State::Initial { future })
-    }
-
-    /// One step of the operation of `token`: one poll, and the final GET if it says done.
-    pub(crate) fn step(service: S, config: Arc<Config>, dialect: D, token: &ResumeToken) -> Self
-    where
-        ReqBody: Default,
-    {
-        let mut req = Request::new(ReqBody::default());
-        let op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
-        op.resume(token, Mode::Step)
-    }
-
-    fn with_state(op: Operation<S, D>, state: State<S::Future, ResBody, D::Monitor>) -> Self {
+    /// Sends `req` through `service`, which the caller has driven to readiness (or resumes or
+    /// cancels the operation of a token's request).
+    pub(crate) fn new(service: S, config: Arc<Config>, dialect: D, req: Request<ReqBody>) -> Self {
         ResponseFuture {
-            state,
-            wait: None,
-            due: None,
-            op,
-            _request: PhantomData,
+            core: Core::start(service, config, dialect, req),
         }
     }
 }
@@ -265,306 +78,7 @@ where
     type Output = Result<Response<ResponseBody<ResBody>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let op = this.op;
-        #[cfg(feature = "tracing")]
-        let _entered = op.span.clone().entered();
-        loop {
-            let begin = match this.state.as_mut().project() {
-                StateProj::Initial { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => op.on_initial(response),
-                    Poll::Ready(Err(e)) => Begin::Finish(Err(Error::service(e))),
-                    Poll::Pending => match op.clock.on_due(this.due.as_mut(), cx) {
-                        Some(expired) => Begin::Finish(Err(expired)),
-                        None => return Poll::Pending,
-                    },
-                },
-                StateProj::Sniffing {
-                    body, collector, ..
-                } => {
-                    let sniffed = ready!(op.poll_sniff(body, collector, this.due.as_mut(), cx));
-                    match this.state.as_mut().project_replace(State::Done) {
-                        StateReplace::Sniffing {
-                            parts,
-                            body,
-                            collector,
-                        } => op.on_sniffed(parts, body, collector, sniffed),
-                        // `project_replace` inside a state's own arm always returns that state.
-                        _ => unreachable!("the sniffing state was replaced by another"),
-                    }
-                }
-                StateProj::Following { ledger, stage } => {
-                    let (wait, due) = (this.wait.as_mut(), this.due.as_mut());
-                    let exit = ready!(op.poll_following(ledger, stage, wait, due, cx));
-                    let result = op.exit(ledger, exit);
-                    this.state.set(State::Done);
-                    return Poll::Ready(result);
-                }
-                StateProj::Done => return Poll::Ready(Err(op.after_completion())),
-            };
-            match begin {
-                Begin::Finish(result) => {
-                    this.state.set(State::Done);
-                    return Poll::Ready(result);
-                }
-                Begin::Sniff { parts, body } => {
-                    this.state.set(State::Sniffing {
-                        parts,
-                        body,
-                        collector: Collector::default(),
-                    });
-                    // Reading the initial body is a round trip of its own: bounded like a poll.
-                    op.clock.start_request();
-                }
-                Begin::Follow { ledger, drain } => {
-                    this.state.set(State::Following {
-                        ledger,
-                        stage: Stage::Waiting,
-                    });
-                    if let StateProj::Following { stage, .. } = this.state.as_mut().project() {
-                        op.enter_wait(stage, this.wait.as_mut(), drain);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl<S, D: Dialect> Operation<S, D> {
-    /// Drives the operation's requests until it ends, or a step does.
-    fn poll_following<F, B, E, R>(
-        &mut self,
-        ledger: &mut Ledger<D::Monitor>,
-        mut stage: Pin<&mut Stage<F, B>>,
-        mut wait: Pin<&mut Option<Sleep>>,
-        mut due: Pin<&mut Option<Sleep>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Exit<B>>
-    where
-        S: Service<Request<R>, Response = Response<B>, Future = F, Error = E>,
-        F: Future<Output = Result<Response<B>, E>>,
-        E: Into<BoxError>,
-        R: Default,
-        B: Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        loop {
-            let next = match stage.as_mut().project() {
-                StageProj::Draining { body, budget } => {
-                    ready!(self.poll_draining(body, budget, due.as_mut(), cx))
-                }
-                StageProj::Waiting => {
-                    if !fired(wait.as_mut(), cx) {
-                        return Poll::Pending;
-                    }
-                    Next::Send
-                }
-                StageProj::Ready => match ready!(self.poll_send(ledger, due.as_mut(), cx)) {
-                    Ok(future) => {
-                        stage.set(Stage::Requesting { future });
-                        self.clock.start_request();
-                        continue;
-                    }
-                    Err(next) => next,
-                },
-                StageProj::Requesting { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => self.on_reply(ledger, response),
-                    Poll::Ready(Err(e)) => self.on_request_error(ledger, Error::service(e)),
-                    Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
-                        Some(expired) => self.on_failed_request(ledger, expired),
-                        None => return Poll::Pending,
-                    },
-                },
-                StageProj::Reading {
-                    body, collector, ..
-                } => {
-                    let read = ready!(self.poll_reading(body, collector, due.as_mut(), cx));
-                    match stage.as_mut().project_replace(Stage::Ready) {
-                        StageReplace::Reading {
-                            parts,
-                            collector,
-                            purpose,
-                            ..
-                        } => self.on_read(ledger, parts, collector, purpose, read),
-                        // `project_replace` inside a stage's own arm always returns that stage.
-                        _ => unreachable!("the reading stage was replaced by another"),
-                    }
-                }
-            };
-            if let Some(exit) = self.apply(ledger, stage.as_mut(), wait.as_mut(), next) {
-                return Poll::Ready(exit);
-            }
-        }
-    }
-
-    /// Applies a stage's transition; `Some` when following ends.
-    fn apply<F, B: Body>(
-        &mut self,
-        ledger: &Ledger<D::Monitor>,
-        mut stage: Pin<&mut Stage<F, B>>,
-        wait: Pin<&mut Option<Sleep>>,
-        next: Next<B>,
-    ) -> Option<Exit<B>> {
-        match next {
-            Next::Finish(result) => return Some(Exit::Finished(result)),
-            // A step ends where the operation would wait.
-            Next::Wait { .. } if self.mode == Mode::Step => {
-                return Some(Exit::Stepped(self.pending(ledger)))
-            }
-            Next::Wait { drain } => self.enter_wait(stage, wait, drain),
-            Next::Send => {
-                stage.set(Stage::Ready);
-                self.clock.start_waiting();
-            }
-            Next::Read {
-                parts,
-                body,
-                purpose,
-            } => stage.set(Stage::Reading {
-                body,
-                parts,
-                collector: Collector::default(),
-                purpose,
-            }),
-        }
-        None
-    }
-
-    /// Drains an unneeded body until it ends or its time is up.
-    fn poll_draining<B: Body<Data = Bytes>>(
-        &mut self,
-        body: Pin<&mut B>,
-        budget: &mut usize,
-        due: Pin<&mut Option<Sleep>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Next<B>> {
-        let drained = poll_drain(body, budget, cx).is_ready();
-        if !drained && !self.clock.due_passed(due, cx) {
-            return Poll::Pending;
-        }
-        Poll::Ready(if !drained && self.clock.past_deadline() {
-            let expired = Error::new(ErrorKind::TimedOut, "the operation's deadline passed");
-            Next::Finish(Err(expired))
-        } else {
-            // Drained, or too slow to be worth it: then the connection is dropped.
-            Next::Wait { drain: None }
-        })
-    }
-
-    /// Drives the service to readiness and sends the next GET.
-    fn poll_send<R: Default, B, F>(
-        &mut self,
-        ledger: &mut Ledger<D::Monitor>,
-        due: Pin<&mut Option<Sleep>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<F, Next<B>>>
-    where
-        S: Service<Request<R>, Future = F>,
-        S::Error: Into<BoxError>,
-    {
-        Poll::Ready(match self.service.poll_ready(cx) {
-            Poll::Ready(Ok(())) => {
-                let request = self.next_request(ledger);
-                Ok(self.service.call(request))
-            }
-            Poll::Ready(Err(e)) => Err(Next::Finish(Err(Error::service(e)))),
-            Poll::Pending => match self.clock.on_due(due, cx) {
-                Some(expired) => Err(Next::Finish(Err(expired))),
-                None => return Poll::Pending,
-            },
-        })
-    }
-
-    /// Reads an answer's body, bounded in size and time.
-    fn poll_reading<B: Body<Data = Bytes>>(
-        &mut self,
-        body: Pin<&mut B>,
-        collector: &mut Collector,
-        due: Pin<&mut Option<Sleep>>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Read, Error>>
-    where
-        B::Error: Into<BoxError>,
-    {
-        Poll::Ready(
-            match collector.poll_read(body, self.config.max_status_body, cx) {
-                Poll::Ready(Ok(read)) => Ok(read),
-                Poll::Ready(Err(e)) => {
-                    let why = "the connection failed while reading an answer";
-                    Err(Error::new(ErrorKind::Body, why).with_source(e.into()))
-                }
-                Poll::Pending => match self.clock.on_due(due, cx) {
-                    Some(expired) => Err(expired),
-                    None => return Poll::Pending,
-                },
-            },
-        )
-    }
-
-    /// The inner service failed a request: a cancel request is never repeated; a GET is, as a
-    /// transient failure.
-    fn on_request_error<B>(&mut self, ledger: &mut Ledger<D::Monitor>, error: Error) -> Next<B> {
-        if matches!(ledger.target, Target::Cancel) {
-            return Next::Finish(Err(error));
-        }
-        self.on_transient(ledger, None, || error, None)
-    }
-
-    /// Waits for the next request, draining `drain` meanwhile.
-    fn enter_wait<F, B: Body>(
-        &mut self,
-        mut stage: Pin<&mut Stage<F, B>>,
-        wait: Pin<&mut Option<Sleep>>,
-        drain: Option<B>,
-    ) {
-        match (drain, self.clock.wake_at) {
-            (Some(body), _) if !body.is_end_stream() => {
-                let budget = self.config.max_status_body;
-                stage.set(Stage::Draining { body, budget });
-                self.clock.start_draining();
-            }
-            (_, Some(at)) => {
-                stage.set(Stage::Waiting);
-                set_sleep(wait, at);
-            }
-            // A zero wait (`Retry-After: 0`) needs no timer.
-            (_, None) => {
-                stage.as_mut().set(Stage::Ready);
-                self.clock.start_waiting();
-            }
-        }
-    }
-
-    /// The end of a step: the operation is still running; its token and when to ask next.
-    fn pending<B>(&self, ledger: &Ledger<D::Monitor>) -> Response<ResponseBody<B>> {
-        let poll_in = self.clock.wake_at.map_or(Duration::ZERO, |at| {
-            at.saturating_duration_since(Instant::now())
-        });
-        let elapsed = self.clock.elapsed();
-        let token = ledger
-            .token(&self.dialect, &self.original, elapsed)
-            .after(poll_in);
-        let mut response = Response::new(ResponseBody::buffered(Bytes::new(), None));
-        *response.status_mut() = StatusCode::ACCEPTED;
-        response.extensions_mut().insert(Pending {
-            token,
-            poll_in,
-            operation: ledger.info(elapsed),
-        });
-        response
-    }
-
-    fn next_request<R: Default>(&mut self, ledger: &mut Ledger<D::Monitor>) -> Request<R> {
-        let uri = match &ledger.target {
-            Target::Final(uri) => uri.clone(),
-            // A cancel is sent once, when the operation is taken over; after it, polls.
-            Target::Poll | Target::Cancel => {
-                ledger.target = Target::Poll;
-                ledger.polls = ledger.polls.saturating_add(1);
-                ledger.url.clone()
-            }
-        };
-        self.original.get(uri)
+        self.project().core.poll(cx)
     }
 }
 
@@ -574,28 +88,212 @@ where
     D: Dialect,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (state, ledger) = match &self.state {
-            State::Initial { .. } => ("Initial", None),
-            State::Sniffing { .. } => ("Sniffing", None),
-            State::Following { ledger, stage } => (
-                match stage {
-                    Stage::Draining { .. } => "Draining",
-                    Stage::Waiting => "Waiting",
-                    Stage::Ready => "Ready",
-                    Stage::Requesting { .. } => "Requesting",
-                    Stage::Reading { .. } => "Reading",
-                },
-                Some(ledger),
-            ),
-            State::Done => ("Done", None),
-        };
-        f.debug_struct("ResponseFuture")
-            .field("state", &state)
-            .field("dialect", &self.op.dialect)
-            .field("method", &self.op.original.method)
-            .field("uri", &self.op.original.uri)
-            .field("monitor", &ledger.map(|l| (l.kind, &l.url)))
-            .field("polls", &ledger.map(|l| l.polls))
-            .finish()
+        f.debug_tuple("ResponseFuture").field(&self.core).finish()
+    }
+}
+
+/// Where a step of [`LongRunning::step`](crate::LongRunning::step) left the operation.
+#[derive(Debug)]
+// Returned once per step and matched at once; a box would be an allocation per step.
+#[allow(clippy::large_enum_variant)]
+pub enum Step<R> {
+    /// Still running: take the next step after [`NextStep::poll_in`] with
+    /// [`NextStep::token`].
+    Running(NextStep),
+    /// Done: the final response. (An operation that failed or was canceled is an `Err`.)
+    Done(R),
+}
+
+/// An operation still running after a step: the token of the next step, and when to take it.
+#[derive(Debug, Clone)]
+pub struct NextStep {
+    pub(crate) token: ResumeToken,
+    pub(crate) poll_in: Duration,
+    pub(crate) operation: OperationInfo,
+}
+
+impl NextStep {
+    /// The token for the next step. It counts this step's poll and the wait before the next
+    /// one, so the layer's `max_polls` and `timeout` bound the operation across steps.
+    pub fn token(&self) -> &ResumeToken {
+        &self.token
+    }
+
+    /// The token, owned.
+    pub fn into_token(self) -> ResumeToken {
+        self.token
+    }
+
+    /// When to take the next step: the server's hint, else the layer's delay schedule, clamped
+    /// to the layer's bounds.
+    pub fn poll_in(&self) -> Duration {
+        self.poll_in
+    }
+
+    /// What happened so far: state, progress, polls.
+    pub fn operation(&self) -> &OperationInfo {
+        &self.operation
+    }
+}
+
+pin_project! {
+    /// The future of [`LongRunning::step`](crate::LongRunning::step): one poll of an operation
+    /// (and its final GET when that poll says it succeeded).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct StepFuture<S, ReqBody, ResBody, D = Azure>
+    where
+        S: Service<Request<ReqBody>>,
+        D: Dialect,
+    {
+        #[pin]
+        core: Core<S, ReqBody, ResBody, D, OneStep>,
+    }
+}
+
+impl<S, ReqBody, ResBody, D> StepFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    D: Dialect,
+{
+    pub(crate) fn new(service: S, config: Arc<Config>, dialect: D, token: &ResumeToken) -> Self
+    where
+        ReqBody: Default,
+    {
+        StepFuture {
+            core: Core::step(service, config, dialect, token),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody, D> Future for StepFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ReqBody: Default,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+    D: Dialect,
+{
+    type Output = Result<Step<Response<ResponseBody<ResBody>>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().core.poll(cx)
+    }
+}
+
+impl<S, ReqBody, ResBody, D> fmt::Debug for StepFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>>,
+    D: Dialect,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StepFuture").field(&self.core).finish()
+    }
+}
+
+pin_project! {
+    /// The future of [`LongRunning::cancel`](crate::LongRunning::cancel): drives the service to
+    /// readiness, sends the cancel request once, then follows the operation to its end.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct CancelFuture<S, ReqBody, ResBody, D = Azure>
+    where
+        S: Service<Request<ReqBody>>,
+        D: Dialect,
+    {
+        #[pin]
+        state: CancelState<S, ReqBody, ResBody, D>,
+    }
+}
+
+pin_project! {
+    #[project = CancelStateProj]
+    enum CancelState<S, ReqBody, ResBody, D>
+    where
+        S: Service<Request<ReqBody>>,
+        D: Dialect,
+    {
+        // Waiting for the service to be ready for the cancel request.
+        Ready { service: S, config: Arc<Config>, dialect: D, request: Option<Request<ReqBody>> },
+        Following { #[pin] future: ResponseFuture<S, ReqBody, ResBody, D> },
+    }
+}
+
+impl<S, ReqBody, ResBody, D> CancelFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>>,
+    D: Dialect,
+{
+    pub(crate) fn new(
+        service: S,
+        config: Arc<Config>,
+        dialect: D,
+        request: Request<ReqBody>,
+    ) -> Self {
+        CancelFuture {
+            state: CancelState::Ready {
+                service,
+                config,
+                dialect,
+                request: Some(request),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody, D> Future for CancelFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Error: Into<BoxError>,
+    ReqBody: Default,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+    D: Dialect,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let future = match state.as_mut().project() {
+                CancelStateProj::Ready {
+                    service,
+                    config,
+                    dialect,
+                    request,
+                } => {
+                    ready!(service.poll_ready(cx)).map_err(Error::service)?;
+                    let Some(request) = request.take() else {
+                        return Poll::Ready(Err(Error::new(
+                            crate::ErrorKind::PolledAfterCompletion,
+                            "",
+                        )));
+                    };
+                    // The ready service sends the cancel request; a clone stays behind.
+                    let ready = std::mem::replace(service, service.clone());
+                    ResponseFuture::new(ready, config.clone(), dialect.clone(), request)
+                }
+                CancelStateProj::Following { future } => return future.poll(cx),
+            };
+            state.set(CancelState::Following { future });
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody, D> fmt::Debug for CancelFuture<S, ReqBody, ResBody, D>
+where
+    S: Service<Request<ReqBody>>,
+    D: Dialect,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            CancelState::Ready { dialect, .. } => f
+                .debug_struct("CancelFuture")
+                .field("state", &"Ready")
+                .field("dialect", dialect)
+                .finish(),
+            CancelState::Following { future } => {
+                f.debug_tuple("CancelFuture").field(future).finish()
+            }
+        }
     }
 }

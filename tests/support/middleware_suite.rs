@@ -181,12 +181,9 @@ async fn a_token_in_the_extensions_resumes_the_operation() {
         .unwrap();
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
     let token = accepted.extensions().get::<ResumeToken>().cloned().unwrap();
-    let resumed = client
-        .get(token.original_uri())
-        .with_extension(token)
-        .send()
-        .await
-        .unwrap();
+    // The token's request converts into reqwest's, extensions and all.
+    let request = reqwest::Request::try_from(token.into_request::<Vec<u8>>()).unwrap();
+    let resumed = client.execute(request).await.unwrap();
     assert_eq!(resumed.status(), StatusCode::OK);
     assert_eq!(resumed.url().path(), "/results/1");
     assert_eq!(sim.count(&Method::POST, &path), 1);

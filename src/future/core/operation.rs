@@ -30,40 +30,32 @@ impl<S, D: Dialect> Operation<S, D> {
             config,
             original,
             polling,
-            mode: Mode::Follow,
             progress: None,
-            rejected: None,
             #[cfg(feature = "tracing")]
             span: tracing::Span::none(),
         }
     }
 
-    /// The answer of a future that completed, or never started (a bad token).
-    pub(super) fn after_completion(&mut self) -> Error {
-        let error = self.rejected.take();
-        error.unwrap_or_else(|| Error::new(ErrorKind::PolledAfterCompletion, ""))
+    /// The answer of a future polled after it completed.
+    pub(super) fn after_completion() -> Error {
+        Error::new(ErrorKind::PolledAfterCompletion, "")
     }
 
-    pub(super) fn rejected<R, B>(mut self, error: Error) -> ResponseFuture<S, R, B, D>
+    /// A future that never starts: it resolves with `error`.
+    pub(super) fn rejected<R, B, M>(self, error: Error) -> Core<S, R, B, D, M>
     where
         S: Service<Request<R>, Response = Response<B>>,
     {
-        self.rejected = Some(error);
-        ResponseFuture::with_state(self, State::Done)
+        Core::with_state(self, State::Rejected { error: Some(error) })
     }
 
     /// Continues the operation a token describes, polling at once.
-    pub(super) fn resume<R, B>(
-        mut self,
-        token: &ResumeToken,
-        mode: Mode,
-    ) -> ResponseFuture<S, R, B, D>
+    pub(super) fn resume<R, B, M>(mut self, token: &ResumeToken) -> Core<S, R, B, D, M>
     where
         S: Service<Request<R>, Response = Response<B>>,
     {
-        self.mode = mode;
         match self.adopt(token) {
-            Ok(ledger) => ResponseFuture::with_state(
+            Ok(ledger) => Core::with_state(
                 self,
                 State::Following {
                     ledger,
@@ -76,11 +68,11 @@ impl<S, D: Dialect> Operation<S, D> {
 
     /// Sends the cancel request `req` (through the service the caller drove to readiness) for
     /// the operation of `token`, then follows the operation.
-    pub(super) fn cancel<R, B>(
+    pub(super) fn cancel<R, B, M>(
         mut self,
         token: ResumeToken,
         mut req: Request<R>,
-    ) -> ResponseFuture<S, R, B, D>
+    ) -> Core<S, R, B, D, M>
     where
         S: Service<Request<R>, Response = Response<B>>,
     {
@@ -109,7 +101,7 @@ impl<S, D: Dialect> Operation<S, D> {
         ledger.target = Target::Cancel;
         let future = self.service.call(req);
         self.clock.start_request();
-        ResponseFuture::with_state(
+        Core::with_state(
             self,
             State::Following {
                 ledger,
@@ -187,16 +179,11 @@ impl<S, D: Dialect> Operation<S, D> {
     pub(super) fn exit<B>(
         &self,
         ledger: &Ledger<D::Monitor>,
-        exit: Exit<B>,
+        result: Result<Response<ResponseBody<B>>, Error>,
     ) -> Result<Response<ResponseBody<B>>, Error> {
-        match exit {
-            Exit::Finished(result) => {
-                let result = result.map_err(|e| self.fail(ledger, e));
-                self.conclude(ledger, &result);
-                result
-            }
-            Exit::Stepped(response) => Ok(response),
-        }
+        let result = result.map_err(|e| self.fail(ledger, e));
+        self.conclude(ledger, &result);
+        result
     }
 
     /// Tells the observers where the operation stands.
