@@ -83,7 +83,7 @@ impl Dialect for JobStatus {
         }
         match serde_json::from_slice::<Job<'_>>(body) {
             Ok(job) => {
-                seen.status(&job.state);
+                seen.state(&job.state);
                 if let Some(percent) = job.percent {
                     seen.percent_complete(percent);
                 }
@@ -148,7 +148,7 @@ async fn main() -> Result<(), BoxError> {
     let body = response.into_body().collect().await?.to_bytes();
     println!(
         "{} after {} polls of {} ({}, {:?}%): {}",
-        info.status.as_deref().unwrap_or("-"),
+        info.state.as_deref().unwrap_or("-"),
         info.polls,
         info.monitor_url,
         info.monitor,

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::{Google, LongRunningLayer, OperationInfo, Polling, ResumeToken};
+use tower_lro::{progress, Google, LongRunningLayer, OperationInfo, Polling, ResumeToken};
 use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -46,13 +46,8 @@ async fn main() -> Result<(), BoxError> {
     sim.add(scenario(exports).completes_after_polls(1_000));
 
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let (on_poll, updates) = tokio::sync::mpsc::unbounded_channel();
     let service = ServiceBuilder::new()
-        .layer(
-            LongRunningLayer::with_dialect(Google::new()).on_poll(move |progress| {
-                let _ = on_poll.send(progress.operation.percent_complete);
-            }),
-        )
+        .layer(LongRunningLayer::with_dialect(Google::new()))
         .service(client);
     let post = |path: &str| {
         Request::post(sim.url(path))
@@ -61,18 +56,29 @@ async fn main() -> Result<(), BoxError> {
     };
 
     println!("1. create an instance: polled until done, the result in `response`");
-    let response = service.clone().oneshot(post(instances)?).await?;
+    let mut create = post(instances)?;
+    let (sender, mut updates) = progress::channel();
+    create.extensions_mut().insert(sender);
+    // Each update's percentage, as the operation reports it (the channel keeps the latest).
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while updates.changed().await.is_ok() {
+            let percent = updates
+                .borrow_and_update()
+                .as_ref()
+                .and_then(|p| p.operation.percent_complete);
+            seen.extend(percent.map(|p| format!("{p:.0}%")));
+        }
+        seen
+    });
+    let response = service.clone().oneshot(create).await?;
     let info = response
         .extensions()
         .get::<OperationInfo>()
         .cloned()
         .ok_or("a followed operation carries its OperationInfo")?;
     let body = response.into_body().collect().await?.to_bytes();
-    let mut updates = updates;
-    let mut progress = Vec::new();
-    while let Ok(percent) = updates.try_recv() {
-        progress.extend(percent.map(|p| format!("{p:.0}%")));
-    }
+    let progress = watcher.await?;
     println!("   progress {}", progress.join(" → "));
     println!(
         "   done after {} polls of {}: {}\n",

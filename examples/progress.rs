@@ -55,7 +55,7 @@ async fn main() -> Result<(), BoxError> {
                 if let Some(percent) = op.percent_complete {
                     bar.set_position(percent.clamp(0.0, 100.0) as u64);
                 }
-                let status = op.status.as_deref().unwrap_or("accepted");
+                let status = op.state.as_deref().unwrap_or("accepted");
                 bar.set_message(format!("{status}, {} polls", op.polls));
             }
         })

@@ -58,7 +58,7 @@ async fn main() -> Result<(), BoxError> {
                 changed = updates.changed() => {
                     changed?;
                     let Some(update) = updates.borrow_and_update().clone() else { continue };
-                    println!("worker 1: {} polls, status {:?}", update.operation.polls, update.operation.status);
+                    println!("worker 1: {} polls, status {:?}", update.operation.polls, update.operation.state);
                     if update.operation.polls == 2 {
                         std::fs::write(&token_file, update.resume_token.to_json())?;
                         println!("worker 1: saved the token to {} and stops", token_file.display());

@@ -18,6 +18,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_lro::progress::{self, Progress};
 use tower_lro::{LongRunningLayer, OperationInfo};
 use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
@@ -83,22 +84,7 @@ async fn main() -> Result<(), BoxError> {
     // response the client exchanges (layers below the LRO layer see every poll).
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let service = ServiceBuilder::new()
-        .layer(LongRunningLayer::new().on_poll(|progress| {
-            let (op, Some(next)) = (&progress.operation, progress.next_poll_in) else {
-                return;
-            };
-            // Location monitors have no status string: their HTTP status says "running".
-            let status = match (&op.status, op.last_http_status) {
-                (Some(status), _) => status.clone(),
-                (None, Some(http)) => format!("HTTP {}", http.as_u16()),
-                (None, None) => "accepted".to_owned(),
-            };
-            let percent = op
-                .percent_complete
-                .map(|p| format!(" ({p:.0}%)"))
-                .unwrap_or_default();
-            println!("      {status}{percent}; next poll in {next:?}");
-        }))
+        .layer(LongRunningLayer::new())
         .map_request(|req: Request<Full<Bytes>>| {
             println!("  -> {} {}", req.method(), req.uri().path());
             req
@@ -148,9 +134,15 @@ async fn main() -> Result<(), BoxError> {
         if !body.is_empty() {
             builder = builder.header("content-type", "application/json");
         }
-        let request = builder.body(Full::from(body))?;
+        let mut request = builder.body(Full::from(body))?;
+        let (progress, updates) = progress::channel();
+        request.extensions_mut().insert(progress);
+        let printer = tokio::spawn(print_progress(updates));
         let started = Instant::now();
-        match service.clone().oneshot(request).await {
+        let result = service.clone().oneshot(request).await;
+        // The channel closes with the operation: the printer has said all it saw.
+        printer.await?;
+        match result {
             Ok(response) => {
                 let status = response.status();
                 let info = response.extensions().get::<OperationInfo>().cloned();
@@ -186,5 +178,28 @@ async fn main() -> Result<(), BoxError> {
         Ok(())
     } else {
         Err(format!("expected 1 failing scenario, saw {failures}").into())
+    }
+}
+
+/// Prints each update of one operation's progress channel until the operation ends.
+async fn print_progress(mut updates: tokio::sync::watch::Receiver<Option<Progress>>) {
+    while updates.changed().await.is_ok() {
+        let Some(progress) = updates.borrow_and_update().clone() else {
+            continue;
+        };
+        let (op, Some(next)) = (&progress.operation, progress.next_poll_in) else {
+            continue;
+        };
+        // Location monitors have no state string: their HTTP status says "running".
+        let state = match (&op.state, op.last_http_status) {
+            (Some(state), _) => state.clone(),
+            (None, Some(http)) => format!("HTTP {}", http.as_u16()),
+            (None, None) => "accepted".to_owned(),
+        };
+        let percent = op
+            .percent_complete
+            .map(|p| format!(" ({p:.0}%)"))
+            .unwrap_or_default();
+        println!("      {state}{percent}; next poll in {next:?}");
     }
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::progress::OnPoll;
 use crate::protocol::schedule::Delays;
 use crate::protocol::url::OriginPolicy;
 
@@ -25,7 +24,6 @@ pub(crate) struct Config {
     pub(crate) max_status_body: usize,
     pub(crate) max_transient_retries: u32,
     pub(crate) origins: OriginPolicy,
-    pub(crate) on_poll: Option<OnPoll>,
 }
 
 impl Default for Config {
@@ -42,7 +40,6 @@ impl Default for Config {
             max_status_body: MAX_STATUS_BODY,
             max_transient_retries: MAX_TRANSIENT_RETRIES,
             origins: OriginPolicy::SameOrigin,
-            on_poll: None,
         }
     }
 }

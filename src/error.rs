@@ -46,7 +46,8 @@ pub enum ErrorKind {
     /// `LongRunningLayer::poll_timeout` more times in a row than the layer retries.
     TimedOut,
     /// The inner service failed; [`std::error::Error::source`] is its error, which
-    /// can be downcast to the inner service's error type.
+    /// can be downcast to the inner service's error type. The context names the request that
+    /// failed (the initial request, a poll, the final GET, the cancel request).
     Service,
     /// Reading a body the layer needed failed (a status body, or the initial response's when it
     /// held the `provisioningState`; a connection closed mid-body, say); the source is the body's
@@ -101,11 +102,29 @@ impl fmt::Display for ErrorKind {
 /// `{"code","message"}`; the `x-ms-error-code` header when the body has no code).
 /// [`operation`](Error::operation) tells how far the operation got.
 ///
-/// `Display` gives the kind, the service's code and message, and what happened; for
-/// [`ErrorKind::Service`] and [`ErrorKind::Body`] it also names the chain of causes down to the
-/// root (`inner service error: client error (Connect): tcp connect error: Connection refused`),
-/// so one log line says what went wrong, while [`source`](std::error::Error::source) still
-/// returns the inner error itself for downcasting.
+/// `Display` gives the error's own message only: the kind, the service's code and message, and
+/// what happened (`long-running operation failed: Conflict: the name is taken (status monitor
+/// reported Failed)`, `inner service error (a poll)`). It never repeats its causes: an inner service's or a body's error is
+/// [`source`](std::error::Error::source), returned as itself for downcasting, as reqwest and
+/// hyper-util do. A log line that should say everything walks the chain, or lets a reporter do
+/// it (anyhow's `{:#}` joins each cause with `": "`):
+///
+/// ```
+/// use std::error::Error as _;
+///
+/// fn report(err: &tower_lro::Error) -> String {
+///     let mut text = err.to_string();
+///     let mut cause = err.source();
+///     while let Some(error) = cause {
+///         text.push_str(": ");
+///         text.push_str(&error.to_string());
+///         cause = error.source();
+///     }
+///     // "inner service error (a poll): client error (Connect): tcp connect error: Connection
+///     // refused (os error 111)"
+///     text
+/// }
+/// ```
 ///
 /// ```
 /// use tower_lro::{Error, ErrorKind};
@@ -161,6 +180,12 @@ impl Error {
         Error::new(ErrorKind::Service, "").with_source(source.into())
     }
 
+    /// The inner service failed on `request` ("a poll"): the context names the request, the
+    /// source is the service's error.
+    pub(crate) fn service_on(request: &'static str, source: impl Into<BoxError>) -> Error {
+        Error::new(ErrorKind::Service, request).with_source(source.into())
+    }
+
     pub(crate) fn with_source(mut self, source: BoxError) -> Error {
         self.inner.source = Some(source);
         self
@@ -184,12 +209,11 @@ impl Error {
         self
     }
 
-    /// The service's code and message from what it said about the operation.
+    /// The service's code and message from what it said about the operation. A code or message
+    /// that is empty or all whitespace (a dialect's own reading may give one) is absent.
     pub(crate) fn with_outcome(self, outcome: crate::dialect::Outcome<'_>) -> Error {
-        self.with_detail(
-            outcome.code.map(std::borrow::Cow::into_owned),
-            outcome.message.map(std::borrow::Cow::into_owned),
-        )
+        let owned = |text| crate::protocol::json::detail_text(text).map(Cow::into_owned);
+        self.with_detail(owned(outcome.code), owned(outcome.message))
     }
 
     pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {
@@ -202,9 +226,9 @@ impl Error {
         self
     }
 
-    /// What went wrong.
-    pub fn kind(&self) -> &ErrorKind {
-        &self.inner.kind
+    /// What went wrong. [`ErrorKind`] is `Copy`: compare it, match on it, keep it.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
     }
 
     /// The HTTP status of the response that ended the operation, when a response did (a bound
@@ -227,13 +251,14 @@ impl Error {
     }
 
     /// The service's error code: `error.code` of the status body (a number kept as its text), or
-    /// of an error answer's envelope, else the `x-ms-error-code` header.
+    /// of an error answer's envelope, else the `x-ms-error-code` header. Never empty: an empty
+    /// or all-whitespace code is no code (and leaves the header to speak).
     pub fn code(&self) -> Option<&str> {
         self.inner.code.as_deref()
     }
 
     /// The service's error message: `error.message` of the status body, or of an error answer's
-    /// envelope.
+    /// envelope. Never empty or all whitespace.
     pub fn message(&self) -> Option<&str> {
         self.inner.message.as_deref()
     }
@@ -299,29 +324,6 @@ impl fmt::Display for Error {
         if !self.inner.context.is_empty() {
             write!(f, " ({})", self.inner.context)?;
         }
-        // An inner service's or a body's error is the whole story: name its causes down to the
-        // root (`inner service error: client error (Connect): tcp connect error: Connection
-        // refused`), so a log line of `{}` alone says what happened. `source()` still returns
-        // the inner error itself, for downcasting.
-        if matches!(self.inner.kind, ErrorKind::Service | ErrorKind::Body) {
-            let mut cause = self
-                .inner
-                .source
-                .as_deref()
-                .map(|e| e as &dyn std::error::Error);
-            let mut last = String::new();
-            // Bounded: a cyclic or absurdly deep chain must not hang a log line.
-            for _ in 0..16 {
-                let Some(error) = cause else { break };
-                let text = error.to_string();
-                // Wrappers that repeat their source's text add nothing.
-                if !text.is_empty() && text != last {
-                    write!(f, ": {text}")?;
-                }
-                last = text;
-                cause = error.source();
-            }
-        }
         Ok(())
     }
 }
@@ -365,9 +367,10 @@ mod tests {
         assert!(err.is_operation_error());
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let err = Error::service(io);
-        assert_eq!(err.to_string(), "inner service error: reset");
+        assert_eq!(err.to_string(), "inner service error");
         let source = std::error::Error::source(&err).unwrap();
         assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(source.to_string(), "reset");
     }
 
     /// An error that says `text` and has `source`, like the layers of a client's error.
@@ -386,32 +389,48 @@ mod tests {
         }
     }
 
+    /// Each `source()`'s `Display`, joined by `": "`, as anyhow's `{:#}` prints a chain.
+    fn chain(err: &Error) -> String {
+        let mut text = err.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(error) = cause {
+            text.push_str(": ");
+            text.push_str(&error.to_string());
+            cause = error.source();
+        }
+        text
+    }
+
     #[test]
-    fn display_names_the_root_cause_of_service_and_body_errors() {
+    fn display_never_names_the_causes_source_does() {
         let refused = Layer("Connection refused", None);
         let connect = Layer("tcp connect error", Some(Box::new(refused)));
         let client = Layer("client error (Connect)", Some(Box::new(connect)));
         let err = Error::service(client);
-        assert_eq!(
-            err.to_string(),
-            "inner service error: client error (Connect): tcp connect error: Connection refused"
-        );
-        // The source is still the inner error itself, not a copy of its text.
+        assert_eq!(err.to_string(), "inner service error");
+        // The source is the inner error itself, not a copy of its text; walking the chain
+        // names each cause once, down to the root.
         let source = std::error::Error::source(&err).unwrap();
         assert_eq!(source.to_string(), "client error (Connect)");
-
-        let echo = Layer(
-            "connection reset",
-            Some(Box::new(Layer("connection reset", None))),
+        assert_eq!(
+            chain(&err),
+            "inner service error: client error (Connect): tcp connect error: Connection refused"
         );
-        let err = Error::new(ErrorKind::Body, "reading a status body").with_source(Box::new(echo));
+
+        let err = Error::new(ErrorKind::Body, "reading a status body")
+            .with_source(Box::new(Layer("connection reset", None)));
         assert_eq!(
             err.to_string(),
+            "error reading a status body (reading a status body)"
+        );
+        assert_eq!(
+            chain(&err),
             "error reading a status body (reading a status body): connection reset"
         );
-        // Other kinds say what they say; their sources are for callers that walk the chain.
+        // Every kind says what it says; its sources are for callers that walk the chain.
         let err = Error::new(ErrorKind::InvalidResumeToken, "bad")
             .with_source(Box::new(Layer("x", None)));
         assert_eq!(err.to_string(), "invalid resume token (bad)");
+        assert_eq!(chain(&err), "invalid resume token (bad): x");
     }
 }

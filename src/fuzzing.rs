@@ -109,9 +109,11 @@ pub fn monitor_of(
 }
 
 /// Every built-in dialect's verdict on `body` as the initial response's and as a poll answer's
-/// body; `Err` where a verdict broke a rule every dialect keeps (a final response that is not
-/// the body the dialect was given cannot happen here, so the rules are: a malformed verdict
-/// explains itself, and an outcome's code is never empty).
+/// body, and its `error_detail` of `body` as an answer that ended an operation, each with and
+/// without a blank `x-ms-error-code` header; `Err` where a verdict broke a rule every dialect
+/// keeps (a final response that is not the body the dialect was given cannot happen here, so the
+/// rules are: a malformed verdict explains itself, and an error code or message is never empty
+/// or all whitespace: such a one is absent).
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
     use crate::dialect::azure::AzureMonitor;
     use crate::dialect::google::GoogleMonitor;
@@ -119,10 +121,16 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
     use crate::{Azure, Google};
 
     fn check_outcome(outcome: &Outcome<'_>) -> Result<(), String> {
-        match outcome.code.as_deref() {
-            Some("") => Err("an empty error code".into()),
-            _ => Ok(()),
+        let blank = |text: &Option<std::borrow::Cow<'_, str>>| {
+            text.as_deref().is_some_and(|text| text.trim().is_empty())
+        };
+        if blank(&outcome.code) {
+            return Err(format!("an empty error code: {:?}", outcome.code));
         }
+        if blank(&outcome.message) {
+            return Err(format!("an empty error message: {:?}", outcome.message));
+        }
+        Ok(())
     }
     fn check_verdict(verdict: &Verdict<'_>) -> Result<(), String> {
         match verdict {
@@ -151,29 +159,39 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         headers: &headers,
         extensions: &extensions,
     };
-    let response = http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .body(())
-        .map_err(|e| e.to_string())?
-        .into_parts()
-        .0;
     let mut observed = crate::dialect::Observed::default();
     let mut seen = Observer {
         ledger: &mut observed,
     };
-    check_opening(&Azure::new().start_with_body(&head, &response, body, &mut seen))?;
-    check_opening(&Google::new().start_with_body(&head, &response, body, &mut seen))?;
-    for kind in [
-        Kind::AzureAsyncOperation,
-        Kind::OperationLocation,
-        Kind::Resource,
-    ] {
-        let mut monitor = AzureMonitor::from_parts(kind, None, None);
-        check_verdict(&Azure::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
-    }
-    let mut monitor: GoogleMonitor =
+    let mut google_monitor: GoogleMonitor =
         serde_json::from_str(r#"{"name":"operations/1"}"#).map_err(|e| e.to_string())?;
-    check_verdict(&Google::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
+    for error_code in [None, Some(" ")] {
+        let mut response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/json");
+        if let Some(code) = error_code {
+            response = response.header("x-ms-error-code", code);
+        }
+        let response = response.body(()).map_err(|e| e.to_string())?.into_parts().0;
+        check_opening(&Azure::new().start_with_body(&head, &response, body, &mut seen))?;
+        check_opening(&Google::new().start_with_body(&head, &response, body, &mut seen))?;
+        for kind in [
+            Kind::AzureAsyncOperation,
+            Kind::OperationLocation,
+            Kind::Resource,
+        ] {
+            let mut monitor = AzureMonitor::from_parts(kind, None, None);
+            check_verdict(&Azure::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
+        }
+        check_verdict(&Google::new().verdict(
+            &mut google_monitor,
+            &head,
+            &response,
+            body,
+            &mut seen,
+        ))?;
+        check_outcome(&Azure::new().error_detail(&response.headers, Some(body)))?;
+        check_outcome(&Google::new().error_detail(&response.headers, Some(body)))?;
+    }
     Ok(())
 }

@@ -31,8 +31,10 @@ pub struct OperationInfo {
     pub polls: u32,
     /// Time from the call to the layer until this information was taken.
     pub elapsed: Duration,
-    /// The last `status` or `provisioningState` the server reported, as it spelled it.
-    pub status: Option<String>,
+    /// The operation's state as the server last reported it, spelled as it spelled it: Azure's
+    /// `status` or `provisioningState` (`"InProgress"`), Google's `done` as `"running"`/`"done"`
+    /// ("status" in this crate always means an HTTP status).
+    pub state: Option<String>,
     /// The HTTP status of the last monitor response.
     pub last_http_status: Option<StatusCode>,
     /// The last `percentComplete` the server reported.

@@ -9,8 +9,7 @@ use tower_layer::Layer;
 use crate::config::Config;
 use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
-use crate::progress::{OnPoll, Progress};
-use crate::protocol::url::{Origin, OriginPolicy};
+use crate::protocol::url::{self, OriginPolicy};
 use crate::service::LongRunning;
 
 /// A [`Layer`] that follows HTTP long-running operations to their final response.
@@ -181,50 +180,26 @@ impl<D: Dialect> LongRunningLayer<D> {
     /// in their extensions so it can hold back.
     ///
     /// ```
-    /// let layer = tower_lro::LongRunningLayer::new().allow_origin("https://status.example.com")?;
+    /// let layer = tower_lro::LongRunningLayer::new()
+    ///     .allow_origin("https://status.example.com".parse()?)
+    ///     .max_polls(100);
     /// # Ok::<(), tower_lro::InvalidOrigin>(())
     /// ```
-    pub fn allow_origin(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
-        let origin = Origin::parse(origin).map_err(InvalidOrigin)?;
+    pub fn allow_origin(mut self, origin: Origin) -> Self {
+        let origin = origin.0;
         let config = self.config();
         match &mut config.origins {
             OriginPolicy::SameOrigin => config.origins = OriginPolicy::AllowList(vec![origin]),
             OriginPolicy::AllowList(list) => list.push(origin),
             OriginPolicy::Any => {}
         }
-        Ok(self)
+        self
     }
 
     /// Follow monitor URLs on any http(s) origin. Credentials and extensions are still withheld
     /// from other origins, and `https` still never moves to `http`.
     pub fn allow_any_origin(mut self) -> Self {
         self.config().origins = OriginPolicy::Any;
-        self
-    }
-}
-
-impl<D: Dialect> LongRunningLayer<D> {
-    /// Calls `hook` after the initial response of every operation, after every poll and when
-    /// the operation ends, with where it stands: for metrics and logs, in the style of
-    /// tower-http's `on_*` callbacks. It runs inline, so keep it quick.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use std::sync::Arc;
-    ///
-    /// let polls = Arc::new(AtomicU64::new(0));
-    /// let counter = polls.clone();
-    /// let layer = tower_lro::LongRunningLayer::new().on_poll(move |progress| {
-    ///     if !progress.finished {
-    ///         counter.fetch_add(1, Ordering::Relaxed);
-    ///     }
-    /// });
-    /// ```
-    pub fn on_poll<F>(mut self, hook: F) -> Self
-    where
-        F: Fn(&Progress) + Send + Sync + 'static,
-    {
-        self.config().on_poll = Some(OnPoll(Arc::new(hook)));
         self
     }
 }
@@ -251,13 +226,32 @@ impl<D: fmt::Debug> fmt::Debug for LongRunningLayer<D> {
             .field("max_status_body", &c.max_status_body)
             .field("origins", &c.origins)
             .field("dialect", &self.dialect)
-            .field("on_poll", &c.on_poll)
             .finish()
     }
 }
 
-/// The error of [`LongRunningLayer::allow_origin`] for a string that is not
-/// `scheme://host[:port]` with an http(s) scheme.
+/// An origin, `scheme://host[:port]` with an http(s) scheme, that
+/// [`LongRunningLayer::allow_origin`] lets an operation's URLs move to. Parse one from a string;
+/// anything with a path, query, fragment or userinfo is refused, so that a typo cannot widen an
+/// allow-list.
+///
+/// ```
+/// let origin: tower_lro::Origin = "https://status.example.com:8443".parse()?;
+/// assert!("https://status.example.com/path".parse::<tower_lro::Origin>().is_err());
+/// # Ok::<(), tower_lro::InvalidOrigin>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin(url::Origin);
+
+impl std::str::FromStr for Origin {
+    type Err = InvalidOrigin;
+
+    fn from_str(text: &str) -> Result<Self, InvalidOrigin> {
+        url::Origin::parse(text).map(Origin).map_err(InvalidOrigin)
+    }
+}
+
+/// Why a string is not an [`Origin`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidOrigin(String);
 
@@ -289,18 +283,14 @@ mod tests {
     #[test]
     fn allow_lists_accumulate_and_reject_non_origins() {
         let layer = LongRunningLayer::new()
-            .allow_origin("https://a.example")
-            .and_then(|l| l.allow_origin("https://b.example:8443"))
-            .unwrap();
+            .allow_origin("https://a.example".parse().unwrap())
+            .allow_origin("https://b.example:8443".parse().unwrap());
         assert!(matches!(&layer.config.origins, OriginPolicy::AllowList(list) if list.len() == 2));
-        assert!(LongRunningLayer::new()
-            .allow_origin("https://a.example/path")
-            .is_err());
-        assert!(LongRunningLayer::new().allow_origin("a.example").is_err());
+        assert!("https://a.example/path".parse::<Origin>().is_err());
+        assert!("a.example".parse::<Origin>().is_err());
         let any = LongRunningLayer::new()
             .allow_any_origin()
-            .allow_origin("https://a.example")
-            .unwrap();
+            .allow_origin("https://a.example".parse().unwrap());
         assert!(matches!(any.config.origins, OriginPolicy::Any));
     }
 

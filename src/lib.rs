@@ -55,6 +55,12 @@
 //! GETs repeated, the bounds, origin policy and credential stripping below. The rules of each are
 //! in the crate's protocol reference (`docs/PROTOCOL.md`).
 //!
+//! Every way in takes every dialect: [`LongRunning::with_dialect(inner, dialect)`](LongRunning::with_dialect)
+//! without a layer, `LongRunningMiddleware::with_dialect(dialect)` for reqwest-middleware
+//! (or `From` any `LongRunningLayer<D>`), and tower-lro-fleet's fleets, built from any
+//! `LongRunningLayer<D>`. The dialect is chosen, never guessed: the default (Azure) layer hands a
+//! Google `Operation` back as it came, not done.
+//!
 //! To stop an operation on the server, [`LongRunning::cancel`] sends its dialect's cancel
 //! request (or a [`CancelVia`] attached when it started); to poll without keeping a future
 //! alive, [`LongRunning::step`] does one poll at a time from a [`ResumeToken`].
@@ -81,8 +87,8 @@
 //!
 //! | feature | what |
 //! |---|---|
-//! | `reqwest`, `reqwest-0-12` | `ReqwestService`: a `reqwest::Client` (0.13, 0.12) as the service below the layer |
-//! | `reqwest-middleware`, `reqwest-middleware-0-4` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5, 0.4) `Middleware` |
+//! | `reqwest` | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
+//! | `reqwest-middleware` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` |
 //!
 //! Companion crates, each its own dependency:
 //!
@@ -127,13 +133,13 @@ pub mod future;
 pub mod fuzzing;
 mod info;
 mod layer;
-#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
+#[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod options;
 pub mod progress;
 mod protocol;
-#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
-mod reqwest_service;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod service;
 mod token;
 
@@ -144,17 +150,14 @@ pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
 pub use future::{NextStep, Step};
 pub use info::OperationInfo;
-pub use layer::{InvalidOrigin, LongRunningLayer};
+pub use layer::{InvalidOrigin, LongRunningLayer, Origin};
 pub use options::{CancelVia, CredentialsWithheld, Polling};
 pub use service::LongRunning;
 pub use token::{InvalidToken, ResumeToken};
 
-#[cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(any(feature = "reqwest-middleware", feature = "reqwest-middleware-0-4")))
-)]
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use self::reqwest::ReqwestService;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::LongRunningMiddleware;
-#[cfg(any(feature = "reqwest", feature = "reqwest-0-12"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "reqwest", feature = "reqwest-0-12"))))]
-pub use reqwest_service::ReqwestService;

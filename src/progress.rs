@@ -1,12 +1,9 @@
 //! Watching an operation while it runs.
 //!
-//! Two ways, both fed after every poll with the same [`Progress`]:
-//!
-//! - per request, a latest-value channel: insert the [`ProgressSender`] of [`channel`] into the
-//!   request's extensions and read the
-//!   [`watch::Receiver`](https://docs.rs/tokio/1/tokio/sync/watch/struct.Receiver.html). A slow reader never
-//!   slows polling and never makes memory grow: it only ever sees the latest update.
-//! - per layer, a hook for metrics: [`LongRunningLayer::on_poll`](crate::LongRunningLayer::on_poll).
+//! Insert the [`ProgressSender`] of [`channel`] into a request's extensions and read the
+//! [`watch::Receiver`](https://docs.rs/tokio/1/tokio/sync/watch/struct.Receiver.html): it holds
+//! the latest [`Progress`] of that request's operation, updated after every poll. A slow reader
+//! never slows polling and never makes memory grow: it only ever sees the latest update.
 //!
 //! ```
 //! # async fn run(mut updates: tokio::sync::watch::Receiver<Option<tower_lro::progress::Progress>>) {
@@ -81,14 +78,4 @@ impl fmt::Debug for ProgressSender {
 pub fn channel() -> (ProgressSender, watch::Receiver<Option<Progress>>) {
     let (sender, receiver) = watch::channel(None);
     (ProgressSender(Arc::new(sender)), receiver)
-}
-
-/// A layer-level progress hook; see [`LongRunningLayer::on_poll`](crate::LongRunningLayer::on_poll).
-#[derive(Clone)]
-pub(crate) struct OnPoll(pub(crate) Arc<dyn Fn(&Progress) + Send + Sync>);
-
-impl fmt::Debug for OnPoll {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("OnPoll(..)")
-    }
 }

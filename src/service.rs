@@ -44,6 +44,29 @@ impl<S> LongRunning<S> {
     }
 }
 
+impl<S, D: Dialect> LongRunning<S, D> {
+    /// Wraps `inner` with the default settings of
+    /// [`LongRunningLayer::with_dialect`](crate::LongRunningLayer::with_dialect), following
+    /// `dialect`'s protocol (as tower-http's `FollowRedirect::with_policy` takes its policy).
+    ///
+    /// ```
+    /// # let client = tower::service_fn(|_req: http::Request<String>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
+    /// use tower_lro::{Google, LongRunning};
+    ///
+    /// let service = LongRunning::with_dialect(client, Google::new());
+    /// # let _ = service;
+    /// ```
+    pub fn with_dialect(inner: S, dialect: D) -> Self {
+        LongRunning {
+            inner,
+            config: Arc::default(),
+            dialect,
+        }
+    }
+}
+
 impl<S, D> LongRunning<S, D> {
     pub(crate) fn from_parts(inner: S, config: Arc<Config>, dialect: D) -> Self {
         LongRunning {

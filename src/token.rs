@@ -143,7 +143,7 @@ pub(crate) struct Resumption<M> {
     pub(crate) retries: u32,
     pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
-    pub(crate) status: Option<String>,
+    pub(crate) state: Option<String>,
 }
 
 /// What a running operation knows, to make a token of.
@@ -159,7 +159,7 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) retries: u32,
     pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
-    pub(crate) status: Option<&'a str>,
+    pub(crate) state: Option<&'a str>,
     pub(crate) cancel: Option<CancelSpec>,
 }
 
@@ -199,7 +199,7 @@ impl ResumeToken {
             retries: s.retries,
             unhinted_waits: s.unhinted_waits,
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
-            status: s.status.map(str::to_owned),
+            status: s.state.map(str::to_owned),
             cancel: s.cancel,
         })
     }
@@ -221,6 +221,11 @@ impl ResumeToken {
     /// resumes this operation instead of being sent: the `ServiceExt`-friendly form of
     /// [`LongRunning::resume`](crate::LongRunning::resume). Headers you add to it travel with
     /// the polls, on top of those in the token.
+    ///
+    /// Its URI is the original request's and the token rides in its extensions, so it also
+    /// resumes through reqwest-middleware as `reqwest::Request::try_from(token.into_request())`
+    /// given to `ClientWithMiddleware::execute` (see `LongRunningMiddleware`). The layer or
+    /// middleware must follow the token's [`dialect`](Self::dialect).
     pub fn into_request<B: Default>(self) -> Request<B> {
         let mut request = Request::new(B::default());
         *request.uri_mut() = self.0.uri.parse().unwrap_or_default();
@@ -235,7 +240,7 @@ impl ResumeToken {
     /// It is the cancel request itself (method, URL and body from the token); the layer checks
     /// its URL against its origin policy and sends it once. When the token has no way to cancel
     /// ([`can_cancel`](Self::can_cancel) is `false`), nothing is sent and the answer is
-    /// [`ErrorKind::CancelUnsupported`].
+    /// [`ErrorKind::CancelUnsupported`](crate::ErrorKind::CancelUnsupported).
     pub fn into_cancel_request<B: From<Bytes>>(self) -> Request<B> {
         let (method, url, body, json) = match &self.0.cancel {
             Some(spec) => (
@@ -290,8 +295,8 @@ impl ResumeToken {
         Duration::from_millis(self.0.elapsed_ms)
     }
 
-    /// The last status the server reported before the token was taken.
-    pub fn status(&self) -> Option<&str> {
+    /// The operation's state as the server last reported it before the token was taken.
+    pub fn state(&self) -> Option<&str> {
         self.0.status.as_deref()
     }
 
@@ -332,7 +337,7 @@ impl ResumeToken {
             retries: self.0.retries,
             unhinted_waits: self.0.unhinted_waits,
             elapsed: Duration::from_millis(self.0.elapsed_ms),
-            status: self.0.status.clone(),
+            state: self.0.status.clone(),
         })
     }
 
@@ -481,7 +486,7 @@ mod tests {
             retries: 1,
             unhinted_waits: 2,
             elapsed: Duration::from_millis(4_500),
-            status: Some("InProgress"),
+            state: Some("InProgress"),
             cancel: None,
         })
     }
@@ -500,7 +505,7 @@ mod tests {
         assert_eq!(back, token);
         assert_eq!(back.polls(), 3);
         assert_eq!(back.elapsed(), Duration::from_millis(4_500));
-        assert_eq!(back.status(), Some("InProgress"));
+        assert_eq!(back.state(), Some("InProgress"));
         assert_eq!(back.dialect(), "azure");
         assert!(!back.can_cancel());
         let resumption = back.resumption(&Azure::new()).unwrap();
@@ -528,7 +533,7 @@ mod tests {
         assert_eq!(resumption.monitor, token_monitor());
         assert_eq!(resumption.polls, 3);
         let refused = Error::from(token.resumption(&Google::new()).unwrap_err());
-        assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(refused.kind(), ErrorKind::InvalidResumeToken);
         assert!(
             refused.to_string().contains("\"azure\" dialect"),
             "{refused}"
@@ -545,7 +550,7 @@ mod tests {
             ),
         ] {
             let err = resume_as_azure(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -601,7 +606,7 @@ mod tests {
             ),
         ] {
             let err = resume_as_azure(&bad).unwrap_err();
-            assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+            assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
         }
     }
 
@@ -612,7 +617,7 @@ mod tests {
         // A dialect of the user's: its state is checked only by its own layer.
         let token = ResumeToken::from_json(&v.to_string()).unwrap();
         let err = Error::from(token.resumption(&Azure::new()).unwrap_err());
-        assert_eq!(*err.kind(), ErrorKind::InvalidResumeToken);
+        assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
         assert!(err.to_string().contains("x-job-status"), "{err}");
     }
 

@@ -116,7 +116,7 @@ async fn a_failed_operation_is_failed_with_the_integer_code_as_text() {
             }),
     );
     let error = google().oneshot(create(&sim)).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Failed);
+    assert_eq!(error.kind(), ErrorKind::Failed);
     assert_eq!(error.code(), Some("3"));
     assert_eq!(error.message(), Some("instance name is invalid"));
     assert_eq!(error.status(), Some(StatusCode::OK));
@@ -133,7 +133,7 @@ async fn code_1_is_canceled() {
             .ending(Ending::Canceled),
     );
     let error = google().oneshot(create(&sim)).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.kind(), ErrorKind::Canceled);
     assert_eq!(error.code(), Some("1"));
 }
 
@@ -184,7 +184,7 @@ async fn a_token_is_resumed_by_a_google_layer_only() {
         .resume(token.clone())
         .await
         .unwrap_err();
-    assert_eq!(*refused.kind(), ErrorKind::InvalidResumeToken);
+    assert_eq!(refused.kind(), ErrorKind::InvalidResumeToken);
     let response = google().resume(token).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(text(response).await.contains(r#""done":true"#));
@@ -226,7 +226,7 @@ async fn malformed_operations_are_malformed_status() {
     .await;
     let req = request(Method::POST, &server.url("/v1/things"), "{}");
     let error = google().oneshot(req).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::MalformedStatus);
+    assert_eq!(error.kind(), ErrorKind::MalformedStatus);
     assert_eq!(
         error.body().map(|b| b.to_vec()),
         Some(br#"{"name":"operations/1","done":true}"#.to_vec())
@@ -246,7 +246,7 @@ async fn an_api_error_is_unexpected_with_its_status_as_the_code() {
     .await;
     let req = request(Method::POST, &server.url("/v1/things"), "{}");
     let error = google().oneshot(req).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(error.code(), Some("NOT_FOUND"));
     assert_eq!(error.message(), Some("operation gone"));
 }
@@ -263,7 +263,7 @@ async fn cancel_posts_once_then_follows_the_operation_to_canceled() {
     let token = accepted(&sim).await;
     assert!(token.can_cancel());
     let error = google().cancel(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.kind(), ErrorKind::Canceled);
     let cancels: Vec<_> = sim
         .requests()
         .into_iter()
@@ -298,7 +298,7 @@ async fn a_server_without_cancel_answers_501_and_the_operation_goes_on() {
     sim.add(Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation).cancelable(false));
     let token = accepted(&sim).await;
     let error = google().cancel(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::CancelUnsupported);
+    assert_eq!(error.kind(), ErrorKind::CancelUnsupported);
     assert_eq!(error.status(), Some(StatusCode::NOT_IMPLEMENTED));
     assert_eq!(error.code(), Some("UNIMPLEMENTED"));
     let token = error
@@ -325,7 +325,7 @@ async fn a_cancel_request_goes_through_a_buffered_stack() {
         .await
         .unwrap_err();
     let error = error.downcast::<tower_lro::Error>().unwrap();
-    assert_eq!(*error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.kind(), ErrorKind::Canceled);
 }
 
 #[tokio::test(start_paused = true)]
@@ -352,7 +352,7 @@ async fn an_azure_operation_is_canceled_through_the_request_the_caller_attached(
     let token = accepted.extensions().get::<ResumeToken>().cloned().unwrap();
     let token = ResumeToken::from_json(&token.to_json()).unwrap();
     let error = azure.cancel(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.kind(), ErrorKind::Canceled);
     assert_eq!(sim.count(&Method::POST, &format!("{DEPLOYMENT}/cancel")), 1);
     assert_eq!(sim.count(&Method::PUT, DEPLOYMENT), 1);
     // The body of the final status says so.

@@ -147,10 +147,10 @@ async fn infinite_running_with_retry_after_0_ends_in_too_many_polls() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().expect("the operation so far");
     assert_eq!(op.polls, 5);
-    assert_eq!(op.status.as_deref(), Some("InProgress"));
+    assert_eq!(op.state.as_deref(), Some("InProgress"));
     assert_eq!(gets(&server).len(), 5);
     assert!(gaps(&server.seen()).iter().all(|g| g.is_zero()));
     assert_eq!(started.elapsed(), Duration::ZERO);
@@ -165,7 +165,7 @@ async fn infinite_running_with_retry_after_0_ends_in_too_many_polls() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().unwrap();
     assert_eq!((op.monitor, op.polls), ("location", 3));
     assert_eq!(op.last_http_status, Some(StatusCode::ACCEPTED));
@@ -297,7 +297,7 @@ async fn a_100_mb_chunked_status_body_is_refused_past_the_limit() {
     })
     .await;
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::StatusBodyTooLarge);
+    assert_eq!(err.kind(), ErrorKind::StatusBodyTooLarge);
     assert_eq!(err.status(), Some(StatusCode::OK));
     assert_eq!(err.operation().unwrap().polls, 1);
     much_later().await;
@@ -338,7 +338,7 @@ async fn a_100_mb_content_length_status_body_is_refused_before_reading() {
     .await;
     let started = Instant::now();
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::StatusBodyTooLarge);
+    assert_eq!(err.kind(), ErrorKind::StatusBodyTooLarge);
     assert_eq!(
         started.elapsed(),
         Duration::ZERO,
@@ -412,7 +412,7 @@ async fn json_nested_100k_deep_is_a_typed_outcome() {
     .await;
     let response = expect_ok(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
     assert_eq!(info(&response).polls, 2);
-    assert_eq!(info(&response).status.as_deref(), Some("Succeeded"));
+    assert_eq!(info(&response).state.as_deref(), Some("Succeeded"));
     assert_sent_once(&server, &Method::POST);
 
     // Deep where a string is expected, as the whole body, or never closed.
@@ -432,7 +432,7 @@ async fn json_nested_100k_deep_is_a_typed_outcome() {
         })
         .await;
         let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-        assert_eq!(err.kind(), &kind, "{err:?}");
+        assert_eq!(err.kind(), kind, "{err:?}");
         if kind == ErrorKind::Failed {
             assert_eq!(err.code(), None, "a non-string code is ignored");
         }
@@ -465,7 +465,7 @@ async fn non_utf8_in_headers_and_bodies() {
     })
     .await;
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::InvalidMonitorUrl);
+    assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl);
     assert_eq!(gets(&server).len(), 0);
     assert_sent_once(&server, &Method::POST);
 
@@ -486,7 +486,7 @@ async fn non_utf8_in_headers_and_bodies() {
     })
     .await;
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::InvalidMonitorUrl);
+    assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl);
     assert_eq!(gets(&server).len(), 1);
     assert_sent_once(&server, &Method::POST);
 
@@ -504,7 +504,7 @@ async fn non_utf8_in_headers_and_bodies() {
         })
         .await;
         let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-        assert_eq!(err.kind(), &ErrorKind::MalformedStatus, "{body:?}");
+        assert_eq!(err.kind(), ErrorKind::MalformedStatus, "{body:?}");
         assert_eq!(err.body().map(|b| &b[..]), Some(body));
         assert_sent_once(&server, &Method::POST);
     }
@@ -522,7 +522,7 @@ async fn non_utf8_in_headers_and_bodies() {
     })
     .await;
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), None);
     assert_eq!(
         err.headers().unwrap()["x-ms-error-code"].as_bytes(),
@@ -636,7 +636,7 @@ async fn forbidden_monitor_urls_are_refused_before_any_poll() {
     for (reference, kind, still_refused) in &cases {
         let err =
             expect_err(call(LongRunningLayer::new(), monitored_post(&server, reference)).await);
-        assert_eq!(err.kind(), kind, "{reference:?}: {err:?}");
+        assert_eq!(err.kind(), *kind, "{reference:?}: {err:?}");
         assert!(err.operation().is_none(), "refused before following");
         sent += 1;
         if *still_refused {
@@ -644,7 +644,7 @@ async fn forbidden_monitor_urls_are_refused_before_any_poll() {
             let err = expect_err(call(layer, monitored_post(&server, reference)).await);
             assert_eq!(
                 err.kind(),
-                &ErrorKind::InvalidMonitorUrl,
+                ErrorKind::InvalidMonitorUrl,
                 "{reference:?}: {err:?}"
             );
             sent += 1;
@@ -662,7 +662,7 @@ async fn forbidden_monitor_urls_are_refused_before_any_poll() {
     })
     .await;
     let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::CrossOrigin);
+    assert_eq!(err.kind(), ErrorKind::CrossOrigin);
     assert_eq!(err.operation().unwrap().polls, 1);
     assert!(elsewhere.seen().is_empty());
     assert_sent_once(&server, &Method::POST);
@@ -684,9 +684,7 @@ async fn an_https_operation_never_follows_http() {
     let http_monitor = server.url("/op");
     let layers = [
         LongRunningLayer::new(),
-        LongRunningLayer::new()
-            .allow_origin(&server.url(""))
-            .unwrap(),
+        LongRunningLayer::new().allow_origin(server.url("").parse().unwrap()),
         LongRunningLayer::new().allow_any_origin(),
     ];
     for layer in layers {
@@ -698,7 +696,7 @@ async fn an_https_operation_never_follows_http() {
         req.headers_mut()
             .insert("x-monitor", http_monitor.parse().unwrap());
         let err = expect_err(service.clone().oneshot(req).await);
-        assert_eq!(err.kind(), &ErrorKind::CrossOrigin, "{layer:?}: {err:?}");
+        assert_eq!(err.kind(), ErrorKind::CrossOrigin, "{layer:?}: {err:?}");
 
         let mut req = post(&https);
         req.headers_mut()
@@ -755,7 +753,7 @@ async fn credentials_never_reach_another_origin_and_never_come_back() {
     let b = RawServer::start(move |_, _| running(&[("azure-asyncoperation", &back_to_a), NOW[0]]))
         .await;
 
-    let allow_b = LongRunningLayer::new().allow_origin(&b.url("")).unwrap();
+    let allow_b = LongRunningLayer::new().allow_origin(b.url("").parse().unwrap());
     for (round, layer) in [allow_b, LongRunningLayer::new().allow_any_origin()]
         .into_iter()
         .enumerate()
@@ -912,7 +910,7 @@ async fn location_loops_are_bounded_by_max_polls() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     assert_eq!(gets(&server).len(), 6);
     assert!(gets(&server).iter().all(|s| s.uri.path() == "/loop"));
     assert_sent_once(&server, &Method::PUT);
@@ -932,10 +930,9 @@ async fn location_loops_are_bounded_by_max_polls() {
     to_b.set(b.url("/b")).unwrap();
     let layer = LongRunningLayer::new()
         .max_polls(7)
-        .allow_origin(&b.url(""))
-        .unwrap();
+        .allow_origin(b.url("").parse().unwrap());
     let err = expect_err(call(layer, post(&a.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     assert_eq!(err.operation().unwrap().polls, 7);
     assert_eq!(gets(&a).len(), 4, "A: polls 1, 3, 5, 7");
     assert_eq!(gets(&b).len(), 3, "B: polls 2, 4, 6");
@@ -1026,7 +1023,7 @@ async fn a_connection_cut_mid_body_is_retried() {
             )
             .await,
         );
-        assert_eq!(err.kind(), &kind, "{err:?}");
+        assert_eq!(err.kind(), kind, "{err:?}");
         assert_eq!(err.operation().unwrap().polls, retries + 1);
         much_later().await;
         assert_eq!(gets(&server).len(), retries as usize + 1);
@@ -1058,7 +1055,7 @@ async fn a_server_that_never_answers() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), Duration::from_secs(30));
     assert_eq!(err.operation().unwrap().polls, 1);
     assert_eq!(gets(&server).len(), 1);
@@ -1075,7 +1072,7 @@ async fn a_server_that_never_answers() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(err.operation().unwrap().polls, 3);
     assert_eq!(gets(&server).len(), 3);
     // 1 s, then three 5 s poll timeouts and two jittered backoffs of 0.5–1 s and 1–2 s.
@@ -1115,7 +1112,7 @@ async fn a_server_that_never_answers() {
         )
         .await,
     );
-    assert_eq!(err.kind(), &ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert!(err.operation().is_none());
     much_later().await;
     assert_sent_once(&server, &Method::POST);
@@ -1152,7 +1149,7 @@ async fn bursts_of_503_shorter_and_longer_than_the_retry_budget() {
 
     let server = RawServer::start(bursts(4, &[503])).await;
     let err = expect_err(call(layer.clone(), post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(err.operation().unwrap().polls, 4);
     much_later().await;
@@ -1180,12 +1177,11 @@ async fn connection_refused_on_a_poll_is_retried_then_a_service_error() {
     let monitor = format!("{dead}/op");
     let server = RawServer::start(move |_, _| accepted(&monitor, &NOW)).await;
     let layer = LongRunningLayer::new()
-        .allow_origin(&dead)
-        .unwrap()
+        .allow_origin(dead.parse().unwrap())
         .max_transient_retries(2);
     let started = Instant::now();
     let err = expect_err(call(layer, post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     assert!(std::error::Error::source(&err).is_some());
     assert_eq!(err.operation().unwrap().polls, 3);
     assert!(
@@ -1207,7 +1203,7 @@ async fn a_poll_answering_400_is_final_at_once() {
         })
         .await;
         let err = expect_err(call(LongRunningLayer::new(), post(&server.url("/start"))).await);
-        assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
         assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
         assert_eq!(err.body().unwrap(), r#"{"error":{"code":"BadRequest"}}"#);
         much_later().await;
@@ -1401,7 +1397,7 @@ impl Policy<Request<Full<Bytes>>, Response<ResponseBody<Incoming>>, Error>
         result: &mut Outcome,
     ) -> Option<Self::Future> {
         match result {
-            Err(e) if e.kind() == &ErrorKind::Failed && self.left > 0 => {
+            Err(e) if e.kind() == ErrorKind::Failed && self.left > 0 => {
                 self.left -= 1;
                 Some(std::future::ready(()))
             }
@@ -1534,7 +1530,7 @@ async fn the_final_get_is_retried_on_transient_statuses_only() {
     let server = RawServer::start(script(404)).await;
     let put = request(Method::PUT, &server.url("/thing"), "{}");
     let err = expect_err(call(layer, put).await);
-    assert_eq!(err.kind(), &ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     much_later().await;
     assert_eq!(gets(&server).len(), 2, "one poll, one final GET");
@@ -1553,10 +1549,10 @@ async fn a_wait_past_the_deadline_fails_at_once() {
     let started = Instant::now();
     let layer = LongRunningLayer::new().timeout(Duration::from_secs(30));
     let err = expect_err(call(layer, post(&server.url("/start"))).await);
-    assert_eq!(err.kind(), &ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), Duration::ZERO);
     let op = err.operation().unwrap();
-    assert_eq!((op.polls, op.status.as_deref()), (1, Some("InProgress")));
+    assert_eq!((op.polls, op.state.as_deref()), (1, Some("InProgress")));
     much_later().await;
     assert_eq!(gets(&server).len(), 1);
     assert_sent_once(&server, &Method::POST);
@@ -1641,7 +1637,7 @@ async fn an_error_answer_whose_body_breaks_is_still_unexpected_status() {
         let layer = LongRunningLayer::new().poll_timeout(Some(Duration::from_secs(5)));
         let err = expect_err(call(layer, post(&server.url("/start"))).await);
         assert_eq!(
-            *err.kind(),
+            err.kind(),
             ErrorKind::UnexpectedStatus,
             "stall: {stall}: {err}"
         );

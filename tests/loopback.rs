@@ -76,7 +76,7 @@ async fn azure_async_operation_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(
         info.final_uri, None,
         "a POST's last status response is final"
@@ -105,7 +105,7 @@ async fn operation_location_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "operation-location");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.final_uri.unwrap().path(), "/resources/1");
     assert!(text(response).await.contains(r#""name":"resource-1""#));
     let expected = [
@@ -155,7 +155,7 @@ async fn resource_over_loopback() {
     let info = info(&response);
     assert_eq!(info.monitor, "resource");
     assert_eq!(info.polls, RUNNING + 1);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert!(text(response)
         .await
         .contains(r#""provisioningState":"Succeeded""#));
@@ -214,7 +214,7 @@ async fn google_operation_and_its_cancel_over_loopback() {
         .await
         .expect("the cancel ends before its deadline")
         .unwrap_err();
-    assert_eq!(*canceled.kind(), tower_lro::ErrorKind::Canceled);
+    assert_eq!(canceled.kind(), tower_lro::ErrorKind::Canceled);
     let cancel = "/v1/projects/p/locations/l/operations/op-2:cancel";
     assert_eq!(sim.count(&Method::POST, cancel), 1);
 }

@@ -269,6 +269,26 @@ fn saturating(digits: &str) -> u64 {
 // Status bodies (§3)
 // ---------------------------------------------------------------------------------------------
 
+/// Empty and blank codes and messages, where each dialect reads them: never kept.
+#[test]
+fn empty_error_codes_and_messages_are_absent_in_every_dialect() {
+    for body in [
+        r#"{"status":"Failed","error":{"code":"","message":""}}"#,
+        r#"{"status":"Canceled","error":{"code":"  ","message":"\t"}}"#,
+        r#"{"properties":{"provisioningState":"Failed"},"error":{"code":""}}"#,
+        r#"{"provisioningState":"Canceled","error":{"code":"","message":" "}}"#,
+        r#"{"error":{"code":"","message":""},"code":" ","message":""}"#,
+        r#"{"name":"operations/1","done":true,"error":{"code":0,"message":""}}"#,
+        r#"{"name":"operations/1","done":true,"error":{"code":1,"message":" "}}"#,
+        r#"{"error":{"code":0,"message":"","status":""}}"#,
+    ] {
+        assert_eq!(fuzzing::dialect_verdicts(body.as_bytes()), Ok(()), "{body}");
+        if let Ok(reading) = fuzzing::status_body(body.as_bytes()) {
+            assert_eq!((reading.code, reading.message), (None, None), "{body}");
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(config(CASES))]
 

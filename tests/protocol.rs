@@ -205,7 +205,7 @@ async fn initial_201_with_failed_provisioning_state_is_a_failed_error_without_po
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(err.message(), Some("out of cores"));
@@ -233,7 +233,7 @@ async fn initial_200_with_top_level_canceled_state_is_a_canceled_error_without_p
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert_eq!(err.status(), Some(StatusCode::OK));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PATCH, "/things/a");
@@ -460,7 +460,7 @@ async fn patch_200_with_running_top_level_provisioning_state_polls_the_resource(
 
     let info = info(&response);
     assert_eq!(info.monitor, "resource");
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(text(response).await, done);
     let seen = server.seen();
     let trail = trail(&seen);
@@ -927,10 +927,10 @@ async fn a_server_that_says_poll_now_forever_is_stopped_by_max_polls() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(err.kind(), ErrorKind::TooManyPolls);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 5);
-    assert_eq!(op.status.as_deref(), Some("InProgress"));
+    assert_eq!(op.state.as_deref(), Some("InProgress"));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::DELETE, "/things/a");
     assert_eq!(trail.len(), 6);
@@ -955,7 +955,7 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::TimedOut);
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
     // Polls at 17, 34 and 51 s; the next one (68 s) would be past the deadline, so it ends at 51 s.
     assert_eq!(started.elapsed(), secs(51));
     assert_eq!(err.operation().unwrap().polls, 3);
@@ -1001,12 +1001,12 @@ async fn terminal_statuses_match_in_any_letter_case() {
         let op = match (&result, error) {
             (Ok(response), None) => info(response),
             (Err(err), Some(kind)) => {
-                assert_eq!(*err.kind(), kind, "{spelling}");
+                assert_eq!(err.kind(), kind, "{spelling}");
                 err.operation().unwrap().clone()
             }
             _ => panic!("{spelling}: {result:?}"),
         };
-        assert_eq!(op.status.as_deref(), Some(spelling), "kept as spelled");
+        assert_eq!(op.state.as_deref(), Some(spelling), "kept as spelled");
         assert_eq!(op.polls, 2, "{spelling}");
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
@@ -1032,7 +1032,7 @@ async fn provider_specific_statuses_mean_still_running() {
 
         let info = info(&response);
         assert_eq!(info.polls, 4, "{running}");
-        assert_eq!(info.status.as_deref(), Some("Succeeded"));
+        assert_eq!(info.state.as_deref(), Some("Succeeded"));
         let trail = sim_trail(&sim.requests());
         assert_sent_once(&trail, &Method::DELETE, "/things/a");
         assert_eq!(trail.len(), 5, "{running}");
@@ -1068,7 +1068,7 @@ async fn an_error_keeps_the_last_reported_percent_complete() {
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.operation().unwrap().percent_complete, Some(75.5));
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
@@ -1092,7 +1092,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("QuotaExceeded"));
     assert_eq!(
@@ -1106,7 +1106,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
     let op = err.operation().unwrap();
     assert_eq!(op.monitor, "azure-async-operation");
     assert_eq!(op.polls, 3);
-    assert_eq!(op.status.as_deref(), Some("Failed"));
+    assert_eq!(op.state.as_deref(), Some("Failed"));
     let trail = sim_trail(&sim.requests());
     assert_sent_once(&trail, &Method::POST, "/things/a/run");
     assert_eq!(trail.len(), 4, "no final GET after Failed");
@@ -1125,7 +1125,7 @@ async fn failed_status_without_error_code_takes_the_code_from_x_ms_error_code() 
     .await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("DiskFull"));
     assert_eq!(err.message(), Some("disk full"));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
@@ -1148,6 +1148,59 @@ async fn error_code_of_the_status_body_wins_over_x_ms_error_code() {
     assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
 }
 
+/// An empty or blank `error.code` (or message) says nothing: the `x-ms-error-code` header's code
+/// is the error's, in a `Failed` or `Canceled` status and in an initial `200`/`201` whose
+/// `provisioningState` is `Failed`; `code()` and `message()` are never `Some("")`.
+#[tokio::test(start_paused = true)]
+async fn an_empty_error_code_leaves_x_ms_error_code_to_speak() {
+    let header = ("x-ms-error-code", "FromHeader");
+    for (body, kind) in [
+        (
+            r#"{"status":"Failed","error":{"code":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Failed","error":{"code":"  ","message":""}}"#,
+            ErrorKind::Failed,
+        ),
+        (
+            r#"{"status":"Canceled","error":{"code":"","message":"stopped"}}"#,
+            ErrorKind::Canceled,
+        ),
+    ] {
+        let (result, server) = status_monitor(move |_| json(200, &[header], body)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), kind, "{body}");
+        assert_eq!(err.code(), Some("FromHeader"), "{body}");
+        assert_ne!(err.message(), Some(""), "{body}");
+        assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
+        assert_sent_once(&trail(&server.seen()), &Method::DELETE, "/things/a");
+    }
+    let body = r#"{"properties":{"provisioningState":"Failed"},"error":{"code":"","message":"out of cores"}}"#;
+    for status in [200u16, 201] {
+        let server = RawServer::start(move |_, _| json(status, &[header], body)).await;
+        let err = send(
+            LongRunningLayer::new(),
+            request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Failed, "{status}");
+        assert_eq!(
+            (err.code(), err.message()),
+            (Some("FromHeader"), Some("out of cores")),
+            "{status}"
+        );
+        let trail = trail(&server.seen());
+        assert_sent_once(&trail, &Method::PUT, "/things/a");
+        assert_eq!(trail.len(), 1, "{status}: settled by the initial body");
+    }
+    // Without the header, an empty code is no code at all.
+    let (result, _) =
+        status_monitor(|_| json(200, &[], r#"{"status":"Failed","error":{"code":""}}"#)).await;
+    assert_eq!(result.unwrap_err().code(), None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn canceled_status_is_a_typed_canceled_error() {
     let sim = support::simulator().await;
@@ -1163,7 +1216,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::Canceled);
+    assert_eq!(err.kind(), ErrorKind::Canceled);
     assert!(err.is_operation_error());
     assert_eq!(err.code(), Some("OperationCanceled"));
     assert_eq!(err.message(), Some("the operation was canceled"));
@@ -1344,7 +1397,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), kind);
+        assert_eq!(err.kind(), kind);
         assert_eq!(err.code(), Some(code));
         assert_eq!(err.status(), Some(StatusCode::OK));
         let body: serde_json::Value = serde_json::from_slice(err.body().unwrap()).unwrap();
@@ -1645,7 +1698,7 @@ async fn a_transient_status_that_outlasts_the_retries_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(
         err.operation().unwrap().polls,
@@ -1704,7 +1757,7 @@ async fn assert_malformed_status(code: u16, body: &'static str) -> Error {
     let (result, server) =
         status_monitor(move |_| json(code, &[("x-ms-request-id", "m1")], body)).await;
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
+    assert_eq!(err.kind(), ErrorKind::MalformedStatus, "{body:?}: {err:?}");
     assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
     assert_eq!(err.headers().unwrap()["x-ms-request-id"], "m1");
     let op = err.operation().expect("the monitor was known");
@@ -1782,7 +1835,7 @@ async fn unparseable_monitor_header_is_invalid_monitor_url() {
         .await
         .unwrap_err();
 
-        assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
+        assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl, "{reference:?}");
         assert!(err.operation().is_none(), "no monitor was ever known");
         let trail = trail(&server.seen());
         assert_sent_once(&trail, &Method::POST, "/things/a/run");
@@ -1796,7 +1849,7 @@ async fn unparseable_moved_monitor_in_a_poll_is_invalid_monitor_url_with_the_ope
         status_monitor(|_| json(200, &[("azure-asyncoperation", "http://[::1")], RUNNING)).await;
 
     let err = result.unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::InvalidMonitorUrl);
+    assert_eq!(err.kind(), ErrorKind::InvalidMonitorUrl);
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 1);
     assert_eq!(op.monitor_url.path(), "/ops/1");
@@ -1814,7 +1867,7 @@ async fn client_error_on_a_poll_is_unexpected_status_with_status_and_body() {
             status_monitor(move |_| json(code, &[("x-ms-request-id", "p1")], &answer)).await;
 
         let err = result.unwrap_err();
-        assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus, "{code}");
+        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{code}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(code));
         assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
         assert_eq!(err.headers().unwrap()["x-ms-request-id"], "p1");
@@ -1848,12 +1901,12 @@ async fn not_found_on_the_final_get_is_unexpected_status() {
     .await
     .unwrap_err();
 
-    assert_eq!(*err.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(err.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.body().map(|b| &b[..]), Some(body.as_bytes()));
     let op = err.operation().unwrap();
     assert_eq!(op.polls, 1);
-    assert_eq!(op.status.as_deref(), Some("Succeeded"));
+    assert_eq!(op.state.as_deref(), Some("Succeeded"));
     assert_eq!(op.final_uri.as_ref().map(ToString::to_string), Some(url));
     let trail = trail(&server.seen());
     assert_sent_once(&trail, &Method::PUT, "/things/a");
@@ -2326,7 +2379,7 @@ async fn operation_info_describes_a_status_monitor_operation() {
     assert_eq!(info.polls, 3);
     assert_eq!(info.elapsed, secs(15));
     assert_eq!(started.elapsed(), secs(15));
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.operation_id.as_deref(), Some("/operations/1"));
     assert_eq!(info.operation_name.as_deref(), Some("1"));
@@ -2360,7 +2413,7 @@ async fn operation_info_describes_a_location_monitor_operation() {
     );
     assert_eq!(info.polls, 3);
     assert_eq!(info.elapsed, ms(4500));
-    assert_eq!(info.status, None, "a Location monitor has no status string");
+    assert_eq!(info.state, None, "a Location monitor has no status string");
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.final_uri, None);
     let trail = sim_trail(&sim.requests());
@@ -2391,7 +2444,7 @@ async fn operation_info_describes_a_resource_monitor_operation() {
     assert_eq!(info.monitor_url.to_string(), url);
     assert_eq!(info.polls, 2);
     assert_eq!(info.elapsed, secs(4));
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.last_http_status, Some(StatusCode::OK));
     assert_eq!(info.final_uri, None, "the last resource GET is a poll");
     let trail = sim_trail(&sim.requests());

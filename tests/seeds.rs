@@ -41,7 +41,7 @@ async fn start_virtual_machine_202_with_azure_async_operation() {
     let info = info(&response);
     assert_eq!(info.monitor, "azure-async-operation");
     assert_eq!(info.polls, 4);
-    assert_eq!(info.status.as_deref(), Some("Succeeded"));
+    assert_eq!(info.state.as_deref(), Some("Succeeded"));
     assert_eq!(info.operation_name.as_deref(), Some("1"));
     assert_eq!(info.final_uri, None, "the last status response is final");
     let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();

@@ -58,7 +58,7 @@ async fn an_inner_poll_ready_error_becomes_a_service_error_with_its_source() {
     handle.send_error(connection_refused());
 
     let err: Error = assert_ready_err!(svc.poll_ready());
-    assert_eq!(*err.kind(), ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     assert!(err.operation().is_none());
     let source = err.source().expect("the inner error is kept");
     assert_eq!(
@@ -118,7 +118,7 @@ async fn an_inner_error_on_the_original_request_is_a_service_error() {
     send.send_error(connection_refused());
 
     let err = task.await.unwrap().unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     assert!(err.operation().is_none(), "no monitor was known yet");
     assert!(err
         .source()
@@ -197,7 +197,7 @@ async fn an_inner_error_on_a_poll_is_retried_then_ends_as_a_service_error() {
     }
 
     let err = task.await.unwrap().unwrap_err();
-    assert_eq!(*err.kind(), ErrorKind::Service);
+    assert_eq!(err.kind(), ErrorKind::Service);
     let op = err.operation().expect("the monitor was known");
     assert_eq!(op.polls, 2, "the poll and its one retry");
     assert_eq!(op.monitor, "azure-async-operation");

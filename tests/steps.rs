@@ -202,7 +202,7 @@ async fn transient_failures_are_running_steps_and_their_count_survives_the_token
         }
     }
     let error = service.step(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::UnexpectedStatus);
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
     assert_eq!(error.code(), Some("Busy"));
     assert!(
         error.resume_token().is_some(),
@@ -229,14 +229,14 @@ async fn max_polls_counts_across_steps() {
     };
     token = pending.into_token();
     let error = service.step(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(error.kind(), ErrorKind::TooManyPolls);
     assert_eq!(script.count(), 3, "{:?}", script.trail());
     // The token of the error keeps counting: nothing more is sent.
     let again = service
         .step(error.resume_token().unwrap().clone())
         .await
         .unwrap_err();
-    assert_eq!(*again.kind(), ErrorKind::TooManyPolls);
+    assert_eq!(again.kind(), ErrorKind::TooManyPolls);
     assert_eq!(script.count(), 3);
 }
 
@@ -253,7 +253,7 @@ async fn a_step_that_fails_ends_without_a_token() {
     let service = script.service(LongRunningLayer::new());
     let token = accepted(&service, None).await;
     let error = service.step(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Failed);
+    assert_eq!(error.kind(), ErrorKind::Failed);
     assert_eq!(error.code(), Some("Quota"));
     assert!(error.resume_token().is_none());
 }
@@ -274,7 +274,7 @@ async fn a_cancel_attached_to_the_request_is_sent_once_then_the_operation_follow
     let token = accepted(&service, Some(deployment_cancel())).await;
     assert!(token.can_cancel());
     let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::Canceled, "{error}");
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
     assert_eq!(
         script.trail(),
         [
@@ -304,7 +304,7 @@ async fn a_cancel_that_fails_is_never_repeated() {
         let service = script.service(LongRunningLayer::new());
         let token = accepted(&service, Some(deployment_cancel())).await;
         let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
-        assert_eq!(*error.kind(), kind, "{error}");
+        assert_eq!(error.kind(), kind, "{error}");
         assert!(
             error.resume_token().is_some(),
             "the operation goes on: {error}"
@@ -323,11 +323,11 @@ async fn without_a_cancel_or_on_another_origin_nothing_is_sent() {
     let token = accepted(&service, None).await;
     assert!(!token.can_cancel());
     let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::CancelUnsupported);
+    assert_eq!(error.kind(), ErrorKind::CancelUnsupported);
     assert!(error.resume_token().is_some());
     let elsewhere = CancelVia::post("https://evil.example/cancel");
     let token = accepted(&service, Some(elsewhere)).await;
     let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
-    assert_eq!(*error.kind(), ErrorKind::CrossOrigin);
+    assert_eq!(error.kind(), ErrorKind::CrossOrigin);
     assert_eq!(script.count(), 2, "only the two PUTs: {:?}", script.trail());
 }

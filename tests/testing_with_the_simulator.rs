@@ -65,6 +65,6 @@ async fn reports_a_failed_operation() {
         .await
         .unwrap_err();
     let err = err.downcast_ref::<tower_lro::Error>().unwrap();
-    assert_eq!(*err.kind(), ErrorKind::Failed);
+    assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.code(), Some("StorageAccountAlreadyTaken"));
 }

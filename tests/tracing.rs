@@ -80,7 +80,7 @@ async fn spans_and_events_describe_each_operation_and_poll() {
     }
     assert!(running[0].contains("delay_ms=2000"), "{}", running[0]);
     assert!(
-        running[1].contains("status=\"Running\"")
+        running[1].contains("state=\"Running\"")
             && running[1].contains("percent_complete=40")
             && running[1].contains("http_status=200")
             && running[1].contains("delay_ms=3000"),

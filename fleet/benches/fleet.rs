@@ -106,18 +106,23 @@ async fn run(workers: usize) {
     let token = accepted.extensions().get::<ResumeToken>().unwrap().clone();
 
     let polls = Arc::new(AtomicU64::new(0));
-    let layer = LongRunningLayer::new().on_poll({
-        let polls = polls.clone();
-        move |_| {
-            polls.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    // Every request a worker sends is a poll: the tokens were started above.
+    let counted = tower::ServiceBuilder::new()
+        .map_request({
+            let polls = polls.clone();
+            move |req| {
+                polls.fetch_add(1, Ordering::Relaxed);
+                req
+            }
+        })
+        .service(client());
+    let layer = LongRunningLayer::new();
     let fleet = FleetBuilder::new(store.clone())
         .heartbeat(Duration::from_secs(5))
         .fetch_interval(Duration::from_millis(100))
         .batch_size(100)
         .concurrency(256)
-        .build(layer, client(), Recorder::default().handler())
+        .build(layer, counted, Recorder::default().handler())
         .unwrap();
     let pool = store.postgres_pool().unwrap().clone();
 

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_lro::LongRunningLayer;
-use tower_lro_fleet::{FleetBuilder, Outcome, Started, Store};
+use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
 use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -56,10 +56,10 @@ async fn main() -> Result<(), BoxError> {
     let delivered = Arc::new(AtomicUsize::new(0));
     let handler = {
         let delivered = delivered.clone();
-        tower::service_fn(move |outcome: Outcome<Incoming>| {
+        tower::service_fn(move |delivery: Delivery<Incoming>| {
             let delivered = delivered.clone();
             async move {
-                let line = match outcome.into_parts() {
+                let line = match delivery.into_parts() {
                     (id, key, Ok(response)) => {
                         let status = response.status();
                         let body = response.into_body().collect().await?.to_bytes();
@@ -74,15 +74,7 @@ async fn main() -> Result<(), BoxError> {
         })
     };
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let layer = LongRunningLayer::new().on_poll(|progress| {
-        println!(
-            "progress {} {:?} {:?}% after {} polls",
-            progress.operation.monitor_url,
-            progress.operation.status,
-            progress.operation.percent_complete,
-            progress.operation.polls
-        );
-    });
+    let layer = LongRunningLayer::new();
     let fleet = FleetBuilder::new(store)
         .heartbeat(Duration::from_secs(2))
         .fetch_interval(Duration::from_millis(50))

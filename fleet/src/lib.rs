@@ -2,8 +2,9 @@
 //! [apalis](https://docs.rs/apalis), stepped by any worker of a fleet, and its outcome goes to a
 //! handler of yours.
 //!
-//! A control plane that starts Azure operations for its own users cannot hold a future open for
-//! the hour a deployment takes, nor lose track of it when it restarts. With a [`Fleet`]:
+//! A control plane that starts Azure (or Google, or any [`Dialect`])
+//! operations for its own users cannot hold a future open for the hour a deployment takes, nor
+//! lose track of it when it restarts. With a [`Fleet`]:
 //!
 //! 1. **Start**: [`Fleet::start`] sends the request once, with
 //!    [`Polling::AcceptOnly`], and enqueues the operation's
@@ -11,7 +12,7 @@
 //! 2. **Step**: a worker ([`Fleet::run_worker`], any number, in any process that reaches the
 //!    store) takes the job, does one step (one poll, plus the final GET when that poll says
 //!    succeeded) and enqueues the next step at the time the server asked for.
-//! 3. **Deliver**: the step that ends the operation hands an [`Outcome`] (the operation's
+//! 3. **Deliver**: the step that ends the operation hands a [`Delivery`] (the operation's
 //!    [`OperationId`] and your key, with the final response or the typed [`tower_lro::Error`])
 //!    to your handler, a tower `Service`.
 //!
@@ -21,13 +22,13 @@
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
 //! use tower_lro::LongRunningLayer;
-//! use tower_lro_fleet::{FleetBuilder, Outcome, Store};
+//! use tower_lro_fleet::{Delivery, FleetBuilder, Store};
 //!
 //! # async fn run(request: http::Request<Full<Bytes>>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-//! let handler = tower::service_fn(|outcome: Outcome<hyper::body::Incoming>| async move {
-//!     // Record it under outcome.id() (a second delivery carries the same id), then Ok.
-//!     println!("{} {}: {:?}", outcome.id(), outcome.key(), outcome.result().as_ref().map(|r| r.status()));
+//! let handler = tower::service_fn(|delivery: Delivery<hyper::body::Incoming>| async move {
+//!     // Record it under delivery.id() (a second delivery carries the same id), then Ok.
+//!     println!("{} {}: {:?}", delivery.id(), delivery.key(), delivery.result().as_ref().map(|r| r.status()));
 //!     Ok::<_, std::convert::Infallible>(())
 //! });
 //! let fleet = FleetBuilder::new(Store::sqlite("operations.db").await?)
@@ -38,6 +39,32 @@
 //!
 //! // In every worker process:
 //! fleet.run_worker("worker", std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Dialects
+//!
+//! A fleet follows the protocol of the layer it is built from: `LongRunningLayer::new()` for
+//! Azure's, `LongRunningLayer::with_dialect(Google::new())` for Google's AIP-151 operations, or
+//! a [`Dialect`] of your own; `D` in [`Fleet<S, H, ReqBody, D>`](Fleet)
+//! names it. Tokens are resumed only by a layer of the dialect that issued them, so a token of
+//! another dialect given to [`Fleet::track`] is delivered as an
+//! [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken) error. For operations of
+//! several dialects, build one fleet per dialect, each on its own [`queue`](FleetBuilder::queue).
+//!
+//! ```no_run
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! # use hyper_util::client::legacy::Client;
+//! # use hyper_util::rt::TokioExecutor;
+//! use tower_lro::{Google, LongRunningLayer};
+//! use tower_lro_fleet::{Fleet, FleetBuilder, Store};
+//!
+//! # async fn run<H>(handler: H) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+//! let fleet: Fleet<_, H, Full<Bytes>, Google> = FleetBuilder::new(Store::sqlite("operations.db").await?)
+//!     .queue("google-operations")
+//!     .build(LongRunningLayer::with_dialect(Google::new()), client, handler)?;
 //! # Ok(()) }
 //! ```
 //!
@@ -83,9 +110,9 @@
 )]
 #![deny(unsafe_code)]
 
+mod delivery;
 mod error;
 mod job;
-mod outcome;
 mod settings;
 mod store;
 mod worker;
@@ -100,11 +127,14 @@ use apalis_core::error::BoxDynError;
 use http::{Request, Response};
 use http_body::Body;
 use tower::{Layer, Service, ServiceExt};
-use tower_lro::{BoxError, Error, ErrorKind, LongRunningLayer, Polling, ResponseBody, ResumeToken};
+use tower_lro::{
+    Azure, BoxError, Dialect, Error, ErrorKind, LongRunningLayer, Polling, ResponseBody,
+    ResumeToken,
+};
 
+pub use delivery::Delivery;
 pub use error::{FleetError, FleetErrorKind};
 pub use job::OperationId;
-pub use outcome::Outcome;
 pub use store::Store;
 
 use job::Job;
@@ -114,22 +144,23 @@ use tower_lro::Step;
 /// Tracks long-running operations as durable jobs; see the [crate documentation](crate).
 ///
 /// `S` is the HTTP service polls go through (below the layer: a client, with auth), `H` the
-/// handler outcomes go to, `ReqBody` the request body type of `S`. Cheap to clone: clones share
-/// everything.
-pub struct Fleet<S, H, ReqBody> {
-    shared: Arc<Shared<S, H, ReqBody>>,
+/// handler deliveries go to, `ReqBody` the request body type of `S`, `D` the
+/// [`Dialect`] of the layer it was built from ([`Azure`] unless the layer was made with
+/// `LongRunningLayer::with_dialect`). Cheap to clone: clones share everything.
+pub struct Fleet<S, H, ReqBody, D = Azure> {
+    shared: Arc<Shared<S, H, ReqBody, D>>,
 }
 
-struct Shared<S, H, ReqBody> {
+struct Shared<S, H, ReqBody, D> {
     store: Store,
     settings: Settings,
-    layer: LongRunningLayer,
+    layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
     _body: PhantomData<fn(ReqBody)>,
 }
 
-impl<S, H, ReqBody> Clone for Fleet<S, H, ReqBody> {
+impl<S, H, ReqBody, D> Clone for Fleet<S, H, ReqBody, D> {
     fn clone(&self) -> Self {
         Fleet {
             shared: self.shared.clone(),
@@ -137,7 +168,7 @@ impl<S, H, ReqBody> Clone for Fleet<S, H, ReqBody> {
     }
 }
 
-impl<S, H, ReqBody> fmt::Debug for Fleet<S, H, ReqBody> {
+impl<S, H, ReqBody, D: fmt::Debug> fmt::Debug for Fleet<S, H, ReqBody, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fleet")
             .field("store", &self.shared.store)
@@ -252,14 +283,26 @@ impl FleetBuilder {
     }
 
     /// The fleet: steps go through `layer` over `inner` (the same stack `LongRunningLayer` would
-    /// wrap), outcomes to `handler`. Fails with [`FleetErrorKind::Config`] for a setting out of
-    /// range.
-    pub fn build<S, H, ReqBody>(
+    /// wrap), deliveries to `handler`. The layer's dialect is the fleet's: any
+    /// `LongRunningLayer<D>` (`LongRunningLayer::new()` for Azure,
+    /// `LongRunningLayer::with_dialect(Google::new())`, a dialect of your own). Fails with
+    /// [`FleetErrorKind::Config`] for a setting out of range.
+    ///
+    /// The layer is a concrete type, so a wrong one is a type error at this argument ("expected
+    /// `LongRunningLayer<_>`"), and a layer of a type that is not a [`Dialect`] fails this
+    /// method's bound, not a later call:
+    ///
+    /// ```compile_fail,E0308
+    /// # fn run<S, H>(builder: tower_lro_fleet::FleetBuilder, client: S, handler: H) {
+    /// let fleet = builder.build::<S, H, (), _>(tower::layer::util::Identity::new(), client, handler);
+    /// # }
+    /// ```
+    pub fn build<S, H, ReqBody, D: Dialect>(
         self,
-        layer: LongRunningLayer,
+        layer: LongRunningLayer<D>,
         inner: S,
         handler: H,
-    ) -> Result<Fleet<S, H, ReqBody>, FleetError> {
+    ) -> Result<Fleet<S, H, ReqBody, D>, FleetError> {
         self.settings.check()?;
         Ok(Fleet {
             shared: Arc::new(Shared {
@@ -291,7 +334,7 @@ pub enum Started<B> {
     NotLongRunning(Response<ResponseBody<B>>),
 }
 
-impl<S, H, ReqBody> Fleet<S, H, ReqBody> {
+impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
     /// The store the fleet's jobs live in.
     pub fn store(&self) -> &Store {
         &self.shared.store
@@ -325,15 +368,16 @@ impl<S, H, ReqBody> Fleet<S, H, ReqBody> {
     }
 }
 
-impl<S, H, ReqBody, ResBody> Fleet<S, H, ReqBody>
+impl<S, H, ReqBody, ResBody, D> Fleet<S, H, ReqBody, D>
 where
+    D: Dialect,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     ReqBody: Default + Send + 'static,
     ResBody: Body<Data = bytes::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
-    H: Service<Outcome<ResBody>> + Clone + Send + Sync + 'static,
+    H: Service<Delivery<ResBody>> + Clone + Send + Sync + 'static,
     H::Future: Send,
     H::Error: Into<BoxError>,
 {
@@ -389,15 +433,16 @@ where
     }
 }
 
-impl<S, H, ReqBody, ResBody> worker::RunJob for Shared<S, H, ReqBody>
+impl<S, H, ReqBody, ResBody, D> worker::RunJob for Shared<S, H, ReqBody, D>
 where
+    D: Dialect,
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     ReqBody: Default + Send + 'static,
     ResBody: Body<Data = bytes::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
-    H: Service<Outcome<ResBody>> + Clone + Send + Sync + 'static,
+    H: Service<Delivery<ResBody>> + Clone + Send + Sync + 'static,
     H::Future: Send,
     H::Error: Into<BoxError>,
 {
@@ -423,7 +468,7 @@ where
     }
 }
 
-impl<S, H, ReqBody> Shared<S, H, ReqBody> {
+impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
     /// One step of the operation `token` describes.
     async fn step<ResBody>(
         &self,
@@ -442,7 +487,7 @@ impl<S, H, ReqBody> Shared<S, H, ReqBody> {
     /// Whether a step that ended with `error` is taken again, from which token and when.
     fn retry(&self, job: &Job, error: &Error) -> Option<(ResumeToken, Duration)> {
         let token = error.resume_token()?;
-        if *error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
+        if error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
             return None;
         }
         Some((token.clone(), self.settings.step_retry_wait(job.failures)))
@@ -462,13 +507,13 @@ impl<S, H, ReqBody> Shared<S, H, ReqBody> {
         result: Result<Response<ResponseBody<B>>, Error>,
     ) -> Result<(), BoxDynError>
     where
-        H: Service<Outcome<B>> + Clone,
+        H: Service<Delivery<B>> + Clone,
         H::Error: Into<BoxError>,
     {
-        let outcome = Outcome::new(job.id.clone(), job.key.clone(), result);
+        let delivery = Delivery::new(job.id.clone(), job.key.clone(), result);
         let mut handler = self.handler.clone();
         let ready = handler.ready().await.map_err(Into::into)?;
-        ready.call(outcome).await.map_err(Into::into)?;
+        ready.call(delivery).await.map_err(Into::into)?;
         Ok(())
     }
 }

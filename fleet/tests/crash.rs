@@ -1,6 +1,8 @@
 //! Two worker processes share one PostgreSQL database; one is killed with SIGKILL mid-run. Every
 //! operation still reaches its outcome, every initial request reached the server once, and the
-//! polls sent twice are bounded by what the killed worker had in flight.
+//! polls sent twice are bounded by what the killed worker had in flight. Every dialect takes
+//! part: each process runs an Azure fleet and a Google fleet (on a queue of its own), and one
+//! operation in five is a Google one.
 
 mod support;
 
@@ -13,15 +15,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::{LongRunningLayer, OperationInfo};
-use tower_lro_fleet::{FleetBuilder, Outcome, Started, Store};
+use tower_lro::{Google, LongRunningLayer, OperationInfo, ResumeToken};
+use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
 use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Recorder};
 
 const OPERATIONS: usize = 40;
-/// Steps the killed worker may run at once: the bound on polls it can leave half done.
-const CONCURRENCY: usize = 8;
+/// Steps the killed worker may run at once (its two fleets together): the bound on polls it can
+/// leave half done.
+const CONCURRENCY: usize = AZURE_CONCURRENCY + GOOGLE_CONCURRENCY;
+const AZURE_CONCURRENCY: usize = 6;
+const GOOGLE_CONCURRENCY: usize = 2;
+/// The queue of the Google fleet: a worker takes every job of its queue, and a fleet resumes
+/// only its own dialect's tokens.
+const GOOGLE_QUEUE: &str = "tower-lro-fleet-google";
 
 fn builder(store: Store) -> FleetBuilder {
     FleetBuilder::new(store)
@@ -29,8 +37,19 @@ fn builder(store: Store) -> FleetBuilder {
         .missed_heartbeats(2)
         .fetch_interval(Duration::from_millis(50))
         .batch_size(4)
-        .concurrency(CONCURRENCY)
+        .concurrency(AZURE_CONCURRENCY)
         .retry_backoff(Duration::from_millis(100), Duration::from_millis(400))
+}
+
+fn google_builder(store: Store) -> FleetBuilder {
+    builder(store)
+        .queue(GOOGLE_QUEUE)
+        .concurrency(GOOGLE_CONCURRENCY)
+}
+
+/// Whether the `i`th operation is a Google one (else Azure).
+fn is_google(i: usize) -> bool {
+    i % 5 == 4
 }
 
 /// One outcome line a child printed: the key, and the polls its final response reports.
@@ -92,18 +111,32 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     let store = Store::postgres(&pg.url()).await.unwrap();
     let sim = Simulator::start().await.unwrap();
     // The caller's side: it starts the operations and runs no worker.
-    let starter = builder(store)
+    let starter = builder(store.clone())
         .build(
             LongRunningLayer::new(),
             client(),
             Recorder::default().handler(),
         )
         .unwrap();
+    let google_starter = google_builder(store)
+        .build(
+            LongRunningLayer::with_dialect(Google::new()),
+            client(),
+            Recorder::default().handler(),
+        )
+        .unwrap();
     let mut monitors = HashMap::new();
     for i in 0..OPERATIONS {
-        let path = format!("/vms/{i}/start");
+        let (path, monitor) = if is_google(i) {
+            (
+                format!("/v1/projects/p{i}/locations/l/instances"),
+                Monitor::GoogleOperation,
+            )
+        } else {
+            (format!("/vms/{i}/start"), Monitor::AzureAsyncOperation)
+        };
         sim.add(
-            Scenario::new(Method::POST, &path, Monitor::AzureAsyncOperation)
+            Scenario::new(Method::POST, &path, monitor)
                 .retry_after(RetryAfter::Millis(10))
                 // From 1 to 8 polls: whenever the victim dies, some operations are mid-way.
                 .completes_after_polls(u32::try_from(i % 8).unwrap() + 1),
@@ -111,17 +144,32 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
         let request = Request::post(sim.url(&path))
             .body(Full::<Bytes>::default())
             .unwrap();
-        let Started::Tracked { response, .. } = starter.start(path.clone(), request).await.unwrap()
-        else {
+        let started = if is_google(i) {
+            google_starter.start(path.clone(), request).await.unwrap()
+        } else {
+            starter.start(path.clone(), request).await.unwrap()
+        };
+        let Started::Tracked { response, .. } = started else {
             panic!("{path} was not tracked");
         };
-        let monitor: http::Uri = response.headers()["azure-asyncoperation"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        // The URL the operation is polled at: for Azure its `Azure-AsyncOperation` header, for
+        // Google `/v1/{name}`, as its token names it.
+        let monitor: http::Uri = if is_google(i) {
+            let token = response.extensions().get::<ResumeToken>().unwrap();
+            token.monitor_url().parse().unwrap()
+        } else {
+            response.headers()["azure-asyncoperation"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
         monitors.insert(path, monitor.path().to_owned());
     }
+    assert_eq!(
+        monitors.keys().filter(|p| p.starts_with("/v1/")).count(),
+        OPERATIONS / 5
+    );
 
     let lines = Arc::new(Mutex::new(Vec::new()));
     let mut victim = spawn_child("victim", &pg.url(), lines.clone());
@@ -223,8 +271,9 @@ async fn a_worker_killed_mid_run_loses_no_operation() {
     );
 }
 
-/// A worker process of the test above: runs a fleet worker on `FLEET_CHILD_DB` until its
-/// standard input closes, printing one line per outcome before acknowledging it.
+/// A worker process of the test above: runs a worker of each fleet (Azure, Google) on
+/// `FLEET_CHILD_DB` until its standard input closes, printing one line per outcome before
+/// acknowledging it.
 #[test]
 #[ignore = "a worker process that a_worker_killed_mid_run_loses_no_operation starts"]
 fn child_worker() {
@@ -237,8 +286,8 @@ fn child_worker() {
         .unwrap();
     runtime.block_on(async move {
         let store = Store::postgres(&url).await.unwrap();
-        let handler = tower::service_fn(|outcome: Outcome<hyper::body::Incoming>| async move {
-            let (status, polls) = match outcome.result() {
+        let handler = tower::service_fn(|delivery: Delivery<hyper::body::Incoming>| async move {
+            let (status, polls) = match delivery.result() {
                 Ok(response) => (
                     response.status().as_str().to_owned(),
                     response
@@ -249,7 +298,7 @@ fn child_worker() {
                 Err(error) => (format!("{:?}", error.kind()), 0),
             };
             let mut out = std::io::stdout().lock();
-            writeln!(out, "OUTCOME {} {status} {polls}", outcome.key())?;
+            writeln!(out, "OUTCOME {} {status} {polls}", delivery.key())?;
             out.flush()?;
             Ok::<_, std::io::Error>(())
         });
@@ -262,19 +311,24 @@ fn child_worker() {
                 http.request(request).await
             }
         });
-        let fleet = builder(store)
-            .build(LongRunningLayer::new(), slow, handler)
+        let fleet = builder(store.clone())
+            .build(LongRunningLayer::new(), slow.clone(), handler)
             .unwrap();
-        let (eof, closed) = tokio::sync::oneshot::channel::<()>();
+        let google = google_builder(store)
+            .build(LongRunningLayer::with_dialect(Google::new()), slow, handler)
+            .unwrap();
+        let (eof, closed) = tokio::sync::watch::channel(false);
         std::thread::spawn(move || {
             let mut sink = String::new();
             while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {}
-            let _ = eof.send(());
+            let _ = eof.send(true);
         });
-        fleet
-            .run_worker(name, async move {
-                let _ = closed.await;
-            })
-            .await;
+        let until_closed = |mut closed: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = closed.wait_for(|closed| *closed).await;
+        };
+        tokio::join!(
+            fleet.run_worker(name.clone(), until_closed(closed.clone())),
+            google.run_worker(format!("{name}-google"), until_closed(closed)),
+        );
     });
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::{ErrorKind, LongRunningLayer};
+use tower_lro::{Azure, Dialect, ErrorKind, Google, LongRunningLayer, ResumeToken};
 use tower_lro_fleet::{Fleet, FleetBuilder, Started, Store};
 use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
@@ -27,21 +27,25 @@ fn quick(store: Store) -> FleetBuilder {
         .restart_delay(Duration::from_millis(200))
 }
 
-type TestFleet = Fleet<support::HttpClient, HandlerOf, Full<Bytes>>;
+type TestFleet<D = Azure> = Fleet<support::HttpClient, HandlerOf, Full<Bytes>, D>;
 type HandlerOf = tower::util::BoxCloneSyncService<
-    tower_lro_fleet::Outcome<hyper::body::Incoming>,
+    tower_lro_fleet::Delivery<hyper::body::Incoming>,
     (),
     support::BoxError,
 >;
 
-fn fleet(builder: FleetBuilder, layer: LongRunningLayer, recorder: &Recorder) -> TestFleet {
+fn fleet<D: Dialect>(
+    builder: FleetBuilder,
+    layer: LongRunningLayer<D>,
+    recorder: &Recorder,
+) -> TestFleet<D> {
     let handler = tower::util::BoxCloneSyncService::new(recorder.handler());
     builder.build(layer, client(), handler).unwrap()
 }
 
 /// Workers `names` of `fleet`, stopped gracefully when the returned sender is dropped or sent to.
-fn spawn_workers(
-    fleet: &TestFleet,
+fn spawn_workers<D: Dialect>(
+    fleet: &TestFleet<D>,
     names: &[&str],
 ) -> (
     tokio::sync::watch::Sender<bool>,
@@ -203,6 +207,143 @@ async fn postgres_operations_reach_their_outcomes_once() {
     let pg = Postgres::start();
     let store = Store::postgres(&pg.url()).await.unwrap();
     operations_reach_their_outcomes(store).await;
+}
+
+/// The collection the Google operations are created in, for project `project`.
+fn instances(project: &str) -> String {
+    format!("/v1/projects/{project}/locations/l/instances")
+}
+
+/// A token of an operation the Azure layer accepted (sent with `Polling::AcceptOnly`).
+async fn azure_token(sim: &Simulator, path: &str) -> ResumeToken {
+    let mut req = request(Method::POST, sim.url(path));
+    req.extensions_mut().insert(tower_lro::Polling::AcceptOnly);
+    let layer = LongRunningLayer::new();
+    let accepted = tower::ServiceExt::oneshot(tower::Layer::layer(&layer, client()), req)
+        .await
+        .unwrap();
+    accepted.extensions().get::<ResumeToken>().unwrap().clone()
+}
+
+/// Google AIP-151 operations (two that succeed, one that fails) tracked by a fleet built from a
+/// Google layer, to their outcomes; an Azure operation's token given to that fleet is refused.
+async fn google_operations_reach_their_outcomes(store: Store) {
+    let sim = Simulator::start().await.unwrap();
+    let projects = ["p0", "p1", "bad"];
+    for project in projects {
+        let scenario = Scenario::new(Method::POST, instances(project), Monitor::GoogleOperation)
+            .retry_after(RetryAfter::Millis(20))
+            .completes_after_polls(2)
+            .resource_body(r#"{"name":"instance","state":"READY"}"#);
+        sim.add(if project == "bad" {
+            scenario.ending(Ending::Failed {
+                code: "3".into(),
+                message: "instance name is invalid".into(),
+            })
+        } else {
+            scenario
+        });
+    }
+    sim.add(
+        Scenario::new(
+            Method::POST,
+            "/vms/azure/start",
+            Monitor::AzureAsyncOperation,
+        )
+        .completes_after_polls(1),
+    );
+    let recorder = Recorder::default();
+    let fleet = fleet(
+        quick(store),
+        LongRunningLayer::with_dialect(Google::new()),
+        &recorder,
+    );
+
+    let mut ids = HashMap::new();
+    for project in projects {
+        let url = sim.url(&format!("{}?instanceId=i", instances(project)));
+        match fleet
+            .start(project, request(Method::POST, url))
+            .await
+            .unwrap()
+        {
+            Started::Tracked { id, response } => {
+                // Google answers 200 with an Operation that is not done.
+                assert_eq!(response.status(), 200, "{project}");
+                ids.insert(project, id.to_string());
+            }
+            other => panic!("{project} was not tracked: {other:?}"),
+        }
+    }
+    // A token of another dialect: the Google layer refuses it, and it is delivered at once.
+    let token = azure_token(&sim, "/vms/azure/start").await;
+    let azure_monitor = token
+        .monitor_url()
+        .parse::<http::Uri>()
+        .unwrap()
+        .path()
+        .to_owned();
+    let foreign = fleet.track("azure", token).await.unwrap();
+
+    let (stop, workers) = spawn_workers(&fleet, &["a", "b"]);
+    let records = recorder.wait_for(4, Duration::from_secs(40)).await;
+    stop_workers(stop, workers).await;
+
+    assert_eq!(records.len(), 4, "{records:#?}");
+    let by_key: HashMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
+    assert_eq!(
+        by_key.len(),
+        4,
+        "an outcome was delivered twice: {records:#?}"
+    );
+    for project in projects {
+        let record = by_key[project];
+        assert_eq!(record.id, ids[project], "{project}");
+        if project == "bad" {
+            assert_eq!(record.result, Err(ErrorKind::Failed), "{record:?}");
+            assert_eq!(record.code.as_deref(), Some("3"), "{record:?}");
+            assert!(!record.token, "the operation has ended: {record:?}");
+        } else {
+            assert_eq!(record.result, Ok(200), "{record:?}");
+            // The final response is the last Operation, done, with the resource.
+            assert!(record.body.contains(r#""done":true"#), "{record:?}");
+            assert!(record.body.contains(r#""state":"READY""#), "{record:?}");
+            assert_eq!(record.polls, Some(3), "two running answers, then done");
+        }
+        // The initial request reached the server once: workers only ever send GETs.
+        assert_eq!(
+            sim.count(&Method::POST, &instances(project)),
+            1,
+            "{project}"
+        );
+    }
+    let refused = by_key["azure"];
+    assert_eq!(refused.id, foreign.to_string());
+    assert_eq!(
+        refused.result,
+        Err(ErrorKind::InvalidResumeToken),
+        "{refused:?}"
+    );
+    assert_eq!(sim.count(&Method::POST, "/vms/azure/start"), 1);
+    assert_eq!(
+        sim.count(&Method::GET, &azure_monitor),
+        0,
+        "the foreign token was never polled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_google_operations_reach_their_outcomes_once() {
+    let dir = TempDir::new("sqlite");
+    let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
+    google_operations_reach_their_outcomes(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_google_operations_reach_their_outcomes_once() {
+    let pg = Postgres::start();
+    let store = Store::postgres(&pg.url()).await.unwrap();
+    google_operations_reach_their_outcomes(store).await;
 }
 
 /// Pushes a raw payload into the fleet's queue, as a buggy or hostile writer of the table would.

@@ -1,5 +1,6 @@
 //! Every built-in dialect's verdicts on arbitrary bodies (PROTOCOL §3, §9, §10): never a panic,
-//! and what they say obeys the rules every dialect keeps.
+//! and what they say obeys the rules every dialect keeps (a malformed verdict says why; an error
+//! code or message, from a verdict or from `error_detail`, is never `Some("")` or blank).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -13,7 +13,7 @@ use crate::dialect::{
     RequestHead, Start, Verdict,
 };
 use crate::protocol::headers;
-use crate::protocol::json::{number, text, utf8, Malformed, Text};
+use crate::protocol::json::{detail_text, number, text, utf8, Malformed, Text};
 
 /// Google's long-running operations (AIP-151) over REST/JSON: a method answers `200` with an
 /// `Operation` (`name`, `done`, `metadata`, and `response` or `error`), polled at
@@ -282,7 +282,17 @@ impl<'de> Visitor<'de> for OperationVisitor {
     }
 }
 
-/// `google.rpc.Status`: the integer `code` as its decimal text, and the message.
+/// `google.rpc.Code` as its decimal text, when it says something: proto3 JSON reads a member at
+/// its default as an absent one, so `0` (and an empty message) is no detail.
+fn rpc_code(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let code = raw.get();
+    code.parse::<i64>()
+        .is_ok_and(|code| code != 0)
+        .then_some(Cow::Borrowed(code))
+}
+
+/// `google.rpc.Status`: the integer `code` as its decimal text, and the message; a `0` code or
+/// an empty (or blank) message is absent.
 fn status_of(raw: &RawValue) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
     #[derive(Deserialize)]
     struct Status<'a> {
@@ -293,12 +303,8 @@ fn status_of(raw: &RawValue) -> (Option<Cow<'_, str>>, Option<Cow<'_, str>>) {
     }
     match serde_json::from_str::<Status<'_>>(raw.get()) {
         Ok(status) => (
-            status
-                .code
-                .map(RawValue::get)
-                .filter(|code| code.parse::<i64>().is_ok())
-                .map(Cow::Borrowed),
-            status.message.and_then(text),
+            status.code.and_then(rpc_code),
+            detail_text(status.message.and_then(text)),
         ),
         Err(_) => (None, None),
     }
@@ -362,13 +368,9 @@ fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(text_of)?;
     let inner: Inner<'_> = serde_json::from_str(envelope.error.get()).map_err(text_of)?;
     Ok(RestError {
-        code: inner
-            .code
-            .map(RawValue::get)
-            .filter(|code| code.parse::<i64>().is_ok())
-            .map(Cow::Borrowed),
-        message: inner.message.and_then(text),
-        status: inner.status.and_then(text),
+        code: inner.code.and_then(rpc_code),
+        message: detail_text(inner.message.and_then(text)),
+        status: detail_text(inner.status.and_then(text)),
     })
 }
 
@@ -520,6 +522,15 @@ mod tests {
                 r#"{"name":"operations/1","done":true,"error":{"code":5},"response":null}"#,
                 "failed FAILED/5/-",
             ),
+            // A `0` code and an empty message are proto3's defaults: no detail, still failed.
+            (
+                r#"{"name":"operations/1","done":true,"error":{"code":0,"message":""}}"#,
+                "failed FAILED/-/-",
+            ),
+            (
+                r#"{"name":"operations/1","done":true,"error":{"code":9,"message":"  "}}"#,
+                "failed FAILED/9/-",
+            ),
             (r#"{"name":"operations/1","done":null}"#, "running"),
             (
                 r#"{"name":"operations/1","done":true,"response":null}"#,
@@ -556,6 +567,19 @@ mod tests {
         assert_eq!(
             google.error_detail(&headers, Some(body)).code.as_deref(),
             Some("500")
+        );
+        // An empty `status` leaves the number to speak; a `0` code and an empty message are
+        // absent, as proto3 JSON reads a member at its default.
+        let body = br#"{"error":{"code":503,"message":"","status":""}}"#;
+        let detail = google.error_detail(&headers, Some(body));
+        assert_eq!(
+            (detail.code.as_deref(), detail.message.as_deref()),
+            (Some("503"), None)
+        );
+        let body = br#"{"error":{"code":0,"message":" ","status":" "}}"#;
+        assert_eq!(
+            google.error_detail(&headers, Some(body)),
+            Outcome::default()
         );
         assert_eq!(
             google.error_detail(&headers, Some(b"<html>")),

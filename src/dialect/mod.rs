@@ -81,7 +81,7 @@ pub mod google;
 ///         struct Job<'b> { #[serde(borrow)] state: Cow<'b, str> }
 ///         match serde_json::from_slice::<Job<'_>>(body) {
 ///             Ok(job) => {
-///                 seen.status(&job.state);
+///                 seen.state(&job.state);
 ///                 match &*job.state {
 ///                     "done" => Verdict::Done,
 ///                     "failed" => Verdict::Failed(Outcome::reported("failed")),
@@ -458,7 +458,7 @@ pub struct Observer<'l> {
 /// What the server reported while the operation ran.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
-    pub(crate) status: Option<String>,
+    pub(crate) state: Option<String>,
     pub(crate) percent_complete: Option<f64>,
     pub(crate) operation_id: Option<String>,
     pub(crate) operation_name: Option<String>,
@@ -466,8 +466,8 @@ pub(crate) struct Observed {
 
 impl Observer<'_> {
     /// The operation's status as the server spelled it.
-    pub fn status(&mut self, status: &str) {
-        remember(&mut self.ledger.status, status);
+    pub fn state(&mut self, state: &str) {
+        remember(&mut self.ledger.state, state);
     }
 
     /// How far along the operation is, in percent.

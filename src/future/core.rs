@@ -310,7 +310,9 @@ where
             let begin = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => op.on_initial(response),
-                    Poll::Ready(Err(e)) => Begin::Finish(Err(Error::service(e))),
+                    Poll::Ready(Err(e)) => {
+                        Begin::Finish(Err(Error::service_on("the initial request", e)))
+                    }
                     Poll::Pending => match op.clock.on_due(this.due.as_mut(), cx) {
                         Some(expired) => Begin::Finish(Err(expired)),
                         None => return Poll::Pending,
@@ -415,7 +417,10 @@ impl<S, D: Dialect> Operation<S, D> {
                 },
                 StageProj::Requesting { future } => match future.poll(cx) {
                     Poll::Ready(Ok(response)) => self.on_reply(ledger, response),
-                    Poll::Ready(Err(e)) => self.on_request_error(ledger, Error::service(e)),
+                    Poll::Ready(Err(e)) => {
+                        let failure = Error::service_on(self.request_name(ledger), e);
+                        self.on_request_error(ledger, failure)
+                    }
                     Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
                         Some(expired) => self.on_failed_request(ledger, expired),
                         None => return Poll::Pending,
@@ -515,7 +520,10 @@ impl<S, D: Dialect> Operation<S, D> {
                 let request = self.next_request(ledger);
                 Ok(self.service.call(request))
             }
-            Poll::Ready(Err(e)) => Err(Next::Finish(Err(Error::service(e)))),
+            Poll::Ready(Err(e)) => {
+                let failure = Error::service_on(self.request_name(ledger), e);
+                Err(Next::Finish(Err(failure)))
+            }
             Poll::Pending => match self.clock.on_due(due, cx) {
                 Some(expired) => Err(Next::Finish(Err(expired))),
                 None => return Poll::Pending,
@@ -555,7 +563,7 @@ impl<S, D: Dialect> Operation<S, D> {
         if matches!(ledger.target, Target::Cancel) {
             return Next::Finish(Err(error));
         }
-        self.on_transient(ledger, None, || error, None)
+        self.on_transient(ledger, None, |_| error, None)
     }
 
     /// Waits for the next request, draining `drain` meanwhile.

@@ -68,7 +68,7 @@ impl<M> Ledger<M> {
             monitor_url: self.url.clone(),
             polls: self.polls,
             elapsed,
-            status: self.observed.status.clone(),
+            state: self.observed.state.clone(),
             last_http_status: self.last_http_status,
             percent_complete: self.observed.percent_complete,
             operation_id: self.observed.operation_id.clone(),
@@ -105,7 +105,7 @@ impl<M> Ledger<M> {
             retries: self.retries,
             unhinted_waits: self.unhinted_waits,
             elapsed,
-            status: self.observed.status.as_deref(),
+            state: self.observed.state.as_deref(),
             cancel: self.cancel(dialect, original),
         })
     }

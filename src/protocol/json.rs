@@ -8,7 +8,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-/// `error { code, message }` of a failed or canceled operation.
+/// `error { code, message }` of a failed or canceled operation. A code or message that is empty
+/// or all whitespace is absent ([`detail_text`]), so that another source (the `x-ms-error-code`
+/// header) can speak.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct ErrorDetail<'a> {
     pub(crate) code: Option<Cow<'a, str>>,
@@ -47,8 +49,8 @@ pub(crate) fn error_detail<'de>(raw: &'de RawValue) -> ErrorDetail<'de> {
             let mut detail = ErrorDetail::default();
             while let Some(key) = map.next_key::<Text<'de>>()? {
                 match &*key.0 {
-                    "code" => detail.code = code(map.next_value()?),
-                    "message" => detail.message = text(map.next_value()?),
+                    "code" => detail.code = detail_text(code(map.next_value()?)),
+                    "message" => detail.message = detail_text(text(map.next_value()?)),
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -81,8 +83,8 @@ pub(crate) fn parse_error_envelope(body: &[u8]) -> ErrorDetail<'_> {
                         let detail = error_detail(map.next_value()?);
                         nested = (detail != ErrorDetail::default()).then_some(detail);
                     }
-                    "code" => top_level.code = code(map.next_value()?),
-                    "message" => top_level.message = text(map.next_value()?),
+                    "code" => top_level.code = detail_text(code(map.next_value()?)),
+                    "message" => top_level.message = detail_text(text(map.next_value()?)),
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
@@ -146,6 +148,12 @@ pub(crate) fn number(raw: &RawValue) -> Option<f64> {
     json.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 
+/// An error code or message as the service's detail: one that is empty or all whitespace says
+/// nothing, and is absent.
+pub(crate) fn detail_text(text: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    text.filter(|text| !text.trim().is_empty())
+}
+
 /// An error code: a string, or a number kept as its JSON text (Google's codes are integers).
 pub(crate) fn code(raw: &RawValue) -> Option<Cow<'_, str>> {
     let json = raw.get();
@@ -183,6 +191,16 @@ mod tests {
             detail(br#"{"error":{"code":404,"message":"gone","status":"NOT_FOUND"}}"#),
             some("404", "gone")
         );
+        // An `error` whose code is empty has no code; one with nothing but empty members leaves
+        // the top level to speak.
+        assert_eq!(
+            detail(br#"{"error":{"code":"","message":"m"}}"#),
+            (None, Some("m".to_owned()))
+        );
+        assert_eq!(
+            detail(br#"{"error":{"code":"  ","message":""},"code":"C","message":"M"}"#),
+            some("C", "M")
+        );
         // An `error` that is not an object leaves the top level to speak.
         assert_eq!(
             detail(br#"{"error":"boom","code":"C","message":"M"}"#),
@@ -195,6 +213,10 @@ mod tests {
             b"[{\"code\":\"X\"}]",
             b"\xff{}",
             b"{\"error\":{}}",
+            // Empty or blank codes and messages say nothing.
+            b"{\"error\":{\"code\":\"\",\"message\":\"\"}}",
+            b"{\"error\":{\"code\":\" \",\"message\":\"\\t\"}}",
+            b"{\"code\":\"\",\"message\":\"  \"}",
         ] {
             assert_eq!(
                 detail(body),

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_lro::{ErrorKind, OperationInfo};
-use tower_lro_fleet::Outcome;
+use tower_lro_fleet::Delivery;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -187,6 +187,8 @@ pub struct Record {
     pub result: Result<u16, ErrorKind>,
     pub polls: Option<u32>,
     pub body: String,
+    /// The error's code (the server's), if any.
+    pub code: Option<String>,
     /// Whether the error carried a resume token.
     pub token: bool,
 }
@@ -209,23 +211,23 @@ impl Recorder {
 
     pub fn handler(
         &self,
-    ) -> impl tower::Service<Outcome<Incoming>, Response = (), Error = BoxError, Future = impl Send>
+    ) -> impl tower::Service<Delivery<Incoming>, Response = (), Error = BoxError, Future = impl Send>
            + Clone
            + Send
            + Sync
            + 'static {
         let recorder = self.clone();
-        tower::service_fn(move |outcome: Outcome<Incoming>| {
+        tower::service_fn(move |delivery: Delivery<Incoming>| {
             let recorder = recorder.clone();
-            async move { recorder.record(outcome).await }
+            async move { recorder.record(delivery).await }
         })
     }
 
-    async fn record(&self, outcome: Outcome<Incoming>) -> Result<(), BoxError> {
+    async fn record(&self, delivery: Delivery<Incoming>) -> Result<(), BoxError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let id = outcome.id().to_string();
-        let key = outcome.key().to_owned();
-        let record = match outcome.into_result() {
+        let id = delivery.id().to_string();
+        let key = delivery.key().to_owned();
+        let record = match delivery.into_result() {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let polls = response
@@ -239,15 +241,17 @@ impl Recorder {
                     result: Ok(status),
                     polls,
                     body: String::from_utf8_lossy(&body).into_owned(),
+                    code: None,
                     token: false,
                 }
             }
             Err(error) => Record {
                 id,
                 key,
-                result: Err(*error.kind()),
+                result: Err(error.kind()),
                 polls: error.operation().map(|i| i.polls),
                 body: error.to_string(),
+                code: error.code().map(str::to_owned),
                 token: error.resume_token().is_some(),
             },
         };

@@ -100,7 +100,8 @@ impl AzureMonitor {
         }
     }
 
-    /// A monitor from a version 1 resume token's fields.
+    /// A monitor of `kind`, for the crate's tests and fuzz targets.
+    #[cfg(any(test, feature = "_fuzzing"))]
     pub(crate) fn from_parts(
         kind: Kind,
         location: Option<HeaderValue>,
@@ -205,7 +206,7 @@ impl Dialect for Azure {
             }
             (None, Some(Phase::Running)) => {
                 if let Some(state) = &state {
-                    seen.status(state);
+                    seen.state(state);
                 }
                 let monitor = AzureMonitor::of(Kind::Resource, request, &response.headers);
                 Opening::Follow(Follow::new(monitor, PollAt::OriginalUri))
@@ -250,7 +251,7 @@ impl Dialect for Azure {
             Ok(parsed) => parsed,
             Err(malformed) => return Verdict::Malformed(malformed.0),
         };
-        seen.status(&parsed.status);
+        seen.state(&parsed.status);
         if let Some(percent) = parsed.percent_complete {
             seen.percent_complete(percent);
         }
@@ -307,7 +308,7 @@ fn resource_verdict<'a>(
     };
     let state = resource.provisioning_state;
     if let Some(state) = &state {
-        seen.status(state);
+        seen.state(state);
     }
     match state.as_deref().map(Phase::of) {
         None | Some(Phase::Succeeded) => Verdict::Done,
@@ -475,6 +476,14 @@ mod tests {
         let head = Head::new(Method::PUT, URI);
         let plain = parts(200, &[("content-type", "application/json")]);
         let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
+        let coded = parts(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("x-ms-error-code", "FromHeader"),
+            ],
+        );
+        let created = parts(201, &[("x-ms-error-code", "FromHeader")]);
         #[rustfmt::skip]
         let rows: &[(&response::Parts, &str, &str)] = &[
             (&plain, r#"{"properties":{"provisioningState":"Succeeded"}}"#, "final"),
@@ -483,6 +492,11 @@ mod tests {
             (&plain, r#"{"properties":{"provisioningState":"Creating"}}"#, "follow AzureMonitor { kind: Resource, location: None, final_state_via: None } original"),
             (&plain, r#"{"provisioningState":"Failed","error":{"code":"Quota","message":"no"}}"#, "failed Failed/Quota/no"),
             (&plain, r#"{"provisioningState":"Cancelled"}"#, "canceled Cancelled/-/-"),
+            // An empty or blank code is no code: the header's is used.
+            (&coded, r#"{"provisioningState":"Failed","error":{"code":"","message":"no"}}"#, "failed Failed/FromHeader/no"),
+            (&created, r#"{"properties":{"provisioningState":"Failed"},"error":{"code":" ","message":""}}"#, "failed Failed/FromHeader/-"),
+            (&created, r#"{"provisioningState":"Canceled","error":{"code":""}}"#, "canceled Canceled/FromHeader/-"),
+            (&plain, r#"{"provisioningState":"Failed","error":{"code":"","message":""}}"#, "failed Failed/-/-"),
             (&plain, r#"{"provisioningState": 7}"#, "malformed"),
             (&plain, "{not json", "malformed"),
             (&plain, "[1, 2]", "final"),
@@ -545,6 +559,7 @@ mod tests {
         let put = Head::new(Method::PUT, URI);
         let post = Head::new(Method::POST, URI);
         let aao = monitor(Kind::AzureAsyncOperation);
+        let resource = monitor(Kind::Resource);
         let aao_with_location = AzureMonitor::from_parts(
             Kind::AzureAsyncOperation,
             Some(HeaderValue::from_static("/result")),
@@ -567,6 +582,11 @@ mod tests {
             (&put, &aao, &response, r#"{"status":"Failed","error":{"code":"Bad","message":"m"}}"#, "failed Failed/Bad/m"),
             (&put, &aao, &response, r#"{"status":"Failed"}"#, "failed Failed/FromHeader/-"),
             (&put, &aao, &response, r#"{"status":"canceled"}"#, "canceled canceled/FromHeader/-"),
+            // An empty or blank code or message is absent: the header's code is used.
+            (&put, &aao, &response, r#"{"status":"Failed","error":{"code":""}}"#, "failed Failed/FromHeader/-"),
+            (&put, &aao, &response, r#"{"status":"Failed","error":{"code":"  ","message":"m"}}"#, "failed Failed/FromHeader/m"),
+            (&put, &aao, &response, r#"{"status":"Canceled","error":{"code":"","message":""}}"#, "canceled Canceled/FromHeader/-"),
+            (&put, &resource, &response, r#"{"properties":{"provisioningState":"Failed"},"error":{"code":""}}"#, "failed Failed/FromHeader/-"),
             (&put, &aao, &response, r#"{"percentComplete":5}"#, "malformed"),
             (&put, &aao, &response, "", "malformed"),
         ];
@@ -625,7 +645,7 @@ mod tests {
                 },
             );
             assert_eq!(table::verdict(&verdict), expected, "{body}");
-            assert_eq!(observed.status.as_deref(), status, "{body}");
+            assert_eq!(observed.state.as_deref(), status, "{body}");
         }
         let mut observed = Observed::default();
         let body = br#"{"status":"InProgress","percentComplete":40,"id":"/ops/1","name":"1"}"#;
@@ -638,7 +658,7 @@ mod tests {
                 ledger: &mut observed,
             },
         );
-        assert_eq!(observed.status.as_deref(), Some("InProgress"));
+        assert_eq!(observed.state.as_deref(), Some("InProgress"));
         assert_eq!(observed.percent_complete, Some(40.0));
         assert_eq!(observed.operation_id.as_deref(), Some("/ops/1"));
         assert_eq!(observed.operation_name.as_deref(), Some("1"));

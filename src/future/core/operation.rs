@@ -138,7 +138,7 @@ impl<S, D: Dialect> Operation<S, D> {
         ledger.polls = resumption.polls;
         ledger.retries = resumption.retries;
         ledger.unhinted_waits = resumption.unhinted_waits;
-        ledger.observed.status = resumption.status;
+        ledger.observed.state = resumption.state;
         self.trace(&ledger);
         if matches!(ledger.target, Target::Poll) {
             self.poll_budget(&ledger)
@@ -193,10 +193,9 @@ impl<S, D: Dialect> Operation<S, D> {
         next_poll_in: Option<Duration>,
         finished: bool,
     ) {
-        let sender = self.progress.as_ref().filter(|p| p.is_observed());
-        if sender.is_none() && self.config.on_poll.is_none() {
+        let Some(sender) = self.progress.as_ref().filter(|p| p.is_observed()) else {
             return;
-        }
+        };
         let elapsed = self.clock.elapsed();
         let progress = Progress {
             operation: ledger.info(elapsed),
@@ -204,12 +203,7 @@ impl<S, D: Dialect> Operation<S, D> {
             finished,
             resume_token: ledger.token(&self.dialect, &self.original, elapsed),
         };
-        if let Some(hook) = &self.config.on_poll {
-            (hook.0)(&progress);
-        }
-        if let Some(sender) = sender {
-            sender.send(progress);
-        }
+        sender.send(progress);
     }
 
     /// The future is about to complete with `result`.

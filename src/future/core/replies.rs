@@ -2,6 +2,7 @@
 //! with the answer, or retry within the bounds.
 
 use super::*;
+use crate::protocol::json::detail_text;
 
 impl<S, D: Dialect> Operation<S, D> {
     /// An answer arrived: the dialect judges it by what was asked.
@@ -55,7 +56,7 @@ impl<S, D: Dialect> Operation<S, D> {
             }
             Verdict::Transient => {
                 let hint = self.dialect.wait_hint(&parts.headers);
-                let failure = move || unexpected(parts, "a poll", None, Outcome::default());
+                let failure = move |op: &Self| op.unexpected("a poll", parts, None);
                 self.on_transient(ledger, hint, failure, Some(body))
             }
             Verdict::Unexpected => {
@@ -78,7 +79,7 @@ impl<S, D: Dialect> Operation<S, D> {
             FinalReply::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
             FinalReply::Transient if !self.transient_exhausted(ledger) => {
                 let hint = self.dialect.wait_hint(&parts.headers);
-                let failure = move || unexpected(parts, "the final GET", None, Outcome::default());
+                let failure = move |op: &Self| op.unexpected("the final GET", parts, None);
                 self.on_transient(ledger, hint, failure, Some(body))
             }
             FinalReply::Transient | FinalReply::Unexpected => {
@@ -184,7 +185,7 @@ impl<S, D: Dialect> Operation<S, D> {
         #[cfg(feature = "tracing")]
         tracing::debug!(
             parent: &self.span,
-            status = ledger.observed.status.as_deref(),
+            state = ledger.observed.state.as_deref(),
             percent_complete = ledger.observed.percent_complete,
             http_status = ledger.last_http_status.map(|s| s.as_u16()),
             polls = ledger.polls,
@@ -216,12 +217,12 @@ impl<S, D: Dialect> Operation<S, D> {
         &mut self,
         ledger: &mut Ledger<D::Monitor>,
         hint: Option<Duration>,
-        failure: impl FnOnce() -> Error,
+        failure: impl FnOnce(&Self) -> Error,
         drain: Option<B>,
     ) -> Next<B> {
         ledger.retries = ledger.retries.saturating_add(1);
         if ledger.retries > self.config.max_transient_retries {
-            return Next::Finish(Err(failure()));
+            return Next::Finish(Err(failure(self)));
         }
         if matches!(ledger.target, Target::Poll) {
             if let Err(e) = self.poll_budget(ledger) {
@@ -236,7 +237,7 @@ impl<S, D: Dialect> Operation<S, D> {
         tracing::warn!(
             parent: &self.span,
             attempt = ledger.retries,
-            error = %failure(),
+            error = %failure(self),
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             "transient failure while following an operation; retrying"
         );
@@ -256,7 +257,7 @@ impl<S, D: Dialect> Operation<S, D> {
         if self.clock.past_deadline() || matches!(ledger.target, Target::Cancel) {
             return Next::Finish(Err(failure));
         }
-        self.on_transient(ledger, None, || failure, None)
+        self.on_transient(ledger, None, |_| failure, None)
     }
 
     /// Starts reading an answer's body, unless its declared length is already over the limit.
@@ -353,17 +354,13 @@ impl<S, D: Dialect> Operation<S, D> {
             }
             Verdict::Transient => {
                 let hint = self.dialect.wait_hint(&parts.headers);
-                let failure = move || unexpected(parts, "a poll", Some(bytes), Outcome::default());
+                let failure = move |op: &Self| op.unexpected("a poll", parts, Some(bytes));
                 return self.on_transient(ledger, hint, failure, None);
             }
             Verdict::Failed(outcome) => ended(ErrorKind::Failed, outcome),
             Verdict::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
             Verdict::Unexpected => {
-                let outcome = self
-                    .dialect
-                    .error_detail(&parts.headers, Some(&bytes))
-                    .into_owned();
-                return Next::Finish(Err(unexpected(parts, "a poll", Some(bytes), outcome)));
+                return Next::Finish(Err(self.unexpected("a poll", parts, Some(bytes))));
             }
             Verdict::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
         };
@@ -402,6 +399,21 @@ impl<S, D: Dialect> Operation<S, D> {
         self.detailed(answer, what, parts, body)
     }
 
+    /// An answer the protocol does not allow here (`what` names the request), with the
+    /// dialect's reading of its details. Built only when it ends the operation (or is logged).
+    pub(super) fn unexpected(
+        &self,
+        what: &str,
+        parts: response::Parts,
+        body: Option<Bytes>,
+    ) -> Error {
+        let what = format!("{what} answered {}", parts.status);
+        self.detailed(Answer::unexpected(), what, parts, body)
+    }
+
+    /// Every error of an answer that ended the operation is assembled here: the outcome's code
+    /// and message, else the dialect's [`Dialect::error_detail`] of the answer, never another
+    /// dialect's.
     pub(super) fn detailed(
         &self,
         answer: Answer,
@@ -410,6 +422,9 @@ impl<S, D: Dialect> Operation<S, D> {
         body: Option<Bytes>,
     ) -> Error {
         let Answer { kind, mut outcome } = answer;
+        // A blank code or message says nothing: the dialect's reading of the answer may.
+        outcome.code = detail_text(outcome.code.take());
+        outcome.message = detail_text(outcome.message.take());
         if outcome.code.is_none() && outcome.message.is_none() {
             let detail = self
                 .dialect
@@ -439,23 +454,4 @@ impl Answer {
             outcome: outcome.into_owned(),
         }
     }
-}
-
-/// An answer the protocol does not allow, as an error built only when it ends the operation.
-pub(super) fn unexpected(
-    parts: response::Parts,
-    what: &str,
-    body: Option<Bytes>,
-    outcome: Outcome<'static>,
-) -> Error {
-    let what = format!("{what} answered {}", parts.status);
-    let detail = match (&outcome.code, &outcome.message, &body) {
-        (None, None, body) => {
-            crate::dialect::envelope::envelope(&parts.headers, body.as_deref()).into_owned()
-        }
-        _ => outcome,
-    };
-    Error::new(ErrorKind::UnexpectedStatus, what)
-        .with_outcome(detail)
-        .with_response(parts.status, parts.headers, body)
 }

@@ -5,34 +5,34 @@ use tower_lro::{Error, ResponseBody};
 
 use crate::job::OperationId;
 
-/// The end of one tracked operation, handed to the fleet's handler: its
-/// [`id`](Outcome::id), the [`key`](Outcome::key) it was tracked under, and the final response
-/// or the typed error, exactly as `LongRunning` would have resolved.
+/// The end of one tracked operation, delivered to the fleet's handler: its
+/// [`id`](Delivery::id), the [`key`](Delivery::key) it was tracked under, and the final
+/// response or the typed error, exactly as `LongRunning` would have resolved.
 ///
 /// ```
-/// use tower_lro_fleet::Outcome;
+/// use tower_lro_fleet::Delivery;
 ///
-/// fn describe<B>(outcome: &Outcome<B>) -> String {
-///     match outcome.result() {
-///         Ok(response) => format!("{} {}: {}", outcome.id(), outcome.key(), response.status()),
-///         Err(error) => format!("{} {}: {error}", outcome.id(), outcome.key()),
+/// fn describe<B>(delivery: &Delivery<B>) -> String {
+///     match delivery.result() {
+///         Ok(response) => format!("{} {}: {}", delivery.id(), delivery.key(), response.status()),
+///         Err(error) => format!("{} {}: {error}", delivery.id(), delivery.key()),
 ///     }
 /// }
 /// ```
 #[derive(Debug)]
-pub struct Outcome<B> {
+pub struct Delivery<B> {
     id: OperationId,
     key: String,
     result: Result<Response<ResponseBody<B>>, Error>,
 }
 
-impl<B> Outcome<B> {
+impl<B> Delivery<B> {
     pub(crate) fn new(
         id: OperationId,
         key: String,
         result: Result<Response<ResponseBody<B>>, Error>,
     ) -> Self {
-        Outcome { id, key, result }
+        Delivery { id, key, result }
     }
 
     /// The operation's identity: the same on every delivery of this operation's outcome.
@@ -59,8 +59,8 @@ impl<B> Outcome<B> {
     /// Takes everything: the id, the key and the result.
     ///
     /// ```
-    /// # fn run<B>(outcome: tower_lro_fleet::Outcome<B>) {
-    /// let (id, key, result) = outcome.into_parts();
+    /// # fn run<B>(delivery: tower_lro_fleet::Delivery<B>) {
+    /// let (id, key, result) = delivery.into_parts();
     /// # }
     /// ```
     pub fn into_parts(
