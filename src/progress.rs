@@ -13,7 +13,7 @@
 //!     if let Some(progress) = updates.borrow_and_update().as_ref() {
 //!         println!(
 //!             "{:?} {:?}% after {} polls",
-//!             progress.operation.status, progress.operation.percent_complete, progress.operation.polls
+//!             progress.operation.state, progress.operation.percent_complete, progress.operation.polls
 //!         );
 //!     }
 //! }

@@ -423,7 +423,7 @@ mod custom_dialect {
             }
             match serde_json::from_slice::<Job<'_>>(body) {
                 Ok(job) => {
-                    seen.status(&job.state);
+                    seen.state(&job.state);
                     match &*job.state {
                         "done" => Verdict::Done,
                         "failed" => Verdict::Failed(Outcome::reported("failed")),
@@ -534,7 +534,7 @@ mod custom_dialect {
             "the dialect's name, by default"
         );
         assert_eq!(info.polls, 3);
-        assert_eq!(info.status.as_deref(), Some("done"));
+        assert_eq!(info.state.as_deref(), Some("done"));
         let body = response.text().await.unwrap();
         assert_eq!(body, r#"{"state":"done","result":{"job":1,"rows":42}}"#);
         // One call for the middlewares before; every round trip for those after.
