@@ -115,10 +115,9 @@ pub fn monitor_of(
 /// rules are: a malformed verdict explains itself, and an error code or message is never empty
 /// or all whitespace: such a one is absent).
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
-    use crate::dialect::azure::AzureMonitor;
-    use crate::dialect::google::GoogleMonitor;
+    use crate::dialect::azure::{Azure, AzureMonitor};
+    use crate::dialect::google::{Google, GoogleMonitor};
     use crate::dialect::{Dialect, Observer, Opening, Outcome, Verdict};
-    use crate::{Azure, Google};
 
     fn check_outcome(outcome: &Outcome<'_>) -> Result<(), String> {
         let blank = |text: &Option<std::borrow::Cow<'_, str>>| {

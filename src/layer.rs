@@ -34,7 +34,7 @@ use crate::service::LongRunning;
 /// | [`max_transient_retries`](Self::max_transient_retries) | 8 | rides out a couple of minutes of 503s or resets without losing the operation |
 /// | [`max_status_body`](Self::max_status_body) | 1 MiB | status bodies are a few hundred bytes and resources a few KiB; bounds memory per operation |
 /// | origins | same origin only | monitor URLs come from the network; see [`allow_origin`](Self::allow_origin) |
-/// | [`follow_created_location`](Self::follow_created_location) | off | a `201` with `Location` is HTTP's ordinary "created here" |
+/// | [`Azure::follow_created_location`] | off | a `201` with `Location` is HTTP's ordinary "created here" (an option of the dialect: `LongRunningLayer::with_dialect(Azure::new().follow_created_location(true))`) |
 ///
 /// # Example
 ///
@@ -73,14 +73,6 @@ impl LongRunningLayer {
     /// A layer with the defaults listed above, following Azure's protocol.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Also follow a `201 Created` that carries only `Location`, as the Azure SDKs do for
-    /// operations their specs mark long-running. Off by default: for plain HTTP it means "created
-    /// there", not "poll there". The same as [`Azure::follow_created_location`].
-    pub fn follow_created_location(mut self, follow: bool) -> Self {
-        self.dialect = self.dialect.follow_created_location(follow);
-        self
     }
 }
 

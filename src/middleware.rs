@@ -11,10 +11,10 @@ use reqwest_middleware::{Error, Middleware, Next};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::dialect::azure::Azure;
 use crate::dialect::Dialect;
 use crate::layer::LongRunningLayer;
 use crate::reqwest::http_response;
-use crate::Azure;
 
 /// [`LongRunningLayer`] as a `reqwest_middleware::Middleware` (reqwest-middleware 0.5, over
 /// reqwest 0.13): a `reqwest_middleware::ClientWithMiddleware` built with it follows

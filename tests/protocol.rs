@@ -379,7 +379,7 @@ async fn created_with_only_location_is_followed_when_the_builder_opts_in() {
     })
     .await;
     let response = send(
-        LongRunningLayer::new().follow_created_location(true),
+        LongRunningLayer::with_dialect(tower_lro::Azure::new().follow_created_location(true)),
         request(Method::POST, &server.url("/things/a/items"), r#"{"n":1}"#),
     )
     .await

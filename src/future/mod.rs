@@ -264,7 +264,7 @@ where
                     ready!(service.poll_ready(cx)).map_err(Error::service)?;
                     let Some(request) = request.take() else {
                         return Poll::Ready(Err(Error::new(
-                            crate::ErrorKind::PolledAfterCompletion,
+                            crate::error::ErrorKind::PolledAfterCompletion,
                             "",
                         )));
                     };
