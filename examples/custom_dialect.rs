@@ -1,14 +1,16 @@
 //! A dialect of your own: a toy job API answers `202 Accepted` with an `X-Job-Status` URL, which
 //! answers `200` with `{"state": "running" | "done" | "failed", ...}`; the last answer is the
-//! result. One `impl Dialect` (the same as in the `Dialect` trait's documentation) and the layer
-//! follows it with every guarantee it gives Azure and Google: the request sent once, only GETs
-//! repeated, bounds, origin policy, progress and tokens.
+//! result. One `impl Dialect` of three methods (the `Dialect` trait's example, plus progress) and
+//! the layer follows it with every guarantee it gives Azure and Google: the request sent once,
+//! only GETs repeated, bounds, origin policy, progress and tokens.
 //!
 //! ```text
 //! cargo run --example custom_dialect
 //! ```
 //!
-//! The job API is a tiny axum server on 127.0.0.1, in this file.
+//! The job API is a tiny axum server on 127.0.0.1, in this file. The dialect's unit tests, at the
+//! end, need no server: they use `tower_lro::dialect::testing` (`tests/custom_dialect.rs` runs
+//! them).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,13 +26,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::dialect::{
-    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+    Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt, RequestHead, Verdict,
 };
 use tower_lro::{LongRunningLayer, OperationInfo};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The toy API's protocol.
+/// The toy API's protocol. Everything else (which poll answers to read, which are worth
+/// retrying, the final GET, error details) is the `Dialect` trait's default.
 #[derive(Debug, Clone, Default)]
 struct JobStatus;
 
@@ -41,32 +44,20 @@ impl Dialect for JobStatus {
         "x-job-status"
     }
 
-    fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
-        match res.headers.get("x-job-status") {
-            Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
-            _ => Start::NotLongRunning,
-        }
-    }
-
-    fn start_with_body<'a>(
+    fn initial_head<'a>(
         &self,
         _: &RequestHead<'_>,
-        _: &'a response::Parts,
-        _: &'a [u8],
-        _: &mut Observer<'_>,
-    ) -> Opening<'a, ()> {
-        Opening::Final // `start` never asks for the body
-    }
-
-    fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
-        match res.status.as_u16() {
-            200 => Reply::ReadBody,
-            429 | 500..=599 => Reply::Verdict(Verdict::Transient),
-            _ => Reply::Verdict(Verdict::Unexpected),
+        res: &'a response::Parts,
+    ) -> InitialHead<'a, ()> {
+        match res.headers.get("x-job-status") {
+            Some(url) if res.status == 202 => {
+                InitialHead::Follow(Follow::new((), PollAt::url(url)))
+            }
+            _ => InitialHead::NotLongRunning,
         }
     }
 
-    fn verdict<'a>(
+    fn status_body<'a>(
         &self,
         _: &mut (),
         _: &RequestHead<'_>,
@@ -89,7 +80,7 @@ impl Dialect for JobStatus {
                 }
                 match &*job.state {
                     "done" => Verdict::Done,
-                    "failed" => Verdict::Failed(Outcome::reported("failed")),
+                    "failed" => Verdict::Failed(ErrorDetail::reported("failed")),
                     _ => Verdict::Running { moved: None },
                 }
             }
@@ -156,4 +147,63 @@ async fn main() -> Result<(), BoxError> {
         String::from_utf8_lossy(&body)
     );
     Ok(())
+}
+
+/// The dialect's decisions, one response at a time, without a server.
+#[cfg(test)]
+mod tests {
+    use tower_lro::dialect::testing::{self, Recorder};
+    use tower_lro::dialect::StatusHead;
+
+    use super::*;
+
+    #[test]
+    fn a_202_naming_a_status_url_is_followed() -> Result<(), http::Error> {
+        let request = Request::post("http://jobs.example/jobs").body(())?;
+        let head = testing::request_head(&request);
+        let accepted = testing::response_head(202, &[("x-job-status", "/jobs/1/status")])?;
+        match JobStatus.initial_head(&head, &accepted) {
+            InitialHead::Follow(follow) => {
+                assert_eq!(follow.poll_at(), &PollAt::url(&"/jobs/1/status".parse()?));
+            }
+            other => panic!("not followed: {other:?}"),
+        }
+        for (status, headers) in [(200, &[("x-job-status", "/jobs/1/status")][..]), (202, &[])] {
+            let response = testing::response_head(status, headers)?;
+            let verdict = JobStatus.initial_head(&head, &response);
+            assert!(matches!(verdict, InitialHead::NotLongRunning), "{status}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn status_bodies_say_where_the_job_stands() -> Result<(), http::Error> {
+        let request = Request::post("http://jobs.example/jobs").body(())?;
+        let head = testing::request_head(&request);
+        let ok = testing::response_head(200, &[("content-type", "application/json")])?;
+        assert!(matches!(
+            JobStatus.status_head(&(), &ok),
+            StatusHead::ReadBody
+        ));
+        let judge = |body: &'static str, seen: &mut Recorder| {
+            JobStatus.status_body(&mut (), &head, &ok, body.as_bytes(), &mut seen.observer())
+        };
+        let mut seen = Recorder::new();
+        let verdict = judge(r#"{"state":"running","percent":33}"#, &mut seen);
+        assert!(matches!(verdict, Verdict::Running { moved: None }));
+        assert_eq!(seen.state(), Some("running"));
+        assert_eq!(seen.percent_complete(), Some(33.0));
+        assert!(matches!(
+            judge(r#"{"state":"done"}"#, &mut seen),
+            Verdict::Done
+        ));
+        assert_eq!(seen.state(), Some("done"));
+        match judge(r#"{"state":"failed"}"#, &mut seen) {
+            Verdict::Failed(detail) => assert_eq!(detail.reported.as_deref(), Some("failed")),
+            other => panic!("not failed: {other:?}"),
+        }
+        let verdict = judge("<html>", &mut Recorder::new());
+        assert!(matches!(verdict, Verdict::Malformed(_)));
+        Ok(())
+    }
 }

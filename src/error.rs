@@ -211,9 +211,9 @@ impl Error {
 
     /// The service's code and message from what it said about the operation. A code or message
     /// that is empty or all whitespace (a dialect's own reading may give one) is absent.
-    pub(crate) fn with_outcome(self, outcome: crate::dialect::Outcome<'_>) -> Error {
+    pub(crate) fn with_error_detail(self, detail: crate::dialect::ErrorDetail<'_>) -> Error {
         let owned = |text| crate::protocol::json::detail_text(text).map(Cow::into_owned);
-        self.with_detail(owned(outcome.code), owned(outcome.message))
+        self.with_detail(owned(detail.code), owned(detail.message))
     }
 
     pub(crate) fn with_operation(mut self, operation: OperationInfo) -> Error {

@@ -108,8 +108,8 @@ pub fn monitor_of(
     }
 }
 
-/// Every built-in dialect's verdict on `body` as the initial response's and as a poll answer's
-/// body, and its `error_detail` of `body` as an answer that ended an operation, each with and
+/// Every built-in dialect's verdict on `body` as the initial response's (Azure's with and
+/// without a monitor named by the head) and as a poll answer's body, and its `error_detail` of `body` as an answer that ended an operation, each with and
 /// without a blank `x-ms-error-code` header; `Err` where a verdict broke a rule every dialect
 /// keeps (a final response that is not the body the dialect was given cannot happen here, so the
 /// rules are: a malformed verdict explains itself, and an error code or message is never empty
@@ -117,17 +117,18 @@ pub fn monitor_of(
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
     use crate::dialect::azure::{Azure, AzureMonitor};
     use crate::dialect::google::{Google, GoogleMonitor};
-    use crate::dialect::{Dialect, Observer, Opening, Outcome, Verdict};
+    use crate::dialect::testing::{request_head, response_head, Recorder};
+    use crate::dialect::{Dialect, ErrorDetail, Follow, InitialBody, PollAt, Verdict};
 
-    fn check_outcome(outcome: &Outcome<'_>) -> Result<(), String> {
+    fn check_detail(detail: &ErrorDetail<'_>) -> Result<(), String> {
         let blank = |text: &Option<std::borrow::Cow<'_, str>>| {
             text.as_deref().is_some_and(|text| text.trim().is_empty())
         };
-        if blank(&outcome.code) {
-            return Err(format!("an empty error code: {:?}", outcome.code));
+        if blank(&detail.code) {
+            return Err(format!("an empty error code: {:?}", detail.code));
         }
-        if blank(&outcome.message) {
-            return Err(format!("an empty error message: {:?}", outcome.message));
+        if blank(&detail.message) {
+            return Err(format!("an empty error message: {:?}", detail.message));
         }
         Ok(())
     }
@@ -136,61 +137,64 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
             Verdict::Malformed(why) if why.is_empty() => {
                 Err("a malformed verdict without why".into())
             }
-            Verdict::Failed(o) | Verdict::Canceled(o) => check_outcome(o),
+            Verdict::Failed(o) | Verdict::Canceled(o) => check_detail(o),
             _ => Ok(()),
         }
     }
-    fn check_opening<M>(opening: &Opening<'_, M>) -> Result<(), String> {
-        match opening {
-            Opening::Malformed(why) if why.is_empty() => {
-                Err("a malformed opening without why".into())
+    fn check_initial<M>(verdict: &InitialBody<'_, M>) -> Result<(), String> {
+        match verdict {
+            InitialBody::Malformed(why) if why.is_empty() => {
+                Err("a malformed initial body verdict without why".into())
             }
-            Opening::Failed(o) | Opening::Canceled(o) => check_outcome(o),
+            InitialBody::Failed(o) | InitialBody::Canceled(o) => check_detail(o),
             _ => Ok(()),
         }
     }
 
-    let (method, uri) = (Method::POST, Uri::from_static("https://a.example/v1/x"));
-    let (headers, extensions) = (HeaderMap::new(), http::Extensions::new());
-    let head = crate::dialect::RequestHead {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        extensions: &extensions,
-    };
-    let mut observed = crate::dialect::Observed::default();
-    let mut seen = Observer {
-        ledger: &mut observed,
-    };
+    let request = http::Request::post("https://a.example/v1/x")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    let head = request_head(&request);
+    let mut recorder = Recorder::new();
+    let mut seen = recorder.observer();
     let mut google_monitor: GoogleMonitor =
         serde_json::from_str(r#"{"name":"operations/1"}"#).map_err(|e| e.to_string())?;
-    for error_code in [None, Some(" ")] {
-        let mut response = http::Response::builder()
-            .status(200)
-            .header("content-type", "application/json");
-        if let Some(code) = error_code {
-            response = response.header("x-ms-error-code", code);
+    for error_code in [&[][..], &[("x-ms-error-code", " ")][..]] {
+        let headers = [&[("content-type", "application/json")][..], error_code].concat();
+        let response = response_head(200, &headers).map_err(|e| e.to_string())?;
+        let named = || {
+            let monitor = AzureMonitor::from_parts(Kind::AzureAsyncOperation, None, None);
+            Follow::new(monitor, PollAt::Reference(b"/op"[..].into()))
+        };
+        for otherwise in [None, Some(named())] {
+            check_initial(
+                &Azure::new().initial_body(&head, &response, body, otherwise, &mut seen),
+            )?;
         }
-        let response = response.body(()).map_err(|e| e.to_string())?.into_parts().0;
-        check_opening(&Azure::new().start_with_body(&head, &response, body, &mut seen))?;
-        check_opening(&Google::new().start_with_body(&head, &response, body, &mut seen))?;
+        check_initial(&Google::new().initial_body(&head, &response, body, None, &mut seen))?;
         for kind in [
             Kind::AzureAsyncOperation,
             Kind::OperationLocation,
             Kind::Resource,
         ] {
             let mut monitor = AzureMonitor::from_parts(kind, None, None);
-            check_verdict(&Azure::new().verdict(&mut monitor, &head, &response, body, &mut seen))?;
+            check_verdict(&Azure::new().status_body(
+                &mut monitor,
+                &head,
+                &response,
+                body,
+                &mut seen,
+            ))?;
         }
-        check_verdict(&Google::new().verdict(
+        check_verdict(&Google::new().status_body(
             &mut google_monitor,
             &head,
             &response,
             body,
             &mut seen,
         ))?;
-        check_outcome(&Azure::new().error_detail(&response.headers, Some(body)))?;
-        check_outcome(&Google::new().error_detail(&response.headers, Some(body)))?;
+        check_detail(&Azure::new().error_detail(&response.headers, Some(body)))?;
+        check_detail(&Google::new().error_detail(&response.headers, Some(body)))?;
     }
     Ok(())
 }

@@ -364,7 +364,8 @@ mod custom_dialect {
     use axum::Router;
     use http::{response, Method};
     use tower_lro::dialect::{
-        Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+        Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt, RequestHead, StatusHead,
+        Verdict,
     };
     use tower_lro::{
         ErrorKind, LongRunningLayer, LongRunningMiddleware, OperationInfo, Polling, ResumeToken,
@@ -383,32 +384,28 @@ mod custom_dialect {
             "x-job-status"
         }
 
-        fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
-            match res.headers.get("x-job-status") {
-                Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
-                _ => Start::NotLongRunning,
-            }
-        }
-
-        fn start_with_body<'a>(
+        fn initial_head<'a>(
             &self,
             _: &RequestHead<'_>,
-            _: &'a response::Parts,
-            _: &'a [u8],
-            _: &mut Observer<'_>,
-        ) -> Opening<'a, ()> {
-            Opening::Final // `start` never asks for the body
-        }
-
-        fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
-            match res.status.as_u16() {
-                200 => Reply::ReadBody,
-                429 | 500..=599 => Reply::Verdict(Verdict::Transient),
-                _ => Reply::Verdict(Verdict::Unexpected),
+            res: &'a response::Parts,
+        ) -> InitialHead<'a, ()> {
+            match res.headers.get("x-job-status") {
+                Some(url) if res.status == 202 => {
+                    InitialHead::Follow(Follow::new((), PollAt::url(url)))
+                }
+                _ => InitialHead::NotLongRunning,
             }
         }
 
-        fn verdict<'a>(
+        fn status_head<'a>(&self, _: &(), res: &'a response::Parts) -> StatusHead<'a> {
+            match res.status.as_u16() {
+                200 => StatusHead::ReadBody,
+                429 | 500..=599 => StatusHead::Judged(Verdict::Transient),
+                _ => StatusHead::Judged(Verdict::Unexpected),
+            }
+        }
+
+        fn status_body<'a>(
             &self,
             _: &mut (),
             _: &RequestHead<'_>,
@@ -426,7 +423,7 @@ mod custom_dialect {
                     seen.state(&job.state);
                     match &*job.state {
                         "done" => Verdict::Done,
-                        "failed" => Verdict::Failed(Outcome::reported("failed")),
+                        "failed" => Verdict::Failed(ErrorDetail::reported("failed")),
                         _ => Verdict::Running { moved: None },
                     }
                 }

@@ -216,6 +216,40 @@ async fn initial_201_with_failed_provisioning_state_is_a_failed_error_without_po
     assert_eq!(trail.len(), 1);
 }
 
+/// A 201 that names a monitor but whose body is too large to judge (streamed, no length) is
+/// followed by that monitor: the head's verdict stands when its body cannot settle anything.
+#[tokio::test(start_paused = true)]
+async fn initial_201_with_a_monitor_and_a_body_too_large_to_judge_follows_the_monitor() {
+    let padded = format!(r#"{{"pad":"{}"}}"#, "x".repeat(8 * 1024));
+    let server = RawServer::start_with_body(move |n, _| {
+        let response = match n {
+            0 => channel_json(201, &[("azure-asyncoperation", "/ops/1")], &padded),
+            1 => channel_json(200, &[], r#"{"status":"Succeeded"}"#),
+            _ => channel_json(200, &[], r#"{"id":"a"}"#),
+        };
+        async move { response }
+    })
+    .await;
+    let response = send(
+        LongRunningLayer::new().max_status_body(1024),
+        request(Method::PUT, &server.url("/things/a"), r#"{"size":3}"#),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(info(&response).monitor, "azure-async-operation");
+    assert_eq!(text(response).await, r#"{"id":"a"}"#);
+    let trail = trail(&server.seen());
+    assert_eq!(
+        trail,
+        owned(&[
+            (Method::PUT, "/things/a"),
+            (Method::GET, "/ops/1"),
+            (Method::GET, "/things/a"),
+        ])
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn initial_200_with_top_level_canceled_state_is_a_canceled_error_without_polling() {
     let server = RawServer::start(|_, _| {

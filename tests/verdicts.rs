@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_lro::dialect::{
-    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+    Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt, RequestHead, StatusHead, Verdict,
 };
 use tower_lro::{Error, ErrorKind, LongRunningLayer, OperationInfo, Polling, ResumeToken};
 
@@ -596,32 +596,28 @@ impl Dialect for OwnDetail {
         "own-detail"
     }
 
-    fn start<'a>(&self, _: &RequestHead<'_>, res: &'a http::response::Parts) -> Start<'a, ()> {
-        match res.headers.get("x-job") {
-            Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
-            _ => Start::NotLongRunning,
-        }
-    }
-
-    fn start_with_body<'a>(
+    fn initial_head<'a>(
         &self,
         _: &RequestHead<'_>,
-        _: &'a http::response::Parts,
-        _: &'a [u8],
-        _: &mut Observer<'_>,
-    ) -> Opening<'a, ()> {
-        Opening::Final
-    }
-
-    fn poll<'a>(&self, _: &(), res: &'a http::response::Parts) -> Reply<'a> {
-        match res.status.as_u16() {
-            200 => Reply::ReadBody,
-            503 => Reply::Verdict(Verdict::Transient),
-            _ => Reply::Verdict(Verdict::Unexpected),
+        res: &'a http::response::Parts,
+    ) -> InitialHead<'a, ()> {
+        match res.headers.get("x-job") {
+            Some(url) if res.status == 202 => {
+                InitialHead::Follow(Follow::new((), PollAt::url(url)))
+            }
+            _ => InitialHead::NotLongRunning,
         }
     }
 
-    fn verdict<'a>(
+    fn status_head<'a>(&self, _: &(), res: &'a http::response::Parts) -> StatusHead<'a> {
+        match res.status.as_u16() {
+            200 => StatusHead::ReadBody,
+            503 => StatusHead::Judged(Verdict::Transient),
+            _ => StatusHead::Judged(Verdict::Unexpected),
+        }
+    }
+
+    fn status_body<'a>(
         &self,
         _: &mut (),
         _: &RequestHead<'_>,
@@ -637,8 +633,9 @@ impl Dialect for OwnDetail {
         }
     }
 
-    fn error_detail<'a>(&self, _: &'a HeaderMap, _: Option<&'a [u8]>) -> Outcome<'a> {
-        Outcome::default().with_detail(Some("FromTheDialect".into()), Some("own reading".into()))
+    fn error_detail<'a>(&self, _: &'a HeaderMap, _: Option<&'a [u8]>) -> ErrorDetail<'a> {
+        ErrorDetail::default()
+            .with_detail(Some("FromTheDialect".into()), Some("own reading".into()))
     }
 }
 

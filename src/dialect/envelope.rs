@@ -4,15 +4,15 @@ use std::borrow::Cow;
 
 use http::HeaderMap;
 
-use crate::dialect::Outcome;
+use crate::dialect::ErrorDetail;
 use crate::protocol::headers;
 use crate::protocol::json::{detail_text, parse_error_envelope};
 
 /// The service's code and message: the body's error envelope, else the `x-ms-error-code` header
 /// as the code.
-pub(crate) fn envelope<'a>(headers: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
+pub(crate) fn envelope<'a>(headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
     let detail = body.map(parse_error_envelope).unwrap_or_default();
-    Outcome::default().with_detail(code_or_header(detail.code, headers), detail.message)
+    ErrorDetail::default().with_detail(code_or_header(detail.code, headers), detail.message)
 }
 
 /// The service's error code: the body's, else the `x-ms-error-code` header's. An empty or blank
@@ -57,6 +57,6 @@ mod tests {
         // A blank header is no code either.
         headers.insert(headers::X_MS_ERROR_CODE, " ".parse().unwrap());
         assert_eq!(code(br#"{"error":{"code":""}}"#, &headers), None);
-        assert_eq!(envelope(&headers, None), Outcome::default());
+        assert_eq!(envelope(&headers, None), ErrorDetail::default());
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use crate::dialect::{
-    is_transient, CancelRequest, Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply,
-    RequestHead, Start, Verdict,
+    is_transient, CancelRequest, Dialect, ErrorDetail, Follow, InitialBody, InitialHead, Observer,
+    PollAt, RequestHead, StatusHead, Verdict,
 };
 use crate::protocol::headers;
 use crate::protocol::json::{detail_text, number, text, utf8, Malformed, Text};
@@ -68,57 +68,60 @@ impl Dialect for Google {
         "google-operation"
     }
 
-    fn start<'a>(
+    fn initial_head<'a>(
         &self,
         request: &RequestHead<'_>,
         response: &'a response::Parts,
-    ) -> Start<'a, GoogleMonitor> {
+    ) -> InitialHead<'a, GoogleMonitor> {
         // Reads never start an operation; a body that cannot be JSON is not one.
         let read = matches!(*request.method(), Method::GET | Method::HEAD);
         if read || response.status != StatusCode::OK || !headers::may_be_json(&response.headers) {
-            return Start::NotLongRunning;
+            return InitialHead::NotLongRunning;
         }
-        Start::ReadBody { otherwise: None }
+        InitialHead::ReadBody { otherwise: None }
     }
 
-    fn start_with_body<'a>(
+    fn initial_body<'a>(
         &self,
         request: &RequestHead<'_>,
         _: &'a response::Parts,
         body: &'a [u8],
+        // `initial_head` never names an operation to follow before the body is read.
+        _: Option<Follow<'a, GoogleMonitor>>,
         seen: &mut Observer<'_>,
-    ) -> Opening<'a, GoogleMonitor> {
+    ) -> InitialBody<'a, GoogleMonitor> {
         let Some(operation) = parse_operation(body).ok().filter(Operation::looks_like_one) else {
             // Not an `Operation`: the method answered at once.
-            return Opening::Final;
+            return InitialBody::Final;
         };
         match judge(operation, seen) {
             Judged::Running(name) => {
                 let poll_at = format!("/{}{name}", version_prefix(request.uri()));
                 let monitor = GoogleMonitor { name };
-                Opening::Follow(Follow::new(
+                InitialBody::Follow(Follow::new(
                     monitor,
                     PollAt::FromOriginal(Cow::Owned(poll_at.into_bytes())),
                 ))
             }
-            Judged::Done => Opening::Final,
-            Judged::Failed(outcome) => Opening::Failed(outcome),
-            Judged::Canceled(outcome) => Opening::Canceled(outcome),
-            Judged::Malformed(why) => Opening::Malformed(why),
+            Judged::Done => InitialBody::Final,
+            Judged::Failed(detail) => InitialBody::Failed(detail),
+            Judged::Canceled(detail) => InitialBody::Canceled(detail),
+            Judged::Malformed(why) => InitialBody::Malformed(why),
         }
     }
 
-    fn poll<'a>(&self, _: &GoogleMonitor, response: &'a response::Parts) -> Reply<'a> {
+    fn status_head<'a>(&self, _: &GoogleMonitor, response: &'a response::Parts) -> StatusHead<'a> {
+        // An `Operation` comes with a 200 only; the default would read any 2xx.
         if response.status == StatusCode::OK {
-            Reply::ReadBody
+            StatusHead::ReadBody
         } else if is_transient(response.status) {
-            Reply::Verdict(Verdict::Transient)
+            StatusHead::Judged(Verdict::Transient)
         } else {
-            Reply::Verdict(Verdict::Unexpected)
+            StatusHead::Judged(Verdict::Unexpected)
         }
     }
 
-    fn verdict<'a>(
+    fn status_body<'a>(
         &self,
         _: &mut GoogleMonitor,
         _: &RequestHead<'_>,
@@ -133,17 +136,17 @@ impl Dialect for Google {
         match judge(operation, seen) {
             Judged::Running(_) => Verdict::Running { moved: None },
             Judged::Done => Verdict::Done,
-            Judged::Failed(outcome) => Verdict::Failed(outcome),
-            Judged::Canceled(outcome) => Verdict::Canceled(outcome),
+            Judged::Failed(detail) => Verdict::Failed(detail),
+            Judged::Canceled(detail) => Verdict::Canceled(detail),
             Judged::Malformed(why) => Verdict::Malformed(why),
         }
     }
 
-    fn error_detail<'a>(&self, _: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
+    fn error_detail<'a>(&self, _: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
         body.and_then(|body| parse_rest_error(body).ok())
             .map(|error| {
                 let code = error.status.or(error.code);
-                Outcome::default().with_detail(code, error.message)
+                ErrorDetail::default().with_detail(code, error.message)
             })
             .unwrap_or_default()
     }
@@ -197,8 +200,8 @@ impl Operation<'_> {
 enum Judged<'a> {
     Running(String),
     Done,
-    Failed(Outcome<'a>),
-    Canceled(Outcome<'a>),
+    Failed(ErrorDetail<'a>),
+    Canceled(ErrorDetail<'a>),
     Malformed(String),
 }
 
@@ -227,12 +230,12 @@ fn judge<'a>(operation: Operation<'a>, seen: &mut Observer<'_>) -> Judged<'a> {
         (Some(error), _) => {
             let (code, message) = status_of(error);
             let canceled = code.as_deref() == Some("1");
-            let outcome = Outcome::reported(if canceled { "CANCELLED" } else { "FAILED" })
+            let detail = ErrorDetail::reported(if canceled { "CANCELLED" } else { "FAILED" })
                 .with_detail(code, message);
             if canceled {
-                Judged::Canceled(outcome)
+                Judged::Canceled(detail)
             } else {
-                Judged::Failed(outcome)
+                Judged::Failed(detail)
             }
         }
         (None, true) => Judged::Done,
@@ -376,29 +379,36 @@ fn parse_rest_error(body: &[u8]) -> Result<RestError<'_>, Malformed> {
 
 #[cfg(test)]
 mod tests {
+    use http::Request;
+
     use super::*;
-    use crate::dialect::table::{self, parts, Head};
-    use crate::dialect::Observed;
+    use crate::dialect::table;
+    use crate::dialect::testing::{self, Recorder};
 
     const URI: &str = "https://run.example/v2/projects/p/locations/l/services?serviceId=s";
 
-    fn opening(method: Method, body: &str) -> (String, Observed) {
-        let head = Head::new(method, URI);
-        let response = parts(200, &[("content-type", "application/json")]);
-        let mut observed = Observed::default();
-        let opening = Google::new().start_with_body(
-            &head.head(),
+    /// The original request of a table row.
+    fn request(method: Method) -> Result<Request<()>, http::Error> {
+        Request::builder().method(method).uri(URI).body(())
+    }
+
+    /// The initial body's verdict, and what it recorded.
+    fn initial_body(method: Method, body: &str) -> Result<(String, Recorder), http::Error> {
+        let request = request(method)?;
+        let response = testing::response_head(200, &[("content-type", "application/json")])?;
+        let mut seen = Recorder::new();
+        let verdict = Google::new().initial_body(
+            &testing::request_head(&request),
             &response,
             body.as_bytes(),
-            &mut Observer {
-                ledger: &mut observed,
-            },
+            None,
+            &mut seen.observer(),
         );
-        (table::opening(&opening), observed)
+        Ok((table::initial_body(&verdict), seen))
     }
 
     #[test]
-    fn initial_heads() {
+    fn initial_heads() -> Result<(), http::Error> {
         let google = Google::new();
         for (method, status, headers, expected) in [
             (
@@ -419,24 +429,25 @@ mod tests {
                 "pass",
             ),
         ] {
-            let head = Head::new(method.clone(), URI);
-            let response = parts(status, headers);
-            let start = google.start(&head.head(), &response);
-            assert_eq!(table::start(&start), expected, "{method} {status}");
+            let request = request(method.clone())?;
+            let response = testing::response_head(status, headers)?;
+            let verdict = google.initial_head(&testing::request_head(&request), &response);
+            assert_eq!(table::initial_head(&verdict), expected, "{method} {status}");
         }
+        Ok(())
     }
 
     #[test]
-    fn initial_bodies() {
+    fn initial_bodies() -> Result<(), http::Error> {
         let running = r#"{"name":"projects/p/locations/l/operations/op-1","metadata":{"@type":"t","progressPercent":40},"done":false}"#;
-        let (verdict, observed) = opening(Method::POST, running);
+        let (verdict, observed) = initial_body(Method::POST, running)?;
         assert_eq!(
             verdict,
             r#"follow GoogleMonitor { name: "projects/p/locations/l/operations/op-1" } from-original /v2/projects/p/locations/l/operations/op-1"#
         );
-        assert_eq!(observed.percent_complete, Some(40.0));
+        assert_eq!(observed.percent_complete(), Some(40.0));
         assert_eq!(
-            observed.operation_name.as_deref(),
+            observed.operation_name(),
             Some("projects/p/locations/l/operations/op-1")
         );
         for (body, expected) in [
@@ -470,12 +481,13 @@ mod tests {
             ("[]", "final"),
             ("not json", "final"),
         ] {
-            assert_eq!(opening(Method::POST, body).0, expected, "{body}");
+            assert_eq!(initial_body(Method::POST, body)?.0, expected, "{body}");
         }
+        Ok(())
     }
 
     #[test]
-    fn polls() {
+    fn polls() -> Result<(), http::Error> {
         let google = Google::new();
         let monitor = GoogleMonitor {
             name: "operations/1".into(),
@@ -489,13 +501,16 @@ mod tests {
             (501, "unexpected"),
         ] {
             assert_eq!(
-                table::reply(&google.poll(&monitor, &parts(status, &[]))),
+                table::status_head(
+                    &google.status_head(&monitor, &testing::response_head(status, &[])?)
+                ),
                 expected,
                 "{status}"
             );
         }
-        let head = Head::new(Method::POST, URI);
-        let response = parts(200, &[]);
+        let post = request(Method::POST)?;
+        let head = testing::request_head(&post);
+        let response = testing::response_head(200, &[])?;
         for (body, expected) in [
             (
                 r#"{"name":"operations/1","metadata":{"progressPercent":"x"}}"#,
@@ -541,18 +556,16 @@ mod tests {
             ("", "malformed"),
             ("[]", "malformed"),
         ] {
-            let mut observed = Observed::default();
-            let verdict = google.verdict(
+            let verdict = google.status_body(
                 &mut monitor.clone(),
-                &head.head(),
+                &head,
                 &response,
                 body.as_bytes(),
-                &mut Observer {
-                    ledger: &mut observed,
-                },
+                &mut Recorder::new().observer(),
             );
             assert_eq!(table::verdict(&verdict), expected, "{body}");
         }
+        Ok(())
     }
 
     #[test]
@@ -579,13 +592,13 @@ mod tests {
         let body = br#"{"error":{"code":0,"message":" ","status":" "}}"#;
         assert_eq!(
             google.error_detail(&headers, Some(body)),
-            Outcome::default()
+            ErrorDetail::default()
         );
         assert_eq!(
             google.error_detail(&headers, Some(b"<html>")),
-            Outcome::default()
+            ErrorDetail::default()
         );
-        assert_eq!(google.error_detail(&headers, None), Outcome::default());
+        assert_eq!(google.error_detail(&headers, None), ErrorDetail::default());
     }
 
     #[test]

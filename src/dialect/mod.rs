@@ -9,8 +9,8 @@
 //! tracing are kept.
 //!
 //! The built-in dialects are [`Azure`](crate::Azure) (the default) and
-//! [`Google`](crate::Google); a dialect of your own is one `impl Dialect` (see the
-//! trait's example).
+//! [`Google`](crate::Google); a dialect of your own is one `impl Dialect` of three methods
+//! (see the trait's example), unit-tested without I/O with [`testing`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -23,14 +23,24 @@ use serde::Serialize;
 pub mod azure;
 pub(crate) mod envelope;
 pub mod google;
+pub mod testing;
 
 /// A long-running-operation protocol, as pure decisions the layer's future applies.
 ///
-/// The future calls [`start`](Self::start) on the initial response (and
-/// [`start_with_body`](Self::start_with_body) when the head was not enough), then, for each poll
-/// response, [`poll`](Self::poll) (and [`verdict`](Self::verdict) with the body when asked for).
-/// A dialect's [`Monitor`](Self::Monitor) is what it remembers between polls beyond the URL
-/// being polled; it travels in [`ResumeToken`](crate::ResumeToken)s, so it must serialise.
+/// Each response is judged once, in the phase it belongs to; every method is named after the
+/// phase it judges:
+///
+/// | response | its head | its body, when the head asks for it |
+/// |---|---|---|
+/// | the initial response | [`initial_head`](Self::initial_head) | [`initial_body`](Self::initial_body) |
+/// | a poll's answer | [`status_head`](Self::status_head) | [`status_body`](Self::status_body) |
+/// | the final GET's answer | [`final_head`](Self::final_head) | |
+/// | a cancel request's answer | [`cancel_head`](Self::cancel_head) | |
+///
+/// Three methods are required: [`name`](Self::name), [`initial_head`](Self::initial_head) and
+/// [`status_body`](Self::status_body); the others have defaults that fit most HTTP APIs. A
+/// dialect's [`Monitor`](Self::Monitor) is what it remembers between polls beyond the URL being
+/// polled; it travels in [`ResumeToken`](crate::ResumeToken)s, so it must serialise.
 ///
 /// # A dialect of your own
 ///
@@ -40,7 +50,9 @@ pub mod google;
 /// ```
 /// use std::borrow::Cow;
 /// use http::response;
-/// use tower_lro::dialect::{Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict};
+/// use tower_lro::dialect::{
+///     Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt, RequestHead, Verdict,
+/// };
 ///
 /// #[derive(Debug, Clone, Default)]
 /// struct JobStatus;
@@ -52,28 +64,18 @@ pub mod google;
 ///         "x-job-status"
 ///     }
 ///
-///     fn start<'a>(&self, _: &RequestHead<'_>, res: &'a response::Parts) -> Start<'a, ()> {
+///     fn initial_head<'a>(
+///         &self, _: &RequestHead<'_>, res: &'a response::Parts,
+///     ) -> InitialHead<'a, ()> {
 ///         match res.headers.get("x-job-status") {
-///             Some(url) if res.status == 202 => Start::Follow(Follow::new((), PollAt::url(url))),
-///             _ => Start::NotLongRunning,
+///             Some(url) if res.status == 202 => {
+///                 InitialHead::Follow(Follow::new((), PollAt::url(url)))
+///             }
+///             _ => InitialHead::NotLongRunning,
 ///         }
 ///     }
 ///
-///     fn start_with_body<'a>(
-///         &self, _: &RequestHead<'_>, _: &'a response::Parts, _: &'a [u8], _: &mut Observer<'_>,
-///     ) -> Opening<'a, ()> {
-///         Opening::Final // `start` never asks for the body
-///     }
-///
-///     fn poll<'a>(&self, _: &(), res: &'a response::Parts) -> Reply<'a> {
-///         match res.status.as_u16() {
-///             200 => Reply::ReadBody,
-///             429 | 500..=599 => Reply::Verdict(Verdict::Transient),
-///             _ => Reply::Verdict(Verdict::Unexpected),
-///         }
-///     }
-///
-///     fn verdict<'a>(
+///     fn status_body<'a>(
 ///         &self, _: &mut (), _: &RequestHead<'_>, _: &'a response::Parts, body: &'a [u8],
 ///         seen: &mut Observer<'_>,
 ///     ) -> Verdict<'a> {
@@ -84,7 +86,7 @@ pub mod google;
 ///                 seen.state(&job.state);
 ///                 match &*job.state {
 ///                     "done" => Verdict::Done,
-///                     "failed" => Verdict::Failed(Outcome::reported("failed")),
+///                     "failed" => Verdict::Failed(ErrorDetail::reported("failed")),
 ///                     _ => Verdict::Running { moved: None },
 ///                 }
 ///             }
@@ -97,7 +99,8 @@ pub mod google;
 /// # let _ = layer;
 /// ```
 ///
-/// `examples/custom_dialect.rs` runs this dialect against a server on 127.0.0.1.
+/// [`testing`] unit-tests a dialect without I/O; `examples/custom_dialect.rs` runs this dialect
+/// against a server on 127.0.0.1.
 pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// What the dialect remembers about an operation between polls, beyond the URL it polls.
     /// Carried in resume tokens as JSON.
@@ -114,28 +117,57 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
         self.name()
     }
 
-    /// Judges the initial response by its head.
-    fn start<'a>(
+    /// Judges the initial response by its head: not long-running, an operation to follow, or
+    /// read the body first.
+    fn initial_head<'a>(
         &self,
         request: &RequestHead<'_>,
         response: &'a response::Parts,
-    ) -> Start<'a, Self::Monitor>;
+    ) -> InitialHead<'a, Self::Monitor>;
 
-    /// Judges the initial response with its body, after [`Start::ReadBody`].
-    fn start_with_body<'a>(
+    /// Judges the initial response with its body, after [`InitialHead::ReadBody`]. `otherwise`
+    /// is that verdict's own, handed back so the head need not be judged again: return it
+    /// ([`InitialBody::Follow`]) when the body does not settle the operation. `seen` records
+    /// what the server reported for [`OperationInfo`](crate::OperationInfo).
+    ///
+    /// By default the response is final ([`InitialBody::Final`]): a dialect whose
+    /// `initial_head` never asks for the body need not implement this.
+    fn initial_body<'a>(
         &self,
         request: &RequestHead<'_>,
         response: &'a response::Parts,
         body: &'a [u8],
+        otherwise: Option<Follow<'a, Self::Monitor>>,
         seen: &mut Observer<'_>,
-    ) -> Opening<'a, Self::Monitor>;
+    ) -> InitialBody<'a, Self::Monitor> {
+        let _ = (request, response, body, otherwise, seen);
+        InitialBody::Final
+    }
 
-    /// Judges a poll response by its head: read its body, or a verdict now.
-    fn poll<'a>(&self, monitor: &Self::Monitor, response: &'a response::Parts) -> Reply<'a>;
+    /// Judges a poll's answer by its head: read its body, or a verdict now.
+    ///
+    /// By default a 2xx body is read (and judged by [`status_body`](Self::status_body)), 408,
+    /// 429, 500, 502, 503 and 504 are [`Verdict::Transient`], and anything else is
+    /// [`Verdict::Unexpected`].
+    fn status_head<'a>(
+        &self,
+        monitor: &Self::Monitor,
+        response: &'a response::Parts,
+    ) -> StatusHead<'a> {
+        let _ = monitor;
+        if response.status.is_success() {
+            StatusHead::ReadBody
+        } else if is_transient(response.status) {
+            StatusHead::Judged(Verdict::Transient)
+        } else {
+            StatusHead::Judged(Verdict::Unexpected)
+        }
+    }
 
-    /// Judges a poll response with its body, after [`Reply::ReadBody`]. `seen` records what the
-    /// server reported (status, progress, ids) for [`OperationInfo`](crate::OperationInfo).
-    fn verdict<'a>(
+    /// Judges a poll's answer with its body, after [`StatusHead::ReadBody`]: what it says about
+    /// the operation. `seen` records what the server reported (state, progress, ids) for
+    /// [`OperationInfo`](crate::OperationInfo).
+    fn status_body<'a>(
         &self,
         monitor: &mut Self::Monitor,
         request: &RequestHead<'_>,
@@ -144,16 +176,16 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
         seen: &mut Observer<'_>,
     ) -> Verdict<'a>;
 
-    /// How the answer to the final GET (after [`Verdict::Fetch`]) is judged. By default a 2xx is
-    /// the final response, 408, 429 and 5xx other than 501 and 505 are worth the same GET
-    /// again, and anything else is unexpected.
-    fn final_reply(&self, status: StatusCode) -> FinalReply {
+    /// Judges the answer to the final GET (after [`Verdict::Fetch`]) by its status. By default
+    /// a 2xx is the final response, 408, 429 and 5xx other than 501 and 505 are worth the same
+    /// GET again, and anything else is unexpected.
+    fn final_head(&self, status: StatusCode) -> FinalHead {
         if status.is_success() {
-            FinalReply::Final
+            FinalHead::Final
         } else if is_transient(status) {
-            FinalReply::Transient
+            FinalHead::Transient
         } else {
-            FinalReply::Unexpected
+            FinalHead::Unexpected
         }
     }
 
@@ -167,7 +199,7 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// status (an unexpected or failed answer, a transient one that outlasted the retries). By
     /// default `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`, with
     /// the `x-ms-error-code` header as the code when the body has none.
-    fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> Outcome<'a> {
+    fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
         crate::dialect::envelope::envelope(headers, body)
     }
 
@@ -180,14 +212,14 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
         None
     }
 
-    /// How the answer to a cancel request is judged. By default a 2xx means the server took it
-    /// (the layer then follows the operation to its end), 404, 405 and 501 mean it has no cancel
-    /// for this operation, and anything else is unexpected.
-    fn cancel_reply(&self, status: StatusCode) -> CancelReply {
+    /// Judges the answer to a cancel request by its status. By default a 2xx means the server
+    /// took it (the layer then follows the operation to its end), 404, 405 and 501 mean it has
+    /// no cancel for this operation, and anything else is unexpected.
+    fn cancel_head(&self, status: StatusCode) -> CancelHead {
         match status.as_u16() {
-            200..=299 => CancelReply::Accepted,
-            404 | 405 | 501 => CancelReply::Unsupported,
-            _ => CancelReply::Unexpected,
+            200..=299 => CancelHead::Accepted,
+            404 | 405 | 501 => CancelHead::Unsupported,
+            _ => CancelHead::Unexpected,
         }
     }
 }
@@ -229,17 +261,18 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// What the initial response's head says.
+/// What the initial response's head says: [`Dialect::initial_head`]'s verdict.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Start<'a, M> {
+pub enum InitialHead<'a, M> {
     /// Not a long-running operation: the response is returned untouched.
     NotLongRunning,
     /// A long-running operation: follow it.
     Follow(Follow<'a, M>),
     /// Read the body (up to the layer's `max_status_body`) and call
-    /// [`Dialect::start_with_body`]. When the body cannot be read whole (too large, too slow,
-    /// broken), `otherwise` applies: follow it, or (`None`) return the response untouched.
+    /// [`Dialect::initial_body`], which gets `otherwise` back. When the body cannot be read
+    /// whole (too large, too slow, broken), `otherwise` applies: follow it, or (`None`) return
+    /// the response untouched.
     ReadBody {
         /// What to do when the body cannot be judged.
         otherwise: Option<Follow<'a, M>>,
@@ -257,6 +290,24 @@ impl<'a, M> Follow<'a, M> {
     /// Follows an operation by polling `poll_at`.
     pub fn new(monitor: M, poll_at: PollAt<'a>) -> Self {
         Follow { monitor, poll_at }
+    }
+
+    /// The dialect's state for the operation.
+    pub fn monitor(&self) -> &M {
+        &self.monitor
+    }
+
+    /// Where the operation is polled.
+    pub fn poll_at(&self) -> &PollAt<'a> {
+        &self.poll_at
+    }
+
+    /// The same, owning its URL reference: kept across the read of an initial body.
+    pub(crate) fn into_owned(self) -> Follow<'static, M> {
+        Follow {
+            monitor: self.monitor,
+            poll_at: self.poll_at.into_owned(),
+        }
     }
 }
 
@@ -278,37 +329,48 @@ impl<'a> PollAt<'a> {
     pub fn url(value: &'a HeaderValue) -> PollAt<'a> {
         PollAt::Reference(Cow::Borrowed(value.as_bytes()))
     }
+
+    /// The same, owning its URL reference.
+    pub(crate) fn into_owned(self) -> PollAt<'static> {
+        match self {
+            PollAt::OriginalUri => PollAt::OriginalUri,
+            PollAt::Reference(r) => PollAt::Reference(Cow::Owned(r.into_owned())),
+            PollAt::FromOriginal(r) => PollAt::FromOriginal(Cow::Owned(r.into_owned())),
+        }
+    }
 }
 
-/// What the initial response says once its body is read.
+/// What the initial response says once its body is read: [`Dialect::initial_body`]'s verdict.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Opening<'a, M> {
+pub enum InitialBody<'a, M> {
     /// Done already: the response (its body read) is final.
     Final,
     /// A long-running operation: follow it.
     Follow(Follow<'a, M>),
     /// Done already, unsuccessfully.
-    Failed(Outcome<'a>),
+    Failed(ErrorDetail<'a>),
     /// Done already: canceled.
-    Canceled(Outcome<'a>),
+    Canceled(ErrorDetail<'a>),
     /// The body cannot be judged ([`MalformedStatus`](crate::ErrorKind::MalformedStatus)).
     Malformed(String),
 }
 
-/// What a poll response's head says.
+/// What a poll's answer says by its head: [`Dialect::status_head`]'s verdict.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum Reply<'a> {
-    /// Read the body (up to the layer's `max_status_body`) and call [`Dialect::verdict`].
+pub enum StatusHead<'a> {
+    /// Read the body (up to the layer's `max_status_body`) and call [`Dialect::status_body`].
     ReadBody,
     /// Judged by the head alone. A [`Verdict::Done`] hands the body back unread; for
     /// [`Verdict::Failed`], [`Verdict::Canceled`] and [`Verdict::Unexpected`] the layer reads it
-    /// (bounded) into the error, with [`Dialect::error_detail`] filling what the outcome lacks.
-    Verdict(Verdict<'a>),
+    /// (bounded) into the error, with [`Dialect::error_detail`] filling what the verdict's
+    /// detail lacks.
+    Judged(Verdict<'a>),
 }
 
-/// What a poll response says about the operation.
+/// What a poll's answer says about the operation: [`Dialect::status_body`]'s verdict, or
+/// [`Dialect::status_head`]'s ([`StatusHead::Judged`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Verdict<'a> {
@@ -323,9 +385,9 @@ pub enum Verdict<'a> {
     /// Done: the final response is a GET of this URL.
     Fetch(PollAt<'a>),
     /// The operation ended unsuccessfully ([`Failed`](crate::ErrorKind::Failed)).
-    Failed(Outcome<'a>),
+    Failed(ErrorDetail<'a>),
     /// The operation was canceled ([`Canceled`](crate::ErrorKind::Canceled)).
-    Canceled(Outcome<'a>),
+    Canceled(ErrorDetail<'a>),
     /// A failure worth the same GET again later, within the layer's retry bounds.
     Transient,
     /// An answer the protocol does not allow here
@@ -337,11 +399,11 @@ pub enum Verdict<'a> {
 }
 
 /// What the server said about an operation that ended unsuccessfully, or about an answer that
-/// ended it.
+/// ended it: the state it reported, and its error code and message.
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
-pub struct Outcome<'a> {
-    /// The status the server reported (`"Failed"`), when it reported one.
+pub struct ErrorDetail<'a> {
+    /// The operation's state as the server reported it (`"Failed"`), when it reported one.
     pub reported: Option<Cow<'a, str>>,
     /// The service's error code ([`Error::code`](crate::Error::code)).
     pub code: Option<Cow<'a, str>>,
@@ -349,19 +411,19 @@ pub struct Outcome<'a> {
     pub message: Option<Cow<'a, str>>,
 }
 
-impl<'a> Outcome<'a> {
-    /// The outcome of a reported status, without details.
-    pub fn reported(status: impl Into<Cow<'a, str>>) -> Self {
-        Outcome {
-            reported: Some(status.into()),
-            ..Outcome::default()
+impl<'a> ErrorDetail<'a> {
+    /// A reported state (`"Failed"`), without a code or message.
+    pub fn reported(state: impl Into<Cow<'a, str>>) -> Self {
+        ErrorDetail {
+            reported: Some(state.into()),
+            ..ErrorDetail::default()
         }
     }
 
-    /// The same outcome, owning its text.
-    pub fn into_owned(self) -> Outcome<'static> {
+    /// The same detail, owning its text.
+    pub fn into_owned(self) -> ErrorDetail<'static> {
         let owned = |text: Option<Cow<'a, str>>| text.map(|t| Cow::Owned(t.into_owned()));
-        Outcome {
+        ErrorDetail {
             reported: owned(self.reported),
             code: owned(self.code),
             message: owned(self.message),
@@ -380,10 +442,10 @@ impl<'a> Outcome<'a> {
     }
 }
 
-/// How the final GET's answer is judged.
+/// What the final GET's answer says by its status: [`Dialect::final_head`]'s verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum FinalReply {
+pub enum FinalHead {
     /// The final response.
     Final,
     /// Worth the same GET again later.
@@ -392,10 +454,10 @@ pub enum FinalReply {
     Unexpected,
 }
 
-/// How a cancel request's answer is judged.
+/// What a cancel request's answer says by its status: [`Dialect::cancel_head`]'s verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CancelReply {
+pub enum CancelHead {
     /// The server took the request; the layer follows the operation to its end.
     Accepted,
     /// The server has no cancel for this operation
@@ -498,41 +560,6 @@ fn remember(slot: &mut Option<String>, value: &str) {
 pub(crate) mod table {
     use super::*;
 
-    pub(crate) fn parts(status: u16, headers: &[(&str, &str)]) -> response::Parts {
-        let mut builder = http::Response::builder().status(status);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(()).unwrap().into_parts().0
-    }
-
-    pub(crate) struct Head {
-        pub(crate) method: Method,
-        pub(crate) uri: Uri,
-        pub(crate) headers: HeaderMap,
-        pub(crate) extensions: Extensions,
-    }
-
-    impl Head {
-        pub(crate) fn new(method: Method, uri: &str) -> Head {
-            Head {
-                method,
-                uri: uri.parse().unwrap(),
-                headers: HeaderMap::new(),
-                extensions: Extensions::new(),
-            }
-        }
-
-        pub(crate) fn head(&self) -> RequestHead<'_> {
-            RequestHead {
-                method: &self.method,
-                uri: &self.uri,
-                headers: &self.headers,
-                extensions: &self.extensions,
-            }
-        }
-    }
-
     fn at(poll_at: &PollAt<'_>) -> String {
         match poll_at {
             PollAt::OriginalUri => "original".into(),
@@ -541,7 +568,7 @@ pub(crate) mod table {
         }
     }
 
-    fn outcome(o: &Outcome<'_>) -> String {
+    fn detail(o: &ErrorDetail<'_>) -> String {
         format!(
             "{}/{}/{}",
             o.reported.as_deref().unwrap_or("-"),
@@ -550,31 +577,31 @@ pub(crate) mod table {
         )
     }
 
-    pub(crate) fn start<M: fmt::Debug>(start: &Start<'_, M>) -> String {
-        match start {
-            Start::NotLongRunning => "pass".into(),
-            Start::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
-            Start::ReadBody { otherwise: None } => "read, else pass".into(),
-            Start::ReadBody { otherwise: Some(f) } => {
+    pub(crate) fn initial_head<M: fmt::Debug>(verdict: &InitialHead<'_, M>) -> String {
+        match verdict {
+            InitialHead::NotLongRunning => "pass".into(),
+            InitialHead::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
+            InitialHead::ReadBody { otherwise: None } => "read, else pass".into(),
+            InitialHead::ReadBody { otherwise: Some(f) } => {
                 format!("read, else follow {:?} {}", f.monitor, at(&f.poll_at))
             }
         }
     }
 
-    pub(crate) fn opening<M: fmt::Debug>(opening: &Opening<'_, M>) -> String {
-        match opening {
-            Opening::Final => "final".into(),
-            Opening::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
-            Opening::Failed(o) => format!("failed {}", outcome(o)),
-            Opening::Canceled(o) => format!("canceled {}", outcome(o)),
-            Opening::Malformed(_) => "malformed".into(),
+    pub(crate) fn initial_body<M: fmt::Debug>(verdict: &InitialBody<'_, M>) -> String {
+        match verdict {
+            InitialBody::Final => "final".into(),
+            InitialBody::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
+            InitialBody::Failed(o) => format!("failed {}", detail(o)),
+            InitialBody::Canceled(o) => format!("canceled {}", detail(o)),
+            InitialBody::Malformed(_) => "malformed".into(),
         }
     }
 
-    pub(crate) fn reply(reply: &Reply<'_>) -> String {
-        match reply {
-            Reply::ReadBody => "read".into(),
-            Reply::Verdict(v) => verdict(v),
+    pub(crate) fn status_head(head: &StatusHead<'_>) -> String {
+        match head {
+            StatusHead::ReadBody => "read".into(),
+            StatusHead::Judged(v) => verdict(v),
         }
     }
 
@@ -586,8 +613,8 @@ pub(crate) mod table {
             }
             Verdict::Done => "done".into(),
             Verdict::Fetch(a) => format!("fetch {}", at(a)),
-            Verdict::Failed(o) => format!("failed {}", outcome(o)),
-            Verdict::Canceled(o) => format!("canceled {}", outcome(o)),
+            Verdict::Failed(o) => format!("failed {}", detail(o)),
+            Verdict::Canceled(o) => format!("canceled {}", detail(o)),
             Verdict::Transient => "transient".into(),
             Verdict::Unexpected => "unexpected".into(),
             Verdict::Malformed(_) => "malformed".into(),

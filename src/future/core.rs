@@ -20,8 +20,8 @@ use tower_service::Service;
 use crate::body::{poll_drain, Collector, Read, ResponseBody};
 use crate::config::Config;
 use crate::dialect::{
-    CancelReply, Dialect, FinalReply, Follow, Observer, Opening, Outcome, PollAt, Reply, Start,
-    Verdict,
+    CancelHead, Dialect, ErrorDetail, FinalHead, Follow, InitialBody, InitialHead, Observer,
+    PollAt, StatusHead, Verdict,
 };
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::future::clock::{fired, set_sleep, Clock};
@@ -68,8 +68,15 @@ pin_project! {
         // The original request (or a cancel request), in flight.
         Initial { #[pin] future: F },
         // Reading an initial body the dialect asked for. Boxed, because when the body turns out
-        // too large to judge it is handed back whole, behind what was read.
-        Sniffing { parts: response::Parts, body: Pin<Box<B>>, collector: Collector },
+        // too large to judge it is handed back whole, behind what was read. `otherwise`: what
+        // the head said to follow should the body not be judged, kept so that the head is
+        // judged once.
+        Sniffing {
+            parts: response::Parts,
+            body: Pin<Box<B>>,
+            collector: Collector,
+            otherwise: Option<Follow<'static, M>>,
+        },
         // An operation being followed: what is known of it, and what is in flight.
         Following { ledger: Ledger<M>, #[pin] stage: Stage<F, B> },
         // Refused before anything was sent (a bad resume token): the error, until it is taken.
@@ -156,7 +163,7 @@ enum Purpose {
 #[derive(Debug)]
 struct Answer {
     kind: ErrorKind,
-    outcome: Outcome<'static>,
+    detail: ErrorDetail<'static>,
 }
 
 /// How reading an initial body ended.
@@ -171,7 +178,7 @@ enum Sniffed {
 }
 
 /// The initial response's body, as far as it was read when an operation is followed.
-enum InitialBody<B> {
+enum OpeningBody<B> {
     Unread(B),
     Read(Bytes, Option<Box<HeaderMap>>),
     Partial(Bytes, Pin<Box<B>>),
@@ -186,6 +193,7 @@ enum Begin<B, M> {
     Sniff {
         parts: response::Parts,
         body: Pin<Box<B>>,
+        otherwise: Option<Follow<'static, M>>,
     },
     Follow {
         ledger: Ledger<M>,
@@ -327,7 +335,8 @@ where
                             parts,
                             body,
                             collector,
-                        } => op.on_sniffed(parts, body, collector, sniffed),
+                            otherwise,
+                        } => op.on_sniffed(parts, body, collector, otherwise, sniffed),
                         // `project_replace` inside a state's own arm always returns that state.
                         _ => unreachable!("the sniffing state was replaced by another"),
                     }
@@ -355,11 +364,16 @@ where
                     this.state.set(State::Done);
                     return Poll::Ready(M::finish(result));
                 }
-                Begin::Sniff { parts, body } => {
+                Begin::Sniff {
+                    parts,
+                    body,
+                    otherwise,
+                } => {
                     this.state.set(State::Sniffing {
                         parts,
                         body,
                         collector: Collector::default(),
+                        otherwise,
                     });
                     // Reading the initial body is a round trip of its own: bounded like a poll.
                     op.clock.start_request();

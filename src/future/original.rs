@@ -131,7 +131,10 @@ impl Original {
         let mut request = Request::new(B::default());
         *request.uri_mut() = uri;
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        // A map emptied by stripping keeps its allocation, and so would its clone.
+        if !self.headers.is_empty() {
+            *request.headers_mut() = self.headers.clone();
+        }
         *request.extensions_mut() = self.extensions.clone();
         request
     }

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 /// or all whitespace is absent ([`detail_text`]), so that another source (the `x-ms-error-code`
 /// header) can speak.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct ErrorDetail<'a> {
+pub(crate) struct CodeAndMessage<'a> {
     pub(crate) code: Option<Cow<'a, str>>,
     pub(crate) message: Option<Cow<'a, str>>,
 }
@@ -35,18 +35,18 @@ pub(crate) fn utf8<'a>(body: &'a [u8], what: &str) -> Result<&'a str, Malformed>
 
 /// `error { code, message }`, or nothing when it is not an object. A `code` that is a number is
 /// kept as its JSON text (`1e999` stays `"1e999"`); members of other types are ignored.
-pub(crate) fn error_detail<'de>(raw: &'de RawValue) -> ErrorDetail<'de> {
+pub(crate) fn error_detail<'de>(raw: &'de RawValue) -> CodeAndMessage<'de> {
     if !raw.get().starts_with('{') {
-        return ErrorDetail::default();
+        return CodeAndMessage::default();
     }
     struct ErrorVisitor;
     impl<'de> Visitor<'de> for ErrorVisitor {
-        type Value = ErrorDetail<'de>;
+        type Value = CodeAndMessage<'de>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an error object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut detail = ErrorDetail::default();
+            let mut detail = CodeAndMessage::default();
             while let Some(key) = map.next_key::<Text<'de>>()? {
                 match &*key.0 {
                     "code" => detail.code = detail_text(code(map.next_value()?)),
@@ -68,20 +68,20 @@ pub(crate) fn error_detail<'de>(raw: &'de RawValue) -> ErrorDetail<'de> {
 /// `{"error": {"code", "message"}}`, else a top-level `{"code", "message"}`. Anything else —
 /// not JSON, not an object, members of other types — yields no details; the caller keeps the
 /// raw body either way.
-pub(crate) fn parse_error_envelope(body: &[u8]) -> ErrorDetail<'_> {
+pub(crate) fn parse_error_envelope(body: &[u8]) -> CodeAndMessage<'_> {
     struct EnvelopeVisitor;
     impl<'de> Visitor<'de> for EnvelopeVisitor {
-        type Value = ErrorDetail<'de>;
+        type Value = CodeAndMessage<'de>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let (mut nested, mut top_level) = (None, ErrorDetail::default());
+            let (mut nested, mut top_level) = (None, CodeAndMessage::default());
             while let Some(key) = map.next_key::<Text<'de>>()? {
                 match &*key.0 {
                     "error" => {
                         let detail = error_detail(map.next_value()?);
-                        nested = (detail != ErrorDetail::default()).then_some(detail);
+                        nested = (detail != CodeAndMessage::default()).then_some(detail);
                     }
                     "code" => top_level.code = detail_text(code(map.next_value()?)),
                     "message" => top_level.message = detail_text(text(map.next_value()?)),
@@ -94,10 +94,10 @@ pub(crate) fn parse_error_envelope(body: &[u8]) -> ErrorDetail<'_> {
         }
     }
     let Ok(text) = std::str::from_utf8(body) else {
-        return ErrorDetail::default();
+        return CodeAndMessage::default();
     };
     if !text.trim_start().starts_with('{') {
-        return ErrorDetail::default();
+        return CodeAndMessage::default();
     }
     serde_json::Deserializer::from_str(text)
         .deserialize_map(EnvelopeVisitor)

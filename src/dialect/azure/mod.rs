@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 
 pub use self::final_state::{FinalStateVia, UnknownFinalStateVia};
 use self::rules::{FinalTarget, Initial, PollReply};
-use self::status::{ErrorDetail, Phase};
+use self::status::{CodeAndMessage, Phase};
 use crate::dialect::envelope::code_or_header;
 use crate::dialect::{
-    Dialect, Follow, Observer, Opening, Outcome, PollAt, Reply, RequestHead, Start, Verdict,
+    Dialect, ErrorDetail, Follow, InitialBody, InitialHead, Observer, PollAt, RequestHead,
+    StatusHead, Verdict,
 };
 use crate::protocol::headers;
 
@@ -126,18 +127,18 @@ impl Dialect for Azure {
         monitor.kind.as_str()
     }
 
-    fn start<'a>(
+    fn initial_head<'a>(
         &self,
         request: &RequestHead<'_>,
         response: &'a response::Parts,
-    ) -> Start<'a, AzureMonitor> {
+    ) -> InitialHead<'a, AzureMonitor> {
         match rules::classify(
             request.method(),
             response.status,
             &response.headers,
             self.follow_created_location,
         ) {
-            Initial::PassThrough => Start::NotLongRunning,
+            Initial::PassThrough => InitialHead::NotLongRunning,
             Initial::Monitor {
                 kind,
                 reference,
@@ -150,35 +151,27 @@ impl Dialect for Azure {
                 // A terminal `provisioningState` in a 200/201 body settles the operation inline;
                 // a body that cannot be read leaves the decision to the monitor.
                 if sniff {
-                    Start::ReadBody {
+                    InitialHead::ReadBody {
                         otherwise: Some(follow),
                     }
                 } else {
-                    Start::Follow(follow)
+                    InitialHead::Follow(follow)
                 }
             }
-            Initial::MaybeResource => Start::ReadBody { otherwise: None },
+            Initial::MaybeResource => InitialHead::ReadBody { otherwise: None },
         }
     }
 
-    fn start_with_body<'a>(
+    fn initial_body<'a>(
         &self,
         request: &RequestHead<'_>,
         response: &'a response::Parts,
         body: &'a [u8],
+        // The monitor the head named, if any: `initial_head` asks for the body of a 200/201
+        // with monitor headers (`otherwise`: that monitor) and of a PUT/PATCH 200/201 without.
+        named: Option<Follow<'a, AzureMonitor>>,
         seen: &mut Observer<'_>,
-    ) -> Opening<'a, AzureMonitor> {
-        let named = match rules::classify(
-            request.method(),
-            response.status,
-            &response.headers,
-            self.follow_created_location,
-        ) {
-            Initial::Monitor {
-                kind, reference, ..
-            } => Some((kind, reference)),
-            Initial::MaybeResource | Initial::PassThrough => None,
-        };
+    ) -> InitialBody<'a, AzureMonitor> {
         let (state, detail) = match status::parse_resource(body) {
             Ok(resource) => (resource.provisioning_state, resource.error),
             // Without a monitor only this body could tell whether the operation is done: JSON
@@ -190,37 +183,40 @@ impl Dialect for Azure {
                         headers::declares_json(&response.headers),
                     ) =>
             {
-                return Opening::Malformed(format!(
+                return InitialBody::Malformed(format!(
                     "the initial response cannot be judged: {malformed}"
                 ));
             }
             // With a monitor, the initial body could only have settled the operation early;
             // unreadable, it leaves the decision to the monitor.
-            Err(_) => (None, ErrorDetail::default()),
+            Err(_) => (None, CodeAndMessage::default()),
         };
         match (named, state.as_deref().map(Phase::of)) {
-            (_, Some(Phase::Succeeded)) | (None, None) => Opening::Final,
-            (_, Some(Phase::Failed)) => Opening::Failed(ended(state, detail, &response.headers)),
+            (_, Some(Phase::Succeeded)) | (None, None) => InitialBody::Final,
+            (_, Some(Phase::Failed)) => {
+                InitialBody::Failed(ended(state, detail, &response.headers))
+            }
             (_, Some(Phase::Canceled)) => {
-                Opening::Canceled(ended(state, detail, &response.headers))
+                InitialBody::Canceled(ended(state, detail, &response.headers))
             }
             (None, Some(Phase::Running)) => {
                 if let Some(state) = &state {
                     seen.state(state);
                 }
                 let monitor = AzureMonitor::of(Kind::Resource, request, &response.headers);
-                Opening::Follow(Follow::new(monitor, PollAt::OriginalUri))
+                InitialBody::Follow(Follow::new(monitor, PollAt::OriginalUri))
             }
-            (Some((kind, reference)), None | Some(Phase::Running)) => {
-                let monitor = AzureMonitor::of(kind, request, &response.headers);
-                Opening::Follow(Follow::new(monitor, PollAt::url(reference)))
-            }
+            (Some(monitor), None | Some(Phase::Running)) => InitialBody::Follow(monitor),
         }
     }
 
-    fn poll<'a>(&self, monitor: &AzureMonitor, response: &'a response::Parts) -> Reply<'a> {
+    fn status_head<'a>(
+        &self,
+        monitor: &AzureMonitor,
+        response: &'a response::Parts,
+    ) -> StatusHead<'a> {
         let verdict = match rules::poll_reply(monitor.kind, response.status) {
-            PollReply::ReadStatus | PollReply::ReadResource => return Reply::ReadBody,
+            PollReply::ReadStatus | PollReply::ReadResource => return StatusHead::ReadBody,
             PollReply::Running => Verdict::Running {
                 moved: moved(monitor.kind, &response.headers),
             },
@@ -230,13 +226,13 @@ impl Dialect for Azure {
             }
             PollReply::Transient => Verdict::Transient,
             // How `Location` and resource monitors report a failure; the body says why.
-            PollReply::Failed => Verdict::Failed(Outcome::default()),
+            PollReply::Failed => Verdict::Failed(ErrorDetail::default()),
             PollReply::Unexpected => Verdict::Unexpected,
         };
-        Reply::Verdict(verdict)
+        StatusHead::Judged(verdict)
     }
 
-    fn verdict<'a>(
+    fn status_body<'a>(
         &self,
         monitor: &mut AzureMonitor,
         request: &RequestHead<'_>,
@@ -327,10 +323,10 @@ fn moved(kind: Kind, headers: &HeaderMap) -> Option<&[u8]> {
 /// `x-ms-error-code` as the code when the body has none.
 fn ended<'a>(
     reported: Option<Cow<'a, str>>,
-    detail: ErrorDetail<'a>,
+    detail: CodeAndMessage<'a>,
     headers: &'a HeaderMap,
-) -> Outcome<'a> {
-    Outcome {
+) -> ErrorDetail<'a> {
+    ErrorDetail {
         reported,
         code: code_or_header(detail.code, headers),
         message: detail.message,
@@ -424,19 +420,24 @@ mod via_name {
 
 #[cfg(test)]
 mod tests {
-    use http::Method;
+    use http::{Method, Request};
 
     use super::*;
-    use crate::dialect::table::{self, parts, Head};
-    use crate::dialect::Observed;
+    use crate::dialect::table;
+    use crate::dialect::testing::{self, Recorder};
 
     const URI: &str = "https://management.example/accounts/a?api-version=1";
+
+    /// The original request of a table row.
+    fn request(method: Method) -> Result<Request<()>, http::Error> {
+        Request::builder().method(method).uri(URI).body(())
+    }
 
     /// Response headers of a table row.
     type Headers = &'static [(&'static str, &'static str)];
 
     #[test]
-    fn initial_responses() {
+    fn initial_responses() -> Result<(), http::Error> {
         let azure = Azure::new();
         #[rustfmt::skip]
         let rows: &[(Method, u16, Headers, &str)] = &[
@@ -448,42 +449,42 @@ mod tests {
             (Method::POST, 201, &[("location", "/res")], "pass"),
             (Method::GET, 200, &[], "pass"),
         ];
-        let head = Head::new(Method::PUT, URI);
         for (method, status, headers, expected) in rows {
-            let head = Head {
-                method: method.clone(),
-                ..Head::new(Method::PUT, URI)
-            };
-            let response = parts(*status, headers);
-            let start = azure.start(&head.head(), &response);
+            let request = request(method.clone())?;
+            let response = testing::response_head(*status, headers)?;
+            let verdict = azure.initial_head(&testing::request_head(&request), &response);
             assert_eq!(
-                table::start(&start),
+                table::initial_head(&verdict),
                 *expected,
                 "{method} {status} {headers:?}"
             );
         }
         // Opted in, a 201 with only a Location is a Location monitor.
-        let response = parts(201, &[("location", "/res")]);
-        let start = Azure::new()
+        let put = request(Method::PUT)?;
+        let response = testing::response_head(201, &[("location", "/res")])?;
+        let verdict = Azure::new()
             .follow_created_location(true)
-            .start(&head.head(), &response);
-        assert!(table::start(&start).starts_with("read, else follow AzureMonitor { kind: Location"));
+            .initial_head(&testing::request_head(&put), &response);
+        assert!(table::initial_head(&verdict)
+            .starts_with("read, else follow AzureMonitor { kind: Location"));
+        Ok(())
     }
 
     #[test]
-    fn initial_bodies() {
+    fn initial_bodies() -> Result<(), http::Error> {
         let azure = Azure::new();
-        let head = Head::new(Method::PUT, URI);
-        let plain = parts(200, &[("content-type", "application/json")]);
-        let monitored = parts(201, &[("azure-asyncoperation", "/op")]);
-        let coded = parts(
+        let put = request(Method::PUT)?;
+        let head = testing::request_head(&put);
+        let plain = testing::response_head(200, &[("content-type", "application/json")])?;
+        let monitored = testing::response_head(201, &[("azure-asyncoperation", "/op")])?;
+        let coded = testing::response_head(
             200,
             &[
                 ("content-type", "application/json"),
                 ("x-ms-error-code", "FromHeader"),
             ],
-        );
-        let created = parts(201, &[("x-ms-error-code", "FromHeader")]);
+        )?;
+        let created = testing::response_head(201, &[("x-ms-error-code", "FromHeader")])?;
         #[rustfmt::skip]
         let rows: &[(&response::Parts, &str, &str)] = &[
             (&plain, r#"{"properties":{"provisioningState":"Succeeded"}}"#, "final"),
@@ -506,17 +507,21 @@ mod tests {
             (&monitored, "{not json", "follow AzureMonitor { kind: AzureAsyncOperation, location: None, final_state_via: None } ref /op"),
         ];
         for (response, body, expected) in rows {
-            let mut observed = Observed::default();
-            let opening = azure.start_with_body(
-                &head.head(),
+            // The body is read when the head asks for it, and judged with what the head named.
+            let otherwise = match azure.initial_head(&head, response) {
+                InitialHead::ReadBody { otherwise } => otherwise,
+                other => panic!("the head does not ask for the body: {other:?}"),
+            };
+            let verdict = azure.initial_body(
+                &head,
                 response,
                 body.as_bytes(),
-                &mut Observer {
-                    ledger: &mut observed,
-                },
+                otherwise,
+                &mut Recorder::new().observer(),
             );
-            assert_eq!(table::opening(&opening), *expected, "{body}");
+            assert_eq!(table::initial_body(&verdict), *expected, "{body}");
         }
+        Ok(())
     }
 
     fn monitor(kind: Kind) -> AzureMonitor {
@@ -524,7 +529,7 @@ mod tests {
     }
 
     #[test]
-    fn poll_heads() {
+    fn poll_heads() -> Result<(), http::Error> {
         use Kind::*;
         let azure = Azure::new();
         #[rustfmt::skip]
@@ -545,19 +550,20 @@ mod tests {
             (Resource, 505, &[], "unexpected"),
         ];
         for (kind, status, headers, expected) in rows {
-            let response = parts(*status, headers);
-            let reply = azure.poll(&monitor(*kind), &response);
-            assert_eq!(table::reply(&reply), *expected, "{kind:?} {status}");
+            let response = testing::response_head(*status, headers)?;
+            let verdict = azure.status_head(&monitor(*kind), &response);
+            assert_eq!(table::status_head(&verdict), *expected, "{kind:?} {status}");
         }
+        Ok(())
     }
 
     #[test]
-    fn status_bodies() {
+    fn status_bodies() -> Result<(), http::Error> {
         let azure = Azure::new();
-        let response = parts(200, &[("x-ms-error-code", "FromHeader")]);
-        let moved = parts(200, &[("azure-asyncoperation", "/moved")]);
-        let put = Head::new(Method::PUT, URI);
-        let post = Head::new(Method::POST, URI);
+        let response = testing::response_head(200, &[("x-ms-error-code", "FromHeader")])?;
+        let moved = testing::response_head(200, &[("azure-asyncoperation", "/moved")])?;
+        let put = request(Method::PUT)?;
+        let post = request(Method::POST)?;
         let aao = monitor(Kind::AzureAsyncOperation);
         let resource = monitor(Kind::Resource);
         let aao_with_location = AzureMonitor::from_parts(
@@ -571,7 +577,7 @@ mod tests {
             Some(FinalStateVia::AzureAsyncOperation),
         );
         #[rustfmt::skip]
-        let rows: &[(&Head, &AzureMonitor, &response::Parts, &str, &str)] = &[
+        let rows: &[(&Request<()>, &AzureMonitor, &response::Parts, &str, &str)] = &[
             (&put, &aao, &response, r#"{"status":"InProgress"}"#, "running"),
             (&put, &aao, &moved, r#"{"status":"InProgress"}"#, "running, moved /moved"),
             (&put, &aao, &response, r#"{"status":"Succeeded"}"#, "fetch original"),
@@ -590,31 +596,30 @@ mod tests {
             (&put, &aao, &response, r#"{"percentComplete":5}"#, "malformed"),
             (&put, &aao, &response, "", "malformed"),
         ];
-        for (head, monitor, response, body, expected) in rows {
-            let mut observed = Observed::default();
-            let verdict = azure.verdict(
+        for (request, monitor, response, body, expected) in rows {
+            let verdict = azure.status_body(
                 &mut (*monitor).clone(),
-                &head.head(),
+                &testing::request_head(request),
                 response,
                 body.as_bytes(),
-                &mut Observer {
-                    ledger: &mut observed,
-                },
+                &mut Recorder::new().observer(),
             );
             assert_eq!(
                 table::verdict(&verdict),
                 *expected,
                 "{} {body}",
-                head.method
+                request.method()
             );
         }
+        Ok(())
     }
 
     #[test]
-    fn resource_bodies_and_what_they_report() {
+    fn resource_bodies_and_what_they_report() -> Result<(), http::Error> {
         let azure = Azure::new();
-        let head = Head::new(Method::PUT, URI);
-        let response = parts(200, &[]);
+        let put = request(Method::PUT)?;
+        let head = testing::request_head(&put);
+        let response = testing::response_head(200, &[])?;
         for (body, expected, status) in [
             (
                 r#"{"properties":{"provisioningState":"Updating"}}"#,
@@ -634,34 +639,31 @@ mod tests {
             ),
             ("[]", "malformed", None),
         ] {
-            let mut observed = Observed::default();
-            let verdict = azure.verdict(
+            let mut seen = Recorder::new();
+            let verdict = azure.status_body(
                 &mut monitor(Kind::Resource),
-                &head.head(),
+                &head,
                 &response,
                 body.as_bytes(),
-                &mut Observer {
-                    ledger: &mut observed,
-                },
+                &mut seen.observer(),
             );
             assert_eq!(table::verdict(&verdict), expected, "{body}");
-            assert_eq!(observed.state.as_deref(), status, "{body}");
+            assert_eq!(seen.state(), status, "{body}");
         }
-        let mut observed = Observed::default();
+        let mut seen = Recorder::new();
         let body = br#"{"status":"InProgress","percentComplete":40,"id":"/ops/1","name":"1"}"#;
-        azure.verdict(
+        azure.status_body(
             &mut monitor(Kind::OperationLocation),
-            &head.head(),
+            &head,
             &response,
             body,
-            &mut Observer {
-                ledger: &mut observed,
-            },
+            &mut seen.observer(),
         );
-        assert_eq!(observed.state.as_deref(), Some("InProgress"));
-        assert_eq!(observed.percent_complete, Some(40.0));
-        assert_eq!(observed.operation_id.as_deref(), Some("/ops/1"));
-        assert_eq!(observed.operation_name.as_deref(), Some("1"));
+        assert_eq!(seen.state(), Some("InProgress"));
+        assert_eq!(seen.percent_complete(), Some(40.0));
+        assert_eq!(seen.operation_id(), Some("/ops/1"));
+        assert_eq!(seen.operation_name(), Some("1"));
+        Ok(())
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::protocol::json::{error_detail, number, text, utf8, Text};
-pub(crate) use crate::protocol::json::{ErrorDetail, Malformed};
+pub(crate) use crate::protocol::json::{CodeAndMessage, Malformed};
 
 /// How a status string reads, compared case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +58,7 @@ pub(crate) struct StatusBody<'a> {
     pub(crate) id: Option<Cow<'a, str>>,
     pub(crate) name: Option<Cow<'a, str>>,
     pub(crate) resource_location: Option<Cow<'a, str>>,
-    pub(crate) error: ErrorDetail<'a>,
+    pub(crate) error: CodeAndMessage<'a>,
 }
 
 /// Parses a status-monitor body. An empty body, invalid JSON, a non-object, or a missing,
@@ -90,7 +90,7 @@ pub(crate) fn parse_status(body: &[u8]) -> Result<StatusBody<'_>, Malformed> {
 #[derive(Debug, PartialEq)]
 pub(crate) struct Resource<'a> {
     pub(crate) provisioning_state: Option<Cow<'a, str>>,
-    pub(crate) error: ErrorDetail<'a>,
+    pub(crate) error: CodeAndMessage<'a>,
 }
 
 /// Parses a resource body. An empty body has no `provisioningState`; anything that is not a JSON
@@ -99,7 +99,7 @@ pub(crate) fn parse_resource(body: &[u8]) -> Result<Resource<'_>, Malformed> {
     if body.trim_ascii().is_empty() {
         return Ok(Resource {
             provisioning_state: None,
-            error: ErrorDetail::default(),
+            error: CodeAndMessage::default(),
         });
     }
     let mut de = serde_json::Deserializer::from_str(utf8(body, "resource")?);
@@ -126,7 +126,7 @@ struct PartialStatus<'a> {
     id: Option<Cow<'a, str>>,
     name: Option<Cow<'a, str>>,
     resource_location: Option<Cow<'a, str>>,
-    error: ErrorDetail<'a>,
+    error: CodeAndMessage<'a>,
 }
 
 struct StatusVisitor;
@@ -171,7 +171,7 @@ impl<'de> Visitor<'de> for ResourceVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut top_level = None;
         let mut in_properties = None;
-        let mut error = ErrorDetail::default();
+        let mut error = CodeAndMessage::default();
         while let Some(key) = map.next_key::<Text<'de>>()? {
             match &*key.0 {
                 "provisioningState" => {
@@ -285,7 +285,7 @@ mod tests {
         assert_eq!(parsed.percent_complete, None);
         assert_eq!(parsed.id, None);
         assert_eq!(parsed.name, None);
-        assert_eq!(parsed.error, ErrorDetail::default());
+        assert_eq!(parsed.error, CodeAndMessage::default());
         assert_eq!(parsed.resource_location, None);
         let parsed = parse_status(br#"{"status":"Running","percentComplete":7}"#).unwrap();
         assert_eq!(parsed.percent_complete, Some(7.0));
@@ -406,13 +406,13 @@ mod tests {
             parse_status(br#"{"status":"Failed","error":{"code":3,"message":7}}"#).unwrap();
         assert_eq!(
             parsed.error,
-            ErrorDetail {
+            CodeAndMessage {
                 code: Some("3".into()),
                 message: None
             }
         );
         let parsed = parse_status(br#"{"status":"Failed","error":{"code":true}}"#).unwrap();
-        assert_eq!(parsed.error, ErrorDetail::default());
+        assert_eq!(parsed.error, CodeAndMessage::default());
         // Escaped strings are unescaped; members after an odd one are still read.
         let parsed = parse_status(
             br#"{"percentComplete":[1e999],"status":"Run\u006eing","resourceLocation":"/r\/1"}"#,

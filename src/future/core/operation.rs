@@ -252,13 +252,13 @@ impl<S, D: Dialect> Operation<S, D> {
         &mut self,
         mut ledger: Ledger<D::Monitor>,
         parts: response::Parts,
-        body: InitialBody<B>,
+        body: OpeningBody<B>,
     ) -> Begin<B, D::Monitor> {
         if self.polling == Polling::AcceptOnly {
             let body = match body {
-                InitialBody::Unread(body) => ResponseBody::streaming(body),
-                InitialBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
-                InitialBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
+                OpeningBody::Unread(body) => ResponseBody::streaming(body),
+                OpeningBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
+                OpeningBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
             };
             let mut response = Response::from_parts(parts, body);
             let elapsed = self.clock.elapsed();
@@ -272,8 +272,8 @@ impl<S, D: Dialect> Operation<S, D> {
             Ok(()) => Begin::Follow {
                 ledger,
                 drain: match body {
-                    InitialBody::Unread(body) => Some(body),
-                    InitialBody::Read(..) | InitialBody::Partial(..) => None,
+                    OpeningBody::Unread(body) => Some(body),
+                    OpeningBody::Read(..) | OpeningBody::Partial(..) => None,
                 },
             },
             Err(e) => Begin::Finish(Err(self.fail(&ledger, e))),
@@ -294,24 +294,29 @@ impl<S, D: Dialect> Operation<S, D> {
                 ResponseBody::streaming(body),
             )))
         };
-        let follow = match self.dialect.start(&self.original.head(), &parts) {
-            Start::NotLongRunning => return pass(parts, body),
-            Start::Follow(follow) => follow,
-            Start::ReadBody { .. }
+        let follow = match self.dialect.initial_head(&self.original.head(), &parts) {
+            InitialHead::NotLongRunning => return pass(parts, body),
+            InitialHead::Follow(follow) => follow,
+            InitialHead::ReadBody { otherwise }
                 if !too_large(&parts.headers, &body, self.config.max_status_body) =>
             {
+                // Kept while the body is read, so that the head is judged once. It borrows from
+                // the head, which the state is about to own: one copy of the URL reference, which
+                // `track` keeps as it is when the dialect hands it back (Azure does).
+                let otherwise = otherwise.map(Follow::into_owned);
                 return Begin::Sniff {
                     parts,
                     body: Box::pin(body),
-                }
+                    otherwise,
+                };
             }
-            Start::ReadBody {
+            InitialHead::ReadBody {
                 otherwise: Some(follow),
             } => follow,
-            Start::ReadBody { otherwise: None } => return pass(parts, body),
+            InitialHead::ReadBody { otherwise: None } => return pass(parts, body),
         };
         match self.track(follow) {
-            Ok(ledger) => self.begin(ledger, parts, InitialBody::Unread(body)),
+            Ok(ledger) => self.begin(ledger, parts, OpeningBody::Unread(body)),
             Err(e) => Begin::Finish(Err(e)),
         }
     }
@@ -346,20 +351,15 @@ impl<S, D: Dialect> Operation<S, D> {
         parts: response::Parts,
         body: Pin<Box<B>>,
         collector: Collector,
+        otherwise: Option<Follow<'static, D::Monitor>>,
         sniffed: Sniffed,
     ) -> Begin<B, D::Monitor> {
         let (bytes, trailers) = collector.finish();
-        let otherwise = match sniffed {
-            Sniffed::Complete => return self.on_initial_body(parts, bytes, trailers),
+        match sniffed {
+            Sniffed::Complete => return self.on_initial_body(parts, bytes, trailers, otherwise),
             Sniffed::Expired(expired) => return Begin::Finish(Err(expired)),
-            Sniffed::Stopped | Sniffed::Broken(_) => {
-                match self.dialect.start(&self.original.head(), &parts) {
-                    Start::ReadBody { otherwise } => otherwise,
-                    Start::Follow(follow) => Some(follow),
-                    Start::NotLongRunning => None,
-                }
-            }
-        };
+            Sniffed::Stopped | Sniffed::Broken(_) => {}
+        }
         let follow = match (otherwise, sniffed) {
             (Some(follow), Sniffed::Broken(_)) if self.polling != Polling::AcceptOnly => follow,
             (_, Sniffed::Broken(e)) => {
@@ -377,7 +377,7 @@ impl<S, D: Dialect> Operation<S, D> {
             Ok(ledger) => ledger,
             Err(e) => return Begin::Finish(Err(e)),
         };
-        self.begin(ledger, parts, InitialBody::Partial(bytes, body))
+        self.begin(ledger, parts, OpeningBody::Partial(bytes, body))
     }
 
     /// The initial body, read whole: the dialect judges it.
@@ -386,33 +386,36 @@ impl<S, D: Dialect> Operation<S, D> {
         parts: response::Parts,
         bytes: Bytes,
         trailers: Option<Box<HeaderMap>>,
+        otherwise: Option<Follow<'static, D::Monitor>>,
     ) -> Begin<B, D::Monitor> {
         let mut observed = Default::default();
-        let opening = self.dialect.start_with_body(
+        let verdict = self.dialect.initial_body(
             &self.original.head(),
             &parts,
             &bytes,
+            otherwise,
             &mut Observer {
                 ledger: &mut observed,
             },
         );
-        let ended =
-            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
-        let error = match opening {
-            Opening::Final => {
+        let ended = |kind, detail: ErrorDetail<'_>| {
+            Error::new(kind, reported(&detail)).with_error_detail(detail)
+        };
+        let error = match verdict {
+            InitialBody::Final => {
                 let body = ResponseBody::buffered(bytes, trailers);
                 return Begin::Finish(Ok(Response::from_parts(parts, body)));
             }
-            Opening::Follow(follow) => match self.track(follow) {
+            InitialBody::Follow(follow) => match self.track(follow) {
                 Ok(mut ledger) => {
                     ledger.observed = observed;
-                    return self.begin(ledger, parts, InitialBody::Read(bytes, trailers));
+                    return self.begin(ledger, parts, OpeningBody::Read(bytes, trailers));
                 }
                 Err(e) => e,
             },
-            Opening::Failed(outcome) => ended(ErrorKind::Failed, outcome),
-            Opening::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
-            Opening::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
+            InitialBody::Failed(detail) => ended(ErrorKind::Failed, detail),
+            InitialBody::Canceled(detail) => ended(ErrorKind::Canceled, detail),
+            InitialBody::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
         };
         let error = match error.kind() {
             ErrorKind::InvalidMonitorUrl | ErrorKind::CrossOrigin => error,
@@ -422,9 +425,9 @@ impl<S, D: Dialect> Operation<S, D> {
     }
 }
 
-/// The context of an error for an outcome the server reported.
-pub(super) fn reported(outcome: &Outcome<'_>) -> String {
-    outcome
+/// The context of an error for a state the server reported.
+pub(super) fn reported(detail: &ErrorDetail<'_>) -> String {
+    detail
         .reported
         .as_ref()
         .map(|status| format!("the server reported {status:?}"))

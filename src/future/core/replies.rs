@@ -16,14 +16,14 @@ impl<S, D: Dialect> Operation<S, D> {
             Target::Poll => {}
             Target::Final(uri) => {
                 ledger.final_uri = Some(uri.clone());
-                return self.on_final_reply(ledger, parts, body);
+                return self.on_final_head(ledger, parts, body);
             }
-            Target::Cancel => return self.on_cancel_reply(ledger, parts, body),
+            Target::Cancel => return self.on_cancel_head(ledger, parts, body),
         }
         ledger.last_http_status = Some(parts.status);
-        let verdict = match self.dialect.poll(&ledger.monitor, &parts) {
-            Reply::ReadBody => return self.read(ledger, parts, body, Purpose::Verdict),
-            Reply::Verdict(verdict) => verdict,
+        let verdict = match self.dialect.status_head(&ledger.monitor, &parts) {
+            StatusHead::ReadBody => return self.read(ledger, parts, body, Purpose::Verdict),
+            StatusHead::Judged(verdict) => verdict,
         };
         match verdict {
             Verdict::Running { moved } => {
@@ -42,12 +42,12 @@ impl<S, D: Dialect> Operation<S, D> {
                 Ok(()) => Next::Send,
                 Err(e) => Next::Finish(Err(e)),
             },
-            Verdict::Failed(outcome) => {
-                let answer = Answer::ended(ErrorKind::Failed, outcome);
+            Verdict::Failed(detail) => {
+                let answer = Answer::ended(ErrorKind::Failed, detail);
                 self.read(ledger, parts, body, Purpose::Answer(answer))
             }
-            Verdict::Canceled(outcome) => {
-                let answer = Answer::ended(ErrorKind::Canceled, outcome);
+            Verdict::Canceled(detail) => {
+                let answer = Answer::ended(ErrorKind::Canceled, detail);
                 self.read(ledger, parts, body, Purpose::Answer(answer))
             }
             // The last straw is read, not drained: its body says why the server kept failing.
@@ -69,47 +69,47 @@ impl<S, D: Dialect> Operation<S, D> {
         }
     }
 
-    pub(super) fn on_final_reply<B: Body>(
+    pub(super) fn on_final_head<B: Body>(
         &mut self,
         ledger: &mut Ledger<D::Monitor>,
         parts: response::Parts,
         body: B,
     ) -> Next<B> {
-        match self.dialect.final_reply(parts.status) {
-            FinalReply::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
-            FinalReply::Transient if !self.transient_exhausted(ledger) => {
+        match self.dialect.final_head(parts.status) {
+            FinalHead::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
+            FinalHead::Transient if !self.transient_exhausted(ledger) => {
                 let hint = self.dialect.wait_hint(&parts.headers);
                 let failure = move |op: &Self| op.unexpected("the final GET", parts, None);
                 self.on_transient(ledger, hint, failure, Some(body))
             }
-            FinalReply::Transient | FinalReply::Unexpected => {
+            FinalHead::Transient | FinalHead::Unexpected => {
                 self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
             }
         }
     }
 
-    pub(super) fn on_cancel_reply<B: Body>(
+    pub(super) fn on_cancel_head<B: Body>(
         &mut self,
         ledger: &mut Ledger<D::Monitor>,
         parts: response::Parts,
         body: B,
     ) -> Next<B> {
-        match self.dialect.cancel_reply(parts.status) {
-            CancelReply::Accepted => {
+        match self.dialect.cancel_head(parts.status) {
+            CancelHead::Accepted => {
                 let hint = self.dialect.wait_hint(&parts.headers);
                 match self.schedule_poll(ledger, hint) {
                     Ok(()) => Next::Wait { drain: Some(body) },
                     Err(e) => Next::Finish(Err(e)),
                 }
             }
-            CancelReply::Unsupported => {
+            CancelHead::Unsupported => {
                 let answer = Answer {
                     kind: ErrorKind::CancelUnsupported,
-                    outcome: Outcome::default(),
+                    detail: ErrorDetail::default(),
                 };
                 self.read(ledger, parts, body, Purpose::Answer(answer))
             }
-            CancelReply::Unexpected => {
+            CancelHead::Unexpected => {
                 self.read(ledger, parts, body, Purpose::Answer(Answer::unexpected()))
             }
         }
@@ -322,7 +322,7 @@ impl<S, D: Dialect> Operation<S, D> {
         bytes: Bytes,
         trailers: Option<Box<HeaderMap>>,
     ) -> Next<B> {
-        let verdict = self.dialect.verdict(
+        let verdict = self.dialect.status_body(
             &mut ledger.monitor,
             &self.original.head(),
             &parts,
@@ -331,8 +331,9 @@ impl<S, D: Dialect> Operation<S, D> {
                 ledger: &mut ledger.observed,
             },
         );
-        let ended =
-            |kind, outcome: Outcome<'_>| Error::new(kind, reported(&outcome)).with_outcome(outcome);
+        let ended = |kind, detail: ErrorDetail<'_>| {
+            Error::new(kind, reported(&detail)).with_error_detail(detail)
+        };
         let error = match verdict {
             Verdict::Running { moved } => {
                 ledger.retries = 0;
@@ -357,8 +358,8 @@ impl<S, D: Dialect> Operation<S, D> {
                 let failure = move |op: &Self| op.unexpected("a poll", parts, Some(bytes));
                 return self.on_transient(ledger, hint, failure, None);
             }
-            Verdict::Failed(outcome) => ended(ErrorKind::Failed, outcome),
-            Verdict::Canceled(outcome) => ended(ErrorKind::Canceled, outcome),
+            Verdict::Failed(detail) => ended(ErrorKind::Failed, detail),
+            Verdict::Canceled(detail) => ended(ErrorKind::Canceled, detail),
             Verdict::Unexpected => {
                 return Next::Finish(Err(self.unexpected("a poll", parts, Some(bytes))));
             }
@@ -380,7 +381,7 @@ impl<S, D: Dialect> Operation<S, D> {
     }
 
     /// The error of an answer that ended the operation by its HTTP status, with the service's
-    /// details from the outcome, else from the dialect's reading of the answer.
+    /// details from the verdict's detail, else from the dialect's reading of the answer.
     pub(super) fn answered_by(
         &self,
         ledger: &Ledger<D::Monitor>,
@@ -392,7 +393,7 @@ impl<S, D: Dialect> Operation<S, D> {
             ErrorKind::UnexpectedStatus => {
                 format!("{} answered {}", self.request_name(ledger), parts.status)
             }
-            _ if answer.outcome.reported.is_some() => reported(&answer.outcome),
+            _ if answer.detail.reported.is_some() => reported(&answer.detail),
             ErrorKind::CancelUnsupported => format!("the cancel request answered {}", parts.status),
             _ => format!("the {} monitor answered {}", ledger.kind, parts.status),
         };
@@ -411,7 +412,7 @@ impl<S, D: Dialect> Operation<S, D> {
         self.detailed(Answer::unexpected(), what, parts, body)
     }
 
-    /// Every error of an answer that ended the operation is assembled here: the outcome's code
+    /// Every error of an answer that ended the operation is assembled here: the detail's code
     /// and message, else the dialect's [`Dialect::error_detail`] of the answer, never another
     /// dialect's.
     pub(super) fn detailed(
@@ -421,22 +422,20 @@ impl<S, D: Dialect> Operation<S, D> {
         parts: response::Parts,
         body: Option<Bytes>,
     ) -> Error {
-        let Answer { kind, mut outcome } = answer;
+        let Answer { kind, mut detail } = answer;
         // A blank code or message says nothing: the dialect's reading of the answer may.
-        outcome.code = detail_text(outcome.code.take());
-        outcome.message = detail_text(outcome.message.take());
-        if outcome.code.is_none() && outcome.message.is_none() {
-            let detail = self
+        detail.code = detail_text(detail.code.take());
+        detail.message = detail_text(detail.message.take());
+        if detail.code.is_none() && detail.message.is_none() {
+            let read = self
                 .dialect
                 .error_detail(&parts.headers, body.as_deref())
                 .into_owned();
-            outcome = outcome.with_detail(detail.code, detail.message);
+            detail = detail.with_detail(read.code, read.message);
         }
-        Error::new(kind, what).with_outcome(outcome).with_response(
-            parts.status,
-            parts.headers,
-            body,
-        )
+        Error::new(kind, what)
+            .with_error_detail(detail)
+            .with_response(parts.status, parts.headers, body)
     }
 }
 
@@ -444,14 +443,14 @@ impl Answer {
     pub(super) fn unexpected() -> Answer {
         Answer {
             kind: ErrorKind::UnexpectedStatus,
-            outcome: Outcome::default(),
+            detail: ErrorDetail::default(),
         }
     }
 
-    pub(super) fn ended(kind: ErrorKind, outcome: Outcome<'_>) -> Answer {
+    pub(super) fn ended(kind: ErrorKind, detail: ErrorDetail<'_>) -> Answer {
         Answer {
             kind,
-            outcome: outcome.into_owned(),
+            detail: detail.into_owned(),
         }
     }
 }
