@@ -89,9 +89,14 @@
 //! |---|---|
 //! | `reqwest` | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` |
-//! | `auth` | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
-//! | `azure-core` | `auth::AzureCredential`: an `azure_identity` credential as its token source |
-//! | `sim` | `sim`: an Azure-like server on 127.0.0.1 for examples and your own tests |
+//!
+//! Companion crates, each its own dependency:
+//!
+//! | crate | what |
+//! |---|---|
+//! | `tower-lro-auth` | `BearerTokenLayer`: a refreshing bearer token on every request below the layer; `AzureCredential` (its feature `azure-core`): an `azure_identity` credential as its token source |
+//! | `tower-lro-sim` | `Simulator`: an Azure- and Google-like LRO server on 127.0.0.1 for examples and your own tests |
+//! | `tower-lro-fleet` | operations as durable jobs, stepped by workers (SQLite, PostgreSQL) |
 //!
 //! # What the caller sees
 //!
@@ -117,15 +122,12 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "auth")]
-#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
-pub mod auth;
 mod body;
 mod config;
 pub mod dialect;
 mod error;
 pub mod future;
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "_fuzzing")]
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
@@ -139,9 +141,6 @@ mod protocol;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod service;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
 mod token;
 
 pub use body::ResponseBody;
