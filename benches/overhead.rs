@@ -32,8 +32,7 @@ use criterion::{Criterion, Throughput};
 use http::Method;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 /// "Running" answers before "Succeeded": 5 polls per operation.
 const RUNNING: u32 = 4;

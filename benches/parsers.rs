@@ -1,5 +1,5 @@
 //! Bench 4: the pure parsers, in ns per call, through the hidden `tower_lro::fuzzing`
-//! entry points (enabled for dev targets by the self dev-dependency's `fuzzing` feature).
+//! entry points (enabled for dev targets by the self dev-dependency's `_fuzzing` feature).
 //!
 //! Note what each entry point adds to the layer's own path: `status_body` copies the borrowed
 //! strings into an owned `StatusReading` (the layer keeps them borrowed, and copies `status` only

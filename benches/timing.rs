@@ -25,9 +25,8 @@ use http_body_util::BodyExt;
 use http_body_util::Full;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const OPERATIONS: usize = 1_000;
 const RUNNING: u32 = 4;

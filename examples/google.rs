@@ -15,9 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{progress, Google, LongRunningLayer, OperationInfo, Polling, ResumeToken};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,7 +38,7 @@ async fn main() -> Result<(), BoxError> {
     sim.add(
         scenario(backups)
             .completes_after_polls(1)
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "9".into(),
                 message: "the instance is not running".into(),
             }),

@@ -14,9 +14,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressStyle};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{progress, LongRunningLayer};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

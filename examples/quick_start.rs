@@ -2,7 +2,8 @@
 //! Azure Resource Manager so that it runs anywhere. Its `[dependencies]`:
 //!
 //! ```toml
-//! tower-lro = { version = "0.1", features = ["reqwest", "sim"] }
+//! tower-lro = { version = "0.1", features = ["reqwest"] }
+//! tower-lro-sim = "0.1"
 //! reqwest = "0.13"
 //! tower = { version = "0.5", features = ["util"] }
 //! http = "1"
@@ -10,15 +11,14 @@
 //! ```
 use http::Method;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, OperationInfo, ReqwestService};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // A simulated Azure on 127.0.0.1 that creates a storage account slowly: 202 + Location, then
-    // "still running" twice. Against Azure, drop these lines (and the `sim` feature), use
-    // https://management.azure.com, and add auth below the layer (see auth::BearerTokenLayer).
+    // "still running" twice. Against Azure, drop these lines (and `tower-lro-sim`), use
+    // https://management.azure.com, and add auth below the layer (see tower-lro-auth).
     let sim = Simulator::start().await?;
     let path = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/a";
     sim.add(

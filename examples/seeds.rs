@@ -19,9 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_lro::progress::{self, Progress};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, OperationInfo};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,7 +74,7 @@ async fn main() -> Result<(), BoxError> {
         Scenario::new(Method::PUT, &taken, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(100))
             .completes_after_polls(1)
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "StorageAccountAlreadyTaken".into(),
                 message: "The storage account named taken is already taken.".into(),
             }),

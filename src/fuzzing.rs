@@ -1,5 +1,6 @@
 //! Entry points into the pure protocol parsers for fuzz targets and property tests. Not a stable
-//! API: enabled only by the `fuzzing` feature, hidden from the documentation.
+//! API: enabled only by the `_fuzzing` feature (a leading underscore: not for you), hidden from
+//! the documentation.
 
 use std::time::{Duration, SystemTime};
 

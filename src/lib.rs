@@ -69,15 +69,14 @@
 //! | `tracing` | on | a span per operation (method, URI, monitor), a debug event per poll, a warning per transient retry |
 //! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
-//! | `auth` | off | `auth::BearerTokenLayer`: a refreshing bearer token on every request below the layer |
-//! | `azure-core` | off | `auth::AzureCredential`: an `azure_core`/`azure_identity` credential as its token source (enables `auth`; Rust 1.88, as azure_core) |
-//! | `sim` | off | `sim`: an Azure-like LRO server on 127.0.0.1 for examples and your own tests |
 //!
 //! None of them enables a TLS backend or any other reqwest feature: your own `reqwest` dependency
 //! chooses (Cargo merges the features). Companion crates, each its own dependency:
 //!
 //! | crate | what |
 //! |---|---|
+//! | `tower-lro-sim` | `Simulator`: an Azure- and Google-like LRO server on 127.0.0.1 for examples and your own tests |
+//! | `tower-lro-auth` | `BearerTokenLayer`: a refreshing bearer token on every request below the layer; with its feature `azure-core`, `AzureCredential`: an `azure_core`/`azure_identity` credential as its token source (Rust 1.88, as azure_core) |
 //! | `tower-lro-fleet` | operations as durable jobs on apalis (SQLite, PostgreSQL), stepped by any number of workers |
 //!
 //! # What the caller sees
@@ -109,15 +108,12 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "auth")]
-#[cfg_attr(docsrs, doc(cfg(feature = "auth")))]
-pub mod auth;
 mod body;
 mod config;
 pub mod dialect;
 mod error;
 pub mod future;
-#[cfg(feature = "fuzzing")]
+#[cfg(feature = "_fuzzing")]
 #[doc(hidden)]
 #[allow(missing_docs, unreachable_pub)]
 pub mod fuzzing;
@@ -131,9 +127,6 @@ mod protocol;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod service;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
 mod token;
 
 #[cfg(doc)]

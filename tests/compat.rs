@@ -24,9 +24,8 @@ use tower_http::decompression::DecompressionLayer;
 use tower_http::follow_redirect::FollowRedirectLayer;
 use tower_http::set_header::SetRequestHeaderLayer;
 use tower_http::trace::TraceLayer;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const VM: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";

@@ -10,12 +10,11 @@ use http::{Method, StatusCode};
 use http_body_util::Full;
 use support::{request, text, HttpClient};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     CancelVia, ErrorKind, Google, LongRunning, LongRunningLayer, OperationInfo, Polling,
     ResumeToken, Step,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 const INSTANCES: &str = "/v1/projects/p/locations/l/instances";
 const OPERATION: &str = "/v1/projects/p/locations/l/operations/op-1";
@@ -111,7 +110,7 @@ async fn a_failed_operation_is_failed_with_the_integer_code_as_text() {
     sim.add(
         Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10))
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "3".into(),
                 message: "instance name is invalid".into(),
             }),
@@ -131,7 +130,7 @@ async fn code_1_is_canceled() {
     sim.add(
         Scenario::new(Method::POST, INSTANCES, Monitor::GoogleOperation)
             .retry_after(RetryAfter::Millis(10))
-            .outcome(Outcome::Canceled),
+            .ending(Ending::Canceled),
     );
     let error = google().oneshot(create(&sim)).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Canceled);

@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["future"],
     &["service"],
     &["layer"],
-    &["reqwest", "fuzzing", "sim", "auth"],
+    &["reqwest", "fuzzing"],
     &["middleware"],
 ];
 

@@ -14,9 +14,8 @@ use http::{Method, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use support::{assert_sent_once, info, loopback_stack, request, sim_trail, text};
 use tower::ServiceExt;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RecordedRequest, RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, ResponseBody};
+use tower_lro_sim::{Monitor, RecordedRequest, RetryAfter, Scenario, Simulator};
 
 /// The hint every initial and "running" answer carries.
 const HINT: Duration = Duration::from_millis(5);

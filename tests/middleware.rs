@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use http::{Extensions, Method, StatusCode};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
-use tower_lro::sim::{Monitor, Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     CredentialsWithheld, Dialect, ErrorKind, FinalStateVia, Google, LongRunningLayer,
     LongRunningMiddleware, OperationInfo, Polling, ResumeToken,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{cross_origin_operation, sim_trail};
 
@@ -160,7 +160,7 @@ async fn errors_downcast_to_the_crate_error() {
     sim.add(
         Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Millis(5))
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "StorageAccountAlreadyTaken".into(),
                 message: "taken".into(),
             }),

@@ -1,6 +1,7 @@
-//! Properties of the pure parsers, through the hidden `tower_lro::fuzzing` entry points: they
-//! never panic on arbitrary input, and what they accept obeys PROTOCOL.md §1–§3 and §6. Case
-//! counts are modest so the file runs in seconds; `fuzz/` explores the same code for longer.
+//! Properties of the pure parsers, through the hidden `tower_lro::fuzzing` entry points (feature
+//! `_fuzzing`, which the self dev-dependency enables): they never panic on arbitrary input, and
+//! what they accept obeys PROTOCOL.md §1–§3 and §6. Case counts are modest so the file runs in
+//! seconds; `fuzz/` explores the same code for longer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -20,11 +20,10 @@ use support::{
 };
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     Error, ErrorKind, FinalStateVia, LongRunningLayer, OperationInfo, Polling, ResponseBody,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type Reply = Response<ResponseBody<Incoming>>;
 
@@ -1006,14 +1005,14 @@ async fn the_operation_timeout_ends_it_instead_of_waiting_past_the_deadline() {
 #[tokio::test(start_paused = true)]
 async fn terminal_statuses_match_in_any_letter_case() {
     let cases = [
-        ("succeeded", Outcome::Succeeded, None),
-        ("SUCCEEDED", Outcome::Succeeded, None),
-        ("Cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
-        ("CANCELED", Outcome::Canceled, Some(ErrorKind::Canceled)),
-        ("cancelled", Outcome::Canceled, Some(ErrorKind::Canceled)),
+        ("succeeded", Ending::Succeeded, None),
+        ("SUCCEEDED", Ending::Succeeded, None),
+        ("Cancelled", Ending::Canceled, Some(ErrorKind::Canceled)),
+        ("CANCELED", Ending::Canceled, Some(ErrorKind::Canceled)),
+        ("cancelled", Ending::Canceled, Some(ErrorKind::Canceled)),
         (
             "FAILED",
-            Outcome::Failed {
+            Ending::Failed {
                 code: "Boom".into(),
                 message: "it broke".into(),
             },
@@ -1025,7 +1024,7 @@ async fn terminal_statuses_match_in_any_letter_case() {
         sim.add(
             Scenario::new(Method::DELETE, "/things/a", Monitor::AzureAsyncOperation)
                 .terminal_status(spelling)
-                .outcome(outcome)
+                .ending(outcome)
                 .completes_after_polls(1),
         );
         let result = send(
@@ -1115,7 +1114,7 @@ async fn failed_status_is_a_typed_error_with_code_message_status_and_body() {
         Scenario::new(Method::POST, "/things/a/run", Monitor::AzureAsyncOperation)
             .retry_after(RetryAfter::Seconds(1))
             .completes_after_polls(2)
-            .outcome(Outcome::Failed {
+            .ending(Ending::Failed {
                 code: "QuotaExceeded".into(),
                 message: "Operation results in exceeding quota limits of Core.".into(),
             }),
@@ -1242,7 +1241,7 @@ async fn canceled_status_is_a_typed_canceled_error() {
     sim.add(
         Scenario::new(Method::PUT, "/things/a", Monitor::OperationLocation)
             .completes_after_polls(1)
-            .outcome(Outcome::Canceled),
+            .ending(Ending::Canceled),
     );
     let err = send(
         LongRunningLayer::new(),
@@ -1408,14 +1407,14 @@ async fn resource_monitor_body_without_provisioning_state_is_done() {
 async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
     let cases = [
         (
-            Outcome::Failed {
+            Ending::Failed {
                 code: "Conflict".into(),
                 message: "name taken".into(),
             },
             ErrorKind::Failed,
             "Conflict",
         ),
-        (Outcome::Canceled, ErrorKind::Canceled, "OperationCanceled"),
+        (Ending::Canceled, ErrorKind::Canceled, "OperationCanceled"),
     ];
     for (outcome, kind, code) in cases {
         let sim = support::simulator().await;
@@ -1423,7 +1422,7 @@ async fn resource_monitor_failed_or_canceled_state_is_a_typed_error() {
             Scenario::new(Method::PUT, "/things/a", Monitor::Resource)
                 .running_status("Provisioning")
                 .completes_after_polls(1)
-                .outcome(outcome),
+                .ending(outcome),
         );
         let err = send(
             LongRunningLayer::new(),

@@ -8,9 +8,8 @@ mod support;
 use http::Method;
 use support::{request, stack};
 use tower::ServiceExt;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 
 const PATH: &str = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Test/things/t";
 

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::{Monitor, Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{
     progress, ErrorKind, Google, LongRunning, LongRunningLayer, OperationInfo, Polling,
     ReqwestService, ResumeToken,
 };
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{assert_sent_once, sim_trail};
 
@@ -232,7 +232,7 @@ async fn a_google_operation_is_followed_and_resumed() {
 async fn a_failed_operation_is_a_typed_error() {
     let path = "/accounts/taken";
     let sim = simulator(
-        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation).outcome(Outcome::Failed {
+        Scenario::new(Method::PUT, path, Monitor::AzureAsyncOperation).ending(Ending::Failed {
             code: "StorageAccountAlreadyTaken".into(),
             message: "taken".into(),
         }),

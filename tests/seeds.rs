@@ -8,9 +8,8 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::ServiceExt;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::LongRunningLayer;
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 
 const VM_START: &str =
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1/start";

@@ -15,9 +15,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio_test::{assert_pending, assert_ready_err, assert_ready_ok, task};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario};
 use tower_lro::{Error, ErrorKind, LongRunning, LongRunningLayer, OperationInfo, ResponseBody};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario};
 use tower_test::mock;
 
 type Req = Request<Full<Bytes>>;

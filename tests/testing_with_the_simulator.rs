@@ -1,10 +1,9 @@
-//! The README's "Testing your code with the simulator", as it stands there (checked by
-//! tests/readme.rs): a user's function tested against `tower_lro::sim`.
+//! docs/TESTING.md's "Testing your code with the simulator", as it stands there (checked by
+//! tests/readme.rs): a user's function tested against `tower_lro_sim`.
 use http::Method;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{ErrorKind, LongRunning, LongRunningLayer, ReqwestService};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Arm = LongRunning<ReqwestService>;
@@ -57,7 +56,7 @@ async fn reports_a_failed_operation() {
             Monitor::AzureAsyncOperation,
         )
         .retry_after(RetryAfter::Millis(10))
-        .outcome(Outcome::Failed {
+        .ending(Ending::Failed {
             code: "StorageAccountAlreadyTaken".into(),
             message: "The storage account named taken is already taken.".into(),
         }),

@@ -10,9 +10,8 @@ use http::{Method, StatusCode};
 use support::{info, request, stack, text};
 use tower::ServiceExt;
 use tower_lro::progress::{self, Progress};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{ErrorKind, LongRunningLayer, Polling, ResumeToken};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 const PATH: &str =
     "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/virtualMachines/vm/start";

@@ -22,10 +22,9 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, Polling, ResumeToken};
 use tower_lro_fleet::{FleetBuilder, Store};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Recorder};
 

@@ -17,10 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome as SimOutcome, RetryAfter, Scenario, Simulator};
 use tower_lro::LongRunningLayer;
 use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -40,7 +39,7 @@ async fn main() -> Result<(), BoxError> {
         .percent_complete(true)
         .completes_after_polls(1 + (i as u32 % 2));
         sim.add(if i == OPERATIONS - 1 {
-            scenario.outcome(SimOutcome::Failed {
+            scenario.ending(Ending::Failed {
                 code: "QuotaExceeded".into(),
                 message: "no cores left in westus".into(),
             })

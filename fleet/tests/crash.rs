@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{Google, LongRunningLayer, OperationInfo, ResumeToken};
 use tower_lro_fleet::{Delivery, FleetBuilder, Started, Store};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Recorder};
 

@@ -11,10 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::Full;
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{Outcome as SimOutcome, RetryAfter, Scenario, Simulator};
 use tower_lro::{Azure, Dialect, ErrorKind, Google, LongRunningLayer, ResumeToken};
 use tower_lro_fleet::{Fleet, FleetBuilder, Started, Store};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 use support::{client, Postgres, Record, Recorder, TempDir};
 
@@ -123,7 +122,7 @@ fn register(sim: &Simulator) -> Vec<(Method, String)> {
             Scenario::new(Method::PUT, &path, Monitor::AzureAsyncOperation)
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(1)
-                .outcome(SimOutcome::Failed {
+                .ending(Ending::Failed {
                     code: "NameTaken".into(),
                     message: "the name is taken".into(),
                 }),
@@ -237,7 +236,7 @@ async fn google_operations_reach_their_outcomes(store: Store) {
             .completes_after_polls(2)
             .resource_body(r#"{"name":"instance","state":"READY"}"#);
         sim.add(if project == "bad" {
-            scenario.outcome(SimOutcome::Failed {
+            scenario.ending(Ending::Failed {
                 code: "3".into(),
                 message: "instance name is invalid".into(),
             })

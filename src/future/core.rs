@@ -19,24 +19,18 @@ use tower_service::Service;
 
 use crate::body::{poll_drain, Collector, Read, ResponseBody};
 use crate::config::Config;
-use crate::dialect::{
-    CancelHead, Dialect, ErrorDetail, FinalHead, Follow, InitialBody, InitialHead, Observer,
-    PollAt, StatusHead, Verdict,
-};
+use crate::dialect::{Dialect, ErrorDetail, Follow};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::future::clock::{fired, set_sleep, Clock};
 use crate::future::ledger::{Ledger, Target};
 use crate::future::original::Original;
 use crate::future::{NextStep, Step};
 use crate::options::Polling;
-use crate::progress::{Progress, ProgressSender};
-use crate::protocol::headers;
+use crate::progress::ProgressSender;
 use crate::token::{Cancelling, ResumeToken, Resuming};
 
 mod operation;
 mod replies;
-
-use self::operation::{reported, too_large};
 
 pin_project! {
     /// Follows one operation, in mode `M`. It owns every timer and connection it uses and spawns
@@ -56,7 +50,9 @@ pin_project! {
         // than being reset for every request.
         #[pin]
         due: Option<Sleep>,
-        op: Operation<S, D>,
+        // The only I/O: the service every request of the operation goes through.
+        service: S,
+        follower: Follower<D>,
         _request: PhantomData<fn(ReqBody) -> M>,
     }
 }
@@ -216,9 +212,10 @@ enum Next<B> {
     },
 }
 
-/// Everything about the operation that outlives a state.
-struct Operation<S, D> {
-    service: S,
+/// Everything about the operation that outlives a state, but the service: what the mechanism
+/// knows and decides. Its methods read responses and bodies handed to them and return
+/// transitions; they send nothing.
+struct Follower<D> {
     dialect: D,
     config: Arc<Config>,
     original: Original,
@@ -248,20 +245,20 @@ where
         let polling = extensions.remove::<Polling>().unwrap_or_default();
         let progress = extensions.remove::<ProgressSender>();
         if let Some(Cancelling(token)) = extensions.remove::<Cancelling>() {
-            let mut op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
-            op.progress = progress;
-            return op.cancel(token, req);
+            let mut follower = Follower::new(config, dialect, &mut req, Polling::Enabled);
+            follower.progress = progress;
+            return Self::cancelling(service, follower, token, req);
         }
         if let Some(Resuming(token)) = extensions.remove::<Resuming>() {
-            let mut op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
-            op.progress = progress;
-            return op.resume(&token);
+            let mut follower = Follower::new(config, dialect, &mut req, Polling::Enabled);
+            follower.progress = progress;
+            return Self::resumed(service, follower, &token);
         }
         let original = Original::of(&mut req, polling);
         let future = service.call(req);
-        let mut op = Operation::with(service, config, dialect, original, polling);
-        op.progress = progress;
-        Self::with_state(op, State::Initial { future })
+        let mut follower = Follower::with(config, dialect, original, polling);
+        follower.progress = progress;
+        Self::with_state(service, follower, State::Initial { future })
     }
 }
 
@@ -276,8 +273,8 @@ where
         ReqBody: Default,
     {
         let mut req = Request::new(ReqBody::default());
-        let op = Operation::new(service, config, dialect, &mut req, Polling::Enabled);
-        op.resume(token)
+        let follower = Follower::new(config, dialect, &mut req, Polling::Enabled);
+        Self::resumed(service, follower, token)
     }
 }
 
@@ -286,14 +283,53 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     D: Dialect,
 {
-    fn with_state(op: Operation<S, D>, state: State<S::Future, ResBody, D::Monitor>) -> Self {
+    fn with_state(
+        service: S,
+        follower: Follower<D>,
+        state: State<S::Future, ResBody, D::Monitor>,
+    ) -> Self {
         Core {
             state,
             wait: None,
             due: None,
-            op,
+            service,
+            follower,
             _request: PhantomData,
         }
+    }
+
+    /// Continues the operation a token describes, polling at once.
+    fn resumed(service: S, mut follower: Follower<D>, token: &ResumeToken) -> Self {
+        let state = match follower.adopt(token) {
+            Ok(ledger) => State::Following {
+                ledger,
+                stage: Stage::Ready,
+            },
+            Err(error) => State::Rejected { error: Some(error) },
+        };
+        Self::with_state(service, follower, state)
+    }
+
+    /// Sends the cancel request `req` (through `service`, which the caller drove to readiness)
+    /// for the operation of `token`, then follows the operation.
+    fn cancelling(
+        mut service: S,
+        mut follower: Follower<D>,
+        token: ResumeToken,
+        mut req: Request<ReqBody>,
+    ) -> Self {
+        let state = match follower.cancel(&token, &mut req) {
+            Ok(ledger) => {
+                let future = service.call(req);
+                follower.clock.start_request();
+                State::Following {
+                    ledger,
+                    stage: Stage::Requesting { future },
+                }
+            }
+            Err(error) => State::Rejected { error: Some(error) },
+        };
+        Self::with_state(service, follower, state)
     }
 }
 
@@ -311,17 +347,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let op = this.op;
+        let (service, follower) = (this.service, this.follower);
         #[cfg(feature = "tracing")]
-        let _entered = op.span.clone().entered();
+        let _entered = follower.span.clone().entered();
         loop {
             let begin = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => op.on_initial(response),
+                    Poll::Ready(Ok(response)) => follower.on_initial(response),
                     Poll::Ready(Err(e)) => {
                         Begin::Finish(Err(Error::service_on("the initial request", e)))
                     }
-                    Poll::Pending => match op.clock.on_due(this.due.as_mut(), cx) {
+                    Poll::Pending => match follower.clock.on_due(this.due.as_mut(), cx) {
                         Some(expired) => Begin::Finish(Err(expired)),
                         None => return Poll::Pending,
                     },
@@ -329,34 +365,33 @@ where
                 StateProj::Sniffing {
                     body, collector, ..
                 } => {
-                    let sniffed = ready!(op.poll_sniff(body, collector, this.due.as_mut(), cx));
+                    let sniffed =
+                        ready!(follower.poll_sniff(body, collector, this.due.as_mut(), cx));
                     match this.state.as_mut().project_replace(State::Done) {
                         StateReplace::Sniffing {
                             parts,
                             body,
                             collector,
                             otherwise,
-                        } => op.on_sniffed(parts, body, collector, otherwise, sniffed),
+                        } => follower.on_sniffed(parts, body, collector, otherwise, sniffed),
                         // `project_replace` inside a state's own arm always returns that state.
                         _ => unreachable!("the sniffing state was replaced by another"),
                     }
                 }
                 StateProj::Following { ledger, stage } => {
                     let (wait, due) = (this.wait.as_mut(), this.due.as_mut());
-                    let output =
-                        ready!(op.poll_following::<M, _, _, _, _>(ledger, stage, wait, due, cx));
+                    let output = ready!(follower
+                        .poll_following::<M, _, _, _, _, _>(service, ledger, stage, wait, due, cx));
                     this.state.set(State::Done);
                     return Poll::Ready(output);
                 }
                 StateProj::Rejected { error } => {
-                    let error = error
-                        .take()
-                        .unwrap_or_else(Operation::<S, D>::after_completion);
+                    let error = error.take().unwrap_or_else(Follower::<D>::after_completion);
                     this.state.set(State::Done);
                     return Poll::Ready(M::finish(Err(error)));
                 }
                 StateProj::Done => {
-                    return Poll::Ready(M::finish(Err(Operation::<S, D>::after_completion())))
+                    return Poll::Ready(M::finish(Err(Follower::<D>::after_completion())))
                 }
             };
             match begin {
@@ -376,7 +411,7 @@ where
                         otherwise,
                     });
                     // Reading the initial body is a round trip of its own: bounded like a poll.
-                    op.clock.start_request();
+                    follower.clock.start_request();
                 }
                 Begin::Follow { ledger, drain } => {
                     this.state.set(State::Following {
@@ -384,7 +419,7 @@ where
                         stage: Stage::Waiting,
                     });
                     if let StateProj::Following { stage, .. } = this.state.as_mut().project() {
-                        op.enter_wait(stage, this.wait.as_mut(), drain);
+                        follower.enter_wait(stage, this.wait.as_mut(), drain);
                     }
                 }
             }
@@ -392,10 +427,12 @@ where
     }
 }
 
-impl<S, D: Dialect> Operation<S, D> {
-    /// Drives the operation's requests until it ends, or its mode ends it at a wait.
-    fn poll_following<M: Mode, F, B, E, R>(
+impl<D: Dialect> Follower<D> {
+    /// Drives the operation's requests through `service` until it ends, or its mode ends it at a
+    /// wait.
+    fn poll_following<M: Mode, S, F, B, E, R>(
         &mut self,
+        service: &mut S,
         ledger: &mut Ledger<D::Monitor>,
         mut stage: Pin<&mut Stage<F, B>>,
         mut wait: Pin<&mut Option<Sleep>>,
@@ -421,7 +458,8 @@ impl<S, D: Dialect> Operation<S, D> {
                     }
                     Next::Send
                 }
-                StageProj::Ready => match ready!(self.poll_send(ledger, due.as_mut(), cx)) {
+                StageProj::Ready => match ready!(self.poll_send(service, ledger, due.as_mut(), cx))
+                {
                     Ok(future) => {
                         stage.set(Stage::Requesting { future });
                         self.clock.start_request();
@@ -519,8 +557,9 @@ impl<S, D: Dialect> Operation<S, D> {
     }
 
     /// Drives the service to readiness and sends the next GET.
-    fn poll_send<R: Default, B, F>(
+    fn poll_send<S, R: Default, B, F>(
         &mut self,
+        service: &mut S,
         ledger: &mut Ledger<D::Monitor>,
         due: Pin<&mut Option<Sleep>>,
         cx: &mut Context<'_>,
@@ -529,10 +568,10 @@ impl<S, D: Dialect> Operation<S, D> {
         S: Service<Request<R>, Future = F>,
         S::Error: Into<BoxError>,
     {
-        Poll::Ready(match self.service.poll_ready(cx) {
+        Poll::Ready(match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 let request = self.next_request(ledger);
-                Ok(self.service.call(request))
+                Ok(service.call(request))
             }
             Poll::Ready(Err(e)) => {
                 let failure = Error::service_on(self.request_name(ledger), e);
@@ -659,9 +698,9 @@ where
         };
         f.debug_struct("Core")
             .field("state", &state)
-            .field("dialect", &self.op.dialect)
-            .field("method", &self.op.original.method)
-            .field("uri", &self.op.original.uri)
+            .field("dialect", &self.follower.dialect)
+            .field("method", &self.follower.original.method)
+            .field("uri", &self.follower.original.uri)
             .field("monitor", &ledger.map(|l| (l.kind, &l.url)))
             .field("polls", &ledger.map(|l| l.polls))
             .finish()

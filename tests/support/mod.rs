@@ -35,8 +35,8 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tower::ServiceBuilder;
-use tower_lro::sim::{RecordedRequest, Simulator};
 use tower_lro::{LongRunning, LongRunningLayer, OperationInfo};
+use tower_lro_sim::{RecordedRequest, Simulator};
 
 /// The client of paused-clock tests: hyper-util's, over the in-memory network.
 pub type HttpClient = Client<MemoryConnector, Full<Bytes>>;

@@ -102,7 +102,7 @@ impl AzureMonitor {
     }
 
     /// A monitor of `kind`, for the crate's tests and fuzz targets.
-    #[cfg(any(test, feature = "fuzzing"))]
+    #[cfg(any(test, feature = "_fuzzing"))]
     pub(crate) fn from_parts(
         kind: Kind,
         location: Option<HeaderValue>,

@@ -2,30 +2,49 @@
 //! resumed or canceled token, a step), what the initial response leads to, and the details every
 //! error and progress update carries.
 
-use super::*;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-impl<S, D: Dialect> Operation<S, D> {
+use bytes::Bytes;
+use http::{response, HeaderMap, Request, Response};
+use http_body::Body;
+use tokio::time::Sleep;
+
+use crate::body::{Collector, Read, ResponseBody};
+use crate::config::Config;
+use crate::dialect::{Dialect, ErrorDetail, Follow, InitialBody, InitialHead, Observer, PollAt};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::future::clock::Clock;
+use crate::future::ledger::{Ledger, Target};
+use crate::future::original::Original;
+use crate::options::Polling;
+use crate::progress::Progress;
+use crate::protocol::headers;
+use crate::token::ResumeToken;
+
+use super::{Begin, Follower, OpeningBody, Sniffed};
+
+impl<D: Dialect> Follower<D> {
     pub(super) fn new<B>(
-        service: S,
         config: Arc<Config>,
         dialect: D,
         req: &mut Request<B>,
         polling: Polling,
     ) -> Self {
         let original = Original::of(req, polling);
-        Operation::with(service, config, dialect, original, polling)
+        Follower::with(config, dialect, original, polling)
     }
 
     pub(super) fn with(
-        service: S,
         config: Arc<Config>,
         dialect: D,
         original: Original,
         polling: Polling,
     ) -> Self {
-        Operation {
+        Follower {
             clock: Clock::new(config.timeout, config.poll_timeout),
-            service,
             dialect,
             config,
             original,
@@ -41,73 +60,25 @@ impl<S, D: Dialect> Operation<S, D> {
         Error::new(ErrorKind::PolledAfterCompletion, "")
     }
 
-    /// A future that never starts: it resolves with `error`.
-    pub(super) fn rejected<R, B, M>(self, error: Error) -> Core<S, R, B, D, M>
-    where
-        S: Service<Request<R>, Response = Response<B>>,
-    {
-        Core::with_state(self, State::Rejected { error: Some(error) })
-    }
-
-    /// Continues the operation a token describes, polling at once.
-    pub(super) fn resume<R, B, M>(mut self, token: &ResumeToken) -> Core<S, R, B, D, M>
-    where
-        S: Service<Request<R>, Response = Response<B>>,
-    {
-        match self.adopt(token) {
-            Ok(ledger) => Core::with_state(
-                self,
-                State::Following {
-                    ledger,
-                    stage: Stage::Ready,
-                },
-            ),
-            Err(error) => self.rejected(error),
-        }
-    }
-
-    /// Sends the cancel request `req` (through the service the caller drove to readiness) for
-    /// the operation of `token`, then follows the operation.
-    pub(super) fn cancel<R, B, M>(
-        mut self,
-        token: ResumeToken,
-        mut req: Request<R>,
-    ) -> Core<S, R, B, D, M>
-    where
-        S: Service<Request<R>, Response = Response<B>>,
-    {
-        let mut ledger = match self.adopt(&token) {
-            Ok(ledger) => ledger,
-            Err(error) => return self.rejected(error),
-        };
+    /// Takes over the operation of `token` to cancel it, and makes `req` its cancel request:
+    /// the URL admitted by the origin policy, the headers polls repeat. Nothing is sent.
+    pub(super) fn cancel<R>(
+        &mut self,
+        token: &ResumeToken,
+        req: &mut Request<R>,
+    ) -> Result<Ledger<D::Monitor>, Error> {
+        let mut ledger = self.adopt(token)?;
         let Some(spec) = token.cancel_spec() else {
             let why = "the operation's dialect has no cancel request, and none was attached";
-            let error = self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why));
-            return self.rejected(error);
+            return Err(self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why)));
         };
-        let uri =
-            match self
-                .original
-                .admit_reference(spec.url.as_bytes(), None, &self.config.origins)
-            {
-                Ok(uri) => uri,
-                Err(error) => {
-                    let error = self.fail(&ledger, error);
-                    return self.rejected(error);
-                }
-            };
-        *req.uri_mut() = uri;
-        self.original.dress(&mut req);
+        let admitted =
+            self.original
+                .admit_reference(spec.url.as_bytes(), None, &self.config.origins);
+        *req.uri_mut() = admitted.map_err(|error| self.fail(&ledger, error))?;
+        self.original.dress(req);
         ledger.target = Target::Cancel;
-        let future = self.service.call(req);
-        self.clock.start_request();
-        Core::with_state(
-            self,
-            State::Following {
-                ledger,
-                stage: Stage::Requesting { future },
-            },
-        )
+        Ok(ledger)
     }
 
     /// Takes over the operation a token describes. Its URLs pass this layer's origin policy,

@@ -1,10 +1,24 @@
 //! Applying the dialect's verdict on each answer: keep polling, fetch the final response, end
 //! with the answer, or retry within the bounds.
 
-use super::*;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{response, HeaderMap, Response};
+use http_body::Body;
+
+use crate::body::{Collector, Read, ResponseBody};
+use crate::dialect::{
+    CancelHead, Dialect, ErrorDetail, FinalHead, Observer, PollAt, StatusHead, Verdict,
+};
+use crate::error::{Error, ErrorKind};
+use crate::future::ledger::{Ledger, Target};
 use crate::protocol::json::detail_text;
 
-impl<S, D: Dialect> Operation<S, D> {
+use super::operation::{reported, too_large};
+use super::{Answer, Follower, Next, Purpose};
+
+impl<D: Dialect> Follower<D> {
     /// An answer arrived: the dialect judges it by what was asked.
     pub(super) fn on_reply<B: Body>(
         &mut self,

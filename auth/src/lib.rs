@@ -1,18 +1,22 @@
 //! Signing every request, polls included, with a bearer token that refreshes itself.
 //!
-//! [`BearerTokenLayer`] goes **below** [`LongRunningLayer`](crate::LongRunningLayer), so that the
-//! original request and every poll and final GET ask it for `Authorization: Bearer …`. It asks a
-//! [`TokenSource`] for a token, keeps it until shortly before it expires, and asks again: one
-//! request at a time refreshes while the others wait for its token. It never signs a request that
-//! carries [`CredentialsWithheld`], which the layer puts on polls to
-//! another origin than the original request's: a token for your API is never sent to a monitor
-//! URL elsewhere.
+//! A general-purpose tower layer, made to go with [tower-lro](https://docs.rs/tower-lro), of which
+//! it knows one thing: the [`CredentialsWithheld`] mark below.
+//!
+//! [`BearerTokenLayer`] goes **below** [`LongRunningLayer`], so that the original request and
+//! every poll and final GET ask it for `Authorization: Bearer …`. It asks a [`TokenSource`] for a
+//! token, keeps it until shortly before it expires, and asks again: one request at a time
+//! refreshes while the others wait for its token. It never signs a request that carries
+//! [`CredentialsWithheld`], which the layer puts on polls to another origin than the original
+//! request's: a token for your API is never sent to a monitor URL elsewhere.
+//!
+//! [`LongRunningLayer`]: tower_lro::LongRunningLayer
 //!
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use tower::ServiceBuilder;
-//! use tower_lro::auth::{token_fn, AccessToken, BearerTokenLayer};
 //! use tower_lro::{LongRunningLayer, ReqwestService};
+//! use tower_lro_auth::{token_fn, AccessToken, BearerTokenLayer};
 //!
 //! let tokens = token_fn(|| async {
 //!     // Ask your identity provider here.
@@ -35,6 +39,15 @@
 //! with a body cannot be sent again, since its body was consumed: its `401` is returned as it is,
 //! and the next request gets a fresh token.
 
+#![warn(
+    missing_docs,
+    rust_2018_idioms,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "azure-core")]
 mod azure;
 
@@ -54,8 +67,7 @@ use tower_service::Service;
 #[cfg_attr(docsrs, doc(cfg(feature = "azure-core")))]
 pub use azure::AzureCredential;
 
-use crate::error::BoxError;
-use crate::options::CredentialsWithheld;
+use tower_lro::{BoxError, CredentialsWithheld};
 
 /// A bearer token and when it stops being valid. Its `Debug` output never shows the token.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,13 +102,13 @@ impl fmt::Debug for AccessToken {
 ///
 /// It is asked when there is no token yet, when the current one is about to expire, and after a
 /// `401`; never by two requests at once. An error fails the request that needed the token (below
-/// [`LongRunningLayer`](crate::LongRunningLayer), a poll's failure counts as transient and is
+/// [`LongRunningLayer`](tower_lro::LongRunningLayer), a poll's failure counts as transient and is
 /// retried).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_lro::auth::{AccessToken, TokenSource};
 /// use tower_lro::BoxError;
+/// use tower_lro_auth::{AccessToken, TokenSource};
 ///
 /// struct FromEnvironment;
 ///
@@ -120,7 +132,7 @@ pub struct TokenFn<F>(F);
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use tower_lro::auth::{token_fn, AccessToken};
+/// use tower_lro_auth::{token_fn, AccessToken};
 ///
 /// let source = token_fn(|| async {
 ///     Ok(AccessToken::new("secret", SystemTime::now() + Duration::from_secs(60)))
@@ -152,7 +164,7 @@ impl<F> fmt::Debug for TokenFn<F> {
 
 /// A tower `Layer` that signs each request with `Authorization: Bearer <token>` from a
 /// [`TokenSource`], replacing any `Authorization` the request had (the value is marked sensitive,
-/// so `Debug` output of the headers hides it); see the [module documentation](self) for where it
+/// so `Debug` output of the headers hides it); see the [crate documentation](crate) for where it
 /// goes and what it does on a `401`.
 ///
 /// The services it makes share one token cache, as do clones of the layer.

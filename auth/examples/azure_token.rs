@@ -2,7 +2,7 @@
 //! PUT and each poll ask `BearerTokenLayer`, below `LongRunningLayer`, for `Authorization`.
 //!
 //! ```text
-//! cargo run --example azure_token
+//! cargo run -p tower-lro-auth --example azure_token
 //! ```
 //!
 //! Against the simulator, with a fake token source whose tokens expire seconds after the layer's
@@ -20,10 +20,9 @@ use std::time::{Duration, SystemTime};
 
 use http::Method;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::auth::{token_fn, AccessToken, BearerTokenLayer};
-use tower_lro::sim::Monitor;
-use tower_lro::sim::{RetryAfter, Scenario, Simulator};
 use tower_lro::{LongRunningLayer, ReqwestService};
+use tower_lro_auth::{token_fn, AccessToken, BearerTokenLayer};
+use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

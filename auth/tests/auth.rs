@@ -1,8 +1,8 @@
-//! `auth::BearerTokenLayer` below `LongRunningLayer`: every request of an operation is signed,
+//! `BearerTokenLayer` below `LongRunningLayer`: every request of an operation is signed,
 //! the token is cached until shortly before it expires and refreshed by one request for all,
 //! a `401` refreshes it once (replaying only a request without a body), requests marked
-//! `CredentialsWithheld` are never signed, and no secret reaches `Debug` output. Over the
-//! in-memory network, on the real clock.
+//! `CredentialsWithheld` are never signed, and no secret reaches `Debug` output. Over loopback,
+//! on the real clock.
 
 mod support;
 
@@ -15,8 +15,8 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use support::{client, cross_origin_operation, reply, HttpClient, RawServer, Seen};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_lro::auth::{token_fn, AccessToken, BearerToken, BearerTokenLayer, TokenFn, TokenSource};
 use tower_lro::{BoxError, CredentialsWithheld, LongRunning, LongRunningLayer};
+use tower_lro_auth::{token_fn, AccessToken, BearerToken, BearerTokenLayer, TokenFn, TokenSource};
 
 /// A token source that hands out `t1`, `t2`, … each valid for `lifetime`, and counts them.
 #[derive(Clone)]
@@ -333,7 +333,7 @@ mod azure {
 
     use azure_core::credentials::{AccessToken, TokenCredential, TokenRequestOptions};
     use azure_core::time::OffsetDateTime;
-    use tower_lro::auth::{AzureCredential, TokenSource};
+    use tower_lro_auth::{AzureCredential, TokenSource};
 
     /// A credential that issues one fixed token and records the scopes it was asked for.
     #[derive(Debug, Default)]

@@ -6,16 +6,17 @@ use std::time::SystemTime;
 
 use azure_core::credentials::TokenCredential;
 
-use super::{AccessToken, TokenSource};
-use crate::error::BoxError;
+use tower_lro::BoxError;
+
+use crate::{AccessToken, TokenSource};
 
 /// Any `azure_core::credentials::TokenCredential` (azure_identity's `DeveloperToolsCredential`,
 /// `ManagedIdentityCredential`, `ClientSecretCredential`, …) as the [`TokenSource`] of a
-/// [`BearerTokenLayer`](super::BearerTokenLayer), asking for tokens for fixed scopes.
+/// [`BearerTokenLayer`](crate::BearerTokenLayer), asking for tokens for fixed scopes.
 ///
 /// ```no_run
 /// # fn credential() -> std::sync::Arc<dyn azure_core::credentials::TokenCredential> { unimplemented!() }
-/// use tower_lro::auth::{AzureCredential, BearerTokenLayer};
+/// use tower_lro_auth::{AzureCredential, BearerTokenLayer};
 ///
 /// // let credential = azure_identity::DeveloperToolsCredential::new(None)?;
 /// let credential = credential();
