@@ -1,11 +1,6 @@
-//! Header names the protocol reads, and the headers that must not travel with polls (PROTOCOL §5).
+//! The headers that must not travel with polls (PROTOCOL §5), and what a body's headers declare.
 
 use http::header::{self, HeaderMap, HeaderName};
-
-pub(crate) const AZURE_ASYNC_OPERATION: HeaderName =
-    HeaderName::from_static("azure-asyncoperation");
-pub(crate) const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
-pub(crate) const X_MS_ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
 /// Headers of the original request that a bodiless GET must not repeat: every `Content-*` (they
 /// describe the original payload) and every `If-*` (conditions meant for the original write),

@@ -2,12 +2,17 @@
 //! (PROTOCOL §1, §3, §4): which monitor an initial response names, what a poll's status code
 //! means for each monitor, and where the final response comes from.
 
-use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use super::FinalStateVia;
 use super::Kind;
 use crate::dialect::is_transient;
 use crate::protocol::headers;
+
+/// The status monitor of Azure Resource Manager.
+const AZURE_ASYNC_OPERATION: HeaderName = HeaderName::from_static("azure-asyncoperation");
+/// The status monitor of Azure's data-plane services.
+const OPERATION_LOCATION: HeaderName = HeaderName::from_static("operation-location");
 
 /// What the initial response is (PROTOCOL §1, tried top to bottom).
 #[derive(Debug, PartialEq)]
@@ -38,14 +43,14 @@ pub(crate) fn classify<'a>(
     }
     // A body that cannot be JSON has no provisioningState to find.
     let sniff = created_or_ok && headers::may_be_json(headers);
-    if let Some(reference) = headers.get(headers::AZURE_ASYNC_OPERATION) {
+    if let Some(reference) = headers.get(AZURE_ASYNC_OPERATION) {
         return Initial::Monitor {
             kind: Kind::AzureAsyncOperation,
             reference,
             sniff,
         };
     }
-    if let Some(reference) = headers.get(headers::OPERATION_LOCATION) {
+    if let Some(reference) = headers.get(OPERATION_LOCATION) {
         return Initial::Monitor {
             kind: Kind::OperationLocation,
             reference,
@@ -72,8 +77,8 @@ pub(crate) fn classify<'a>(
 /// The header a poll response uses to move the monitor elsewhere.
 pub(crate) fn moved_monitor(kind: Kind, headers: &HeaderMap) -> Option<&HeaderValue> {
     match kind {
-        Kind::AzureAsyncOperation => headers.get(headers::AZURE_ASYNC_OPERATION),
-        Kind::OperationLocation => headers.get(headers::OPERATION_LOCATION),
+        Kind::AzureAsyncOperation => headers.get(AZURE_ASYNC_OPERATION),
+        Kind::OperationLocation => headers.get(OPERATION_LOCATION),
         Kind::Location => headers.get(http::header::LOCATION),
         Kind::Resource => None,
     }
