@@ -13,7 +13,6 @@ const X_MS_ERROR_CODE: HeaderName = HeaderName::from_static("x-ms-error-code");
 
 /// The service's code and message: the body's error envelope, else the `x-ms-error-code` header
 /// as the code.
-
 pub(crate) fn envelope<'a>(headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
     let detail = body.map(parse_error_envelope).unwrap_or_default();
     ErrorDetail::default().with_detail(code_or_header(detail.code, headers), detail.message)
