@@ -212,8 +212,8 @@ pin_project! {
         S: Service<Request<ReqBody>>,
         D: Dialect,
     {
-        // Waiting for the service to be ready for the cancel request.
-        Ready { service: S, config: Arc<Config>, dialect: D, request: Option<Request<ReqBody>> },
+        // Waiting for the service to be ready for the cancel request; taken when it is.
+        Ready { unsent: Option<Unsent<S, ReqBody, D>> },
         Following { #[pin] future: ResponseFuture<S, ReqBody, ResBody, D> },
     }
 }
@@ -229,20 +229,31 @@ where
         dialect: D,
         request: Request<ReqBody>,
     ) -> Self {
+        let unsent = Unsent {
+            service,
+            config,
+            dialect,
+            request,
+        };
         CancelFuture {
             state: CancelState::Ready {
-                service,
-                config,
-                dialect,
-                request: Some(request),
+                unsent: Some(unsent),
             },
         }
     }
 }
 
+/// A cancel request and what sends it, until the service is ready.
+struct Unsent<S, ReqBody, D> {
+    service: S,
+    config: Arc<Config>,
+    dialect: D,
+    request: Request<ReqBody>,
+}
+
 impl<S, ReqBody, ResBody, D> Future for CancelFuture<S, ReqBody, ResBody, D>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Error: Into<BoxError>,
     ReqBody: Default,
     ResBody: Body<Data = Bytes>,
@@ -255,22 +266,26 @@ where
         let mut state = self.project().state;
         loop {
             let future = match state.as_mut().project() {
-                CancelStateProj::Ready {
-                    service,
-                    config,
-                    dialect,
-                    request,
-                } => {
-                    ready!(service.poll_ready(cx)).map_err(Error::service)?;
-                    let Some(request) = request.take() else {
-                        return Poll::Ready(Err(Error::new(
-                            crate::error::ErrorKind::PolledAfterCompletion,
-                            "",
-                        )));
+                CancelStateProj::Ready { unsent: slot } => {
+                    let Some(unsent) = slot else {
+                        let after = crate::error::ErrorKind::PolledAfterCompletion;
+                        return Poll::Ready(Err(Error::new(after, "")));
                     };
-                    // The ready service sends the cancel request; a clone stays behind.
-                    let ready = std::mem::replace(service, service.clone());
-                    ResponseFuture::new(ready, config.clone(), dialect.clone(), request)
+                    let ready = ready!(unsent.service.poll_ready(cx));
+                    // The ready service itself sends the cancel request, so it is moved out.
+                    let Some(Unsent {
+                        service,
+                        config,
+                        dialect,
+                        request,
+                    }) = slot.take()
+                    else {
+                        continue;
+                    };
+                    if let Err(e) = ready {
+                        return Poll::Ready(Err(Error::service(e)));
+                    }
+                    ResponseFuture::new(service, config, dialect, request)
                 }
                 CancelStateProj::Following { future } => return future.poll(cx),
             };
@@ -286,10 +301,10 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
-            CancelState::Ready { dialect, .. } => f
+            CancelState::Ready { unsent } => f
                 .debug_struct("CancelFuture")
                 .field("state", &"Ready")
-                .field("dialect", dialect)
+                .field("dialect", &unsent.as_ref().map(|unsent| &unsent.dialect))
                 .finish(),
             CancelState::Following { future } => {
                 f.debug_tuple("CancelFuture").field(future).finish()
