@@ -144,6 +144,7 @@ pub(crate) struct Resumption<M> {
     pub(crate) unhinted_waits: u32,
     pub(crate) elapsed: Duration,
     pub(crate) state: Option<String>,
+    pub(crate) cancel: Option<CancelSpec>,
 }
 
 /// What a running operation knows, to make a token of.
@@ -338,6 +339,7 @@ impl ResumeToken {
             unhinted_waits: self.0.unhinted_waits,
             elapsed: Duration::from_millis(self.0.elapsed_ms),
             state: self.0.status.clone(),
+            cancel: self.0.cancel.clone(),
         })
     }
 

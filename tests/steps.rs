@@ -286,6 +286,35 @@ async fn a_cancel_attached_to_the_request_is_sent_once_then_the_operation_follow
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_way_to_cancel_survives_every_step_and_resume() {
+    let script = Script::new(|n, method, path| match (n, method.as_str(), path) {
+        (0, _, _) => started(),
+        (1 | 2, "GET", "/operations/1") => reply(200, &[], r#"{"status":"Running"}"#),
+        (3, "POST", "/deployments/d/cancel") => reply(204, &[], ""),
+        (4, "GET", "/operations/1") => reply(200, &[], r#"{"status":"Canceled"}"#),
+        _ => reply(500, &[], "unexpected request"),
+    });
+    let service = script.service(LongRunningLayer::new());
+    let mut token = accepted(&service, Some(deployment_cancel())).await;
+    // Azure has no cancel of its own: only the caller's `CancelVia`, carried by each token.
+    for step in 1..=2 {
+        assert!(token.can_cancel(), "before step {step}");
+        token = match service.step::<Full<Bytes>, _>(token).await.unwrap() {
+            Step::Running(next) => next.into_token(),
+            Step::Done(_) => panic!("step {step} cannot be the last"),
+        };
+    }
+    assert!(token.can_cancel(), "after the steps");
+    let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
+    assert_eq!(
+        script.trail().last(),
+        Some(&(Method::GET, "/operations/1".to_owned()))
+    );
+    assert_eq!(script.count(), 5, "{:?}", script.trail());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cancel_that_fails_is_never_repeated() {
     for (answer, kind) in [
         (reply(503, &[], ""), ErrorKind::UnexpectedStatus),
@@ -305,9 +334,11 @@ async fn a_cancel_that_fails_is_never_repeated() {
         let token = accepted(&service, Some(deployment_cancel())).await;
         let error = service.cancel::<Full<Bytes>, _>(token).await.unwrap_err();
         assert_eq!(error.kind(), kind, "{error}");
+        let carried = error.resume_token();
+        assert!(carried.is_some(), "the operation goes on: {error}");
         assert!(
-            error.resume_token().is_some(),
-            "the operation goes on: {error}"
+            carried.is_some_and(ResumeToken::can_cancel),
+            "and can still be canceled: {error}"
         );
         assert_eq!(script.count(), 2, "{kind:?}: {:?}", script.trail());
     }

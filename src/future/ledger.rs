@@ -38,6 +38,10 @@ pub(crate) struct Ledger<M> {
     pub(crate) observed: Observed,
     pub(crate) last_http_status: Option<StatusCode>,
     pub(crate) final_uri: Option<Uri>,
+    /// How the token this operation was resumed from said to cancel it (the caller's
+    /// `CancelVia` when it started, or its dialect's request then): kept for the tokens taken
+    /// from now on.
+    pub(crate) carried_cancel: Option<CancelSpec>,
 }
 
 impl<M> Ledger<M> {
@@ -59,6 +63,7 @@ impl<M> Ledger<M> {
             observed: Observed::default(),
             last_http_status: None,
             final_uri: None,
+            carried_cancel: None,
         }
     }
 
@@ -110,15 +115,19 @@ impl<M> Ledger<M> {
         })
     }
 
-    /// How to cancel the operation: the caller's [`CancelVia`], else the dialect's request, with
-    /// its URL made absolute.
+    /// How to cancel the operation: the caller's [`CancelVia`](crate::CancelVia), else the
+    /// dialect's request, with its URL made absolute; else what the resumed token carried.
     fn cancel<D>(&self, dialect: &D, original: &Original) -> Option<CancelSpec>
     where
         D: Dialect<Monitor = M>,
     {
-        let (request, base) = match original.cancel_via() {
-            Some(via) => (via.0.clone(), &original.uri),
-            None => (dialect.cancel(&self.monitor, &self.url)?, &self.url),
+        let (request, base) = match (
+            original.cancel_via(),
+            dialect.cancel(&self.monitor, &self.url),
+        ) {
+            (Some(via), _) => (via.0.clone(), &original.uri),
+            (None, Some(request)) => (request, &self.url),
+            (None, None) => return self.carried_cancel.clone(),
         };
         Some(CancelSpec {
             method: request.method.as_str().to_owned(),

@@ -110,6 +110,7 @@ impl<D: Dialect> Follower<D> {
         ledger.retries = resumption.retries;
         ledger.unhinted_waits = resumption.unhinted_waits;
         ledger.observed.state = resumption.state;
+        ledger.carried_cancel = resumption.cancel;
         self.trace(&ledger);
         if matches!(ledger.target, Target::Poll) {
             self.poll_budget(&ledger)
