@@ -91,14 +91,14 @@ impl TryFrom<Fields> for ResumeToken {
 /// Why a [`ResumeToken`] cannot be used: not a token, another version, a malformed field, a
 /// token of another dialect, or (when it is resumed) a dialect state its dialect cannot read. A
 /// layer that is handed such a token ends with
-/// [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken), with this as the
-/// error's source; `?` converts it into an [`Error`](crate::Error) of that kind.
+/// [`ErrorKind::InvalidResumeToken`](crate::ErrorKind::InvalidResumeToken), saying why; `?`
+/// converts it into that [`Error`](crate::Error).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidToken(String);
 
 impl fmt::Display for InvalidToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid resume token: {}", self.0)
+        f.write_str(&self.0)
     }
 }
 

@@ -208,6 +208,16 @@ async fn bad_tokens_are_typed_errors() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
     assert!(sim.requests().is_empty());
+    // As anyhow's `{:#}` prints it: each error of the chain says only its own part, once.
+    let mut chain = vec![err.to_string()];
+    let mut cause = std::error::Error::source(&err);
+    while let Some(error) = cause {
+        chain.push(error.to_string());
+        cause = error.source();
+    }
+    assert_eq!(chain.len(), 2, "{chain:?}");
+    assert!(!chain[0].contains(&chain[1]), "{chain:?}");
+    assert!(chain[1].contains("origin"), "{chain:?}");
 
     let err = tower_lro::Error::from(ResumeToken::from_json(r#"{"version":99}"#).unwrap_err());
     assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);

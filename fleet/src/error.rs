@@ -88,11 +88,8 @@ impl fmt::Debug for FleetError {
 
 impl fmt::Display for FleetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        // The cause is `source()`'s, as the core's errors leave it.
+        f.write_str(&self.message)
     }
 }
 

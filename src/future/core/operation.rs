@@ -89,8 +89,10 @@ impl<D: Dialect> Follower<D> {
         self.original
             .adopt(resumption.method, resumption.uri, resumption.headers);
         self.clock.rewind(resumption.elapsed);
+        // The URL's own error (its kind, the URL) is the cause; this error says where it was.
         let untrusted = |e: Error| {
-            Error::new(ErrorKind::InvalidResumeToken, e.to_string()).with_source(Box::new(e))
+            let why = "a URL in the token is refused by this layer's origin policy";
+            Error::new(ErrorKind::InvalidResumeToken, why).with_source(Box::new(e))
         };
         let policy = &self.config.origins;
         let url = self
