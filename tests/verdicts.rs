@@ -629,6 +629,9 @@ impl Dialect for OwnDetail {
             Some(b"transient") => Verdict::Transient,
             Some(b"unexpected") => Verdict::Unexpected,
             Some(b"fetch") => Verdict::Fetch(PollAt::FromOriginal(b"/result"[..].into())),
+            // The body's reading names the state but no code or message.
+            Some(b"failed") => Verdict::Failed(ErrorDetail::reported("failed")),
+            Some(b"canceled") => Verdict::Canceled(ErrorDetail::reported("canceled")),
             _ => Verdict::Running { moved: None },
         }
     }
@@ -642,7 +645,8 @@ impl Dialect for OwnDetail {
 /// Every error an answer ends the operation with takes its code and message from the dialect's
 /// `error_detail`, never from Azure's envelope or header (both present in every answer here):
 /// a transient failure that outlasts the retries, judged by the head or by the body, an
-/// unexpected answer, judged either way, and a final GET that stays transient.
+/// unexpected answer, judged either way, a final GET that stays transient, and a body the
+/// dialect reads as failed or canceled without a code or message of its own.
 #[tokio::test(start_paused = true)]
 async fn every_ending_answer_is_detailed_by_the_dialect() {
     const AZURE: &str = r#" {"error":{"code":"AzureEnvelope","message":"azure's reading"}}"#;
@@ -655,6 +659,8 @@ async fn every_ending_answer_is_detailed_by_the_dialect() {
         ("unexpected head", 418, "", 418),
         ("unexpected body", 200, "unexpected", 200),
         ("final GET transient, exhausted", 200, "fetch", 503),
+        ("failed body", 200, "failed", 200),
+        ("canceled body", 200, "canceled", 200),
     ];
     for &(case, status, word, expected) in cases {
         let script = Script::new(move |n, seen| {
@@ -671,7 +677,12 @@ async fn every_ending_answer_is_detailed_by_the_dialect() {
             .send(layer, request(Method::POST, "/jobs"))
             .await
             .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::UnexpectedStatus, "{case}: {err:?}");
+        let kind = match word {
+            "failed" => ErrorKind::Failed,
+            "canceled" => ErrorKind::Canceled,
+            _ => ErrorKind::UnexpectedStatus,
+        };
+        assert_eq!(err.kind(), kind, "{case}: {err:?}");
         assert_eq!(err.status().map(|s| s.as_u16()), Some(expected), "{case}");
         assert_eq!(
             (err.code(), err.message()),

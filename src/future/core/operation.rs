@@ -372,9 +372,6 @@ impl<D: Dialect> Follower<D> {
                 ledger: &mut observed,
             },
         );
-        let ended = |kind, detail: ErrorDetail<'_>| {
-            Error::new(kind, reported(&detail)).with_error_detail(detail)
-        };
         let error = match verdict {
             InitialBody::Final => {
                 let body = ResponseBody::buffered(bytes, trailers);
@@ -387,8 +384,22 @@ impl<D: Dialect> Follower<D> {
                 }
                 Err(e) => e,
             },
-            InitialBody::Failed(detail) => ended(ErrorKind::Failed, detail),
-            InitialBody::Canceled(detail) => ended(ErrorKind::Canceled, detail),
+            InitialBody::Failed(detail) => {
+                return Begin::Finish(Err(self.ended(
+                    ErrorKind::Failed,
+                    detail.into_owned(),
+                    parts,
+                    bytes,
+                )))
+            }
+            InitialBody::Canceled(detail) => {
+                return Begin::Finish(Err(self.ended(
+                    ErrorKind::Canceled,
+                    detail.into_owned(),
+                    parts,
+                    bytes,
+                )))
+            }
             InitialBody::Malformed(why) => Error::new(ErrorKind::MalformedStatus, why),
         };
         let error = match error.kind() {

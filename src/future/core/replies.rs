@@ -345,9 +345,6 @@ impl<D: Dialect> Follower<D> {
                 ledger: &mut ledger.observed,
             },
         );
-        let ended = |kind, detail: ErrorDetail<'_>| {
-            Error::new(kind, reported(&detail)).with_error_detail(detail)
-        };
         let error = match verdict {
             Verdict::Running { moved } => {
                 ledger.retries = 0;
@@ -372,8 +369,22 @@ impl<D: Dialect> Follower<D> {
                 let failure = move |op: &Self| op.unexpected("a poll", parts, Some(bytes));
                 return self.on_transient(ledger, hint, failure, None);
             }
-            Verdict::Failed(detail) => ended(ErrorKind::Failed, detail),
-            Verdict::Canceled(detail) => ended(ErrorKind::Canceled, detail),
+            Verdict::Failed(detail) => {
+                return Next::Finish(Err(self.ended(
+                    ErrorKind::Failed,
+                    detail.into_owned(),
+                    parts,
+                    bytes,
+                )))
+            }
+            Verdict::Canceled(detail) => {
+                return Next::Finish(Err(self.ended(
+                    ErrorKind::Canceled,
+                    detail.into_owned(),
+                    parts,
+                    bytes,
+                )))
+            }
             Verdict::Unexpected => {
                 return Next::Finish(Err(self.unexpected("a poll", parts, Some(bytes))));
             }
@@ -429,6 +440,19 @@ impl<D: Dialect> Follower<D> {
     /// Every error of an answer that ended the operation is assembled here: the detail's code
     /// and message, else the dialect's [`Dialect::error_detail`] of the answer, never another
     /// dialect's.
+    /// The error of a body that says the operation ended unsuccessfully: the dialect's reading
+    /// of the body, completed by its `error_detail` as for an answer that ended it by status.
+    pub(super) fn ended(
+        &self,
+        kind: ErrorKind,
+        detail: ErrorDetail<'_>,
+        parts: response::Parts,
+        bytes: Bytes,
+    ) -> Error {
+        let what = reported(&detail);
+        self.detailed(Answer::ended(kind, detail), what, parts, Some(bytes))
+    }
+
     pub(super) fn detailed(
         &self,
         answer: Answer,
