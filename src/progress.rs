@@ -34,7 +34,7 @@ use crate::token::ResumeToken;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Progress {
-    /// Monitor, status as the server spelled it, `percentComplete`, polls so far, elapsed time.
+    /// Monitor, the state as the server spelled it, `percentComplete`, polls so far, elapsed time.
     pub operation: OperationInfo,
     /// When the next request goes out, from the time of this update; `None` once the
     /// operation has ended.

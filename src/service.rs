@@ -187,7 +187,7 @@ impl<S, D: Dialect> LongRunning<S, D> {
     /// response if it completed anyway. The cancel request is the dialect's (Google's
     /// `POST …:cancel`) or the [`CancelVia`](crate::CancelVia) attached when the operation
     /// started; it is sent once, never repeated, and never to an origin the layer's policy
-    /// refuses. Without one, or when the server answers it has none (`501`), the error is
+    /// refuses. Without one, or when the server answers it has none (`404`, `405` or `501` by default), the error is
     /// [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported) and the operation goes on.
     ///
     /// Dropping a response future only stops polling; this is the way to stop the operation.

@@ -250,7 +250,15 @@ impl ResumeToken {
                 Bytes::from(spec.body.clone()),
                 spec.json,
             ),
-            None => (Method::POST, self.0.uri.as_str(), Bytes::new(), false),
+            // Nothing to send: the layer answers `CancelUnsupported` without sending it. Should
+            // it reach a server anyway (sent around the layer), it is a harmless GET of the
+            // monitor, never a write to the resource.
+            None => (
+                Method::GET,
+                self.0.monitor_url.as_str(),
+                Bytes::new(),
+                false,
+            ),
         };
         let mut request = Request::new(B::from(body));
         *request.method_mut() = method;

@@ -78,17 +78,30 @@ fn named_modules(code: &str) -> BTreeSet<String> {
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    named.insert(name);
+            // The first name of each top-level item of the group (`crate::{a::{b, c}, d}`).
+            let mut depth = 0;
+            let mut item = String::new();
+            let mut in_name = true;
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        named.insert(std::mem::take(&mut item));
+                        in_name = true;
+                        continue;
+                    }
+                    _ => {}
+                }
+                if in_name && depth == 0 && (c.is_alphanumeric() || c == '_') {
+                    item.push(c);
+                } else if !item.is_empty() || !c.is_whitespace() {
+                    in_name = false;
                 }
             }
+            named.insert(item);
+            named.remove("");
         } else {
             let name: String = rest
                 .chars()
@@ -141,7 +154,7 @@ fn imports_only_point_down() {
 
 #[test]
 fn the_checker_reads_paths_groups_and_skips_tests_and_comments() {
-    let text = "use crate::a::b;\n// crate::comment\nlet x = crate::c::d(); // crate::tail\nuse crate::{e, f::g};\n#[cfg(test)]\nmod tests {\n    use crate::t;\n}\n";
+    let text = "use crate::a::b;\n// crate::comment\nlet x = crate::c::d(); // crate::tail\nuse crate::{e, f::g};\nuse crate::{h::{i, j}, k};\n#[cfg(test)]\nmod tests {\n    use crate::t;\n}\n";
     let named: Vec<String> = named_modules(&code(text)).into_iter().collect();
-    assert_eq!(named, ["a", "c", "e", "f"]);
+    assert_eq!(named, ["a", "c", "e", "f", "h", "k"]);
 }

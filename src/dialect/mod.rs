@@ -527,7 +527,7 @@ pub(crate) struct Observed {
 }
 
 impl Observer<'_> {
-    /// The operation's status as the server spelled it.
+    /// The operation's state as the server spelled it.
     pub fn state(&mut self, state: &str) {
         remember(&mut self.ledger.state, state);
     }

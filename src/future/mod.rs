@@ -283,7 +283,7 @@ where
                         continue;
                     };
                     if let Err(e) = ready {
-                        return Poll::Ready(Err(Error::service(e)));
+                        return Poll::Ready(Err(Error::service_on("the cancel request", e)));
                     }
                     ResponseFuture::new(service, config, dialect, request)
                 }

@@ -28,7 +28,6 @@ use crate::protocol::headers;
 /// ```
 /// use tower_lro::{Azure, LongRunningLayer};
 ///
-/// // The same as `LongRunningLayer::new().follow_created_location(true)`.
 /// let layer = LongRunningLayer::with_dialect(Azure::new().follow_created_location(true));
 /// # let _ = layer;
 /// ```
