@@ -121,13 +121,13 @@ impl<M> Ledger<M> {
     where
         D: Dialect<Monitor = M>,
     {
-        let (request, base) = match (
-            original.cancel_via(),
-            dialect.cancel(&self.monitor, &self.url),
-        ) {
-            (Some(via), _) => (via.0.clone(), &original.uri),
-            (None, Some(request)) => (request, &self.url),
-            (None, None) => return self.carried_cancel.clone(),
+        // The dialect is asked only when the caller attached no way of its own.
+        let (request, base) = match original.cancel_via() {
+            Some(via) => (via.0.clone(), &original.uri),
+            None => match dialect.cancel(&self.monitor, &self.url) {
+                Some(request) => (request, &self.url),
+                None => return self.carried_cancel.clone(),
+            },
         };
         Some(CancelSpec {
             method: request.method.as_str().to_owned(),
