@@ -20,7 +20,9 @@ use http::{response, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod async_request_reply;
 pub mod azure;
+pub mod durable_functions;
 pub(crate) mod envelope;
 pub mod google;
 pub mod testing;
