@@ -170,7 +170,7 @@ impl Dialect for DurableFunctions {
         ))
     }
 
-    fn cancel_head(&self, status: StatusCode) -> CancelHead {
+    fn cancel_head(&self, _: &DurableMonitor, status: StatusCode) -> CancelHead {
         match status.as_u16() {
             // 410: the instance already finished; polling once more tells how.
             200..=299 | 410 => CancelHead::Accepted,
@@ -674,7 +674,7 @@ mod tests {
         ] {
             let status = StatusCode::from_u16(status).unwrap();
             assert_eq!(
-                DurableFunctions::new().cancel_head(status),
+                DurableFunctions::new().cancel_head(&DurableMonitor::default(), status),
                 expected,
                 "{status}"
             );
