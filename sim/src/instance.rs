@@ -21,6 +21,8 @@ pub(crate) struct Instance {
     pub(crate) api_version: Option<String>,
     pub(crate) origin: String,
     pub(crate) canceled: bool,
+    /// Why the instance was terminated, as a Durable Functions terminate request said.
+    pub(crate) reason: Option<String>,
 }
 
 impl Instance {
@@ -39,7 +41,7 @@ impl Instance {
         format!("{}/{}{}", self.scenario.monitor_prefix, self.id, suffix)
     }
 
-    fn url(&self, path: &str, extra_query: &str) -> String {
+    pub(crate) fn url(&self, path: &str, extra_query: &str) -> String {
         let mut query = extra_query.to_owned();
         if let Some(version) = &self.api_version {
             if !query.is_empty() {
@@ -78,7 +80,7 @@ impl Instance {
     }
 
     /// Counts one status request and says whether the operation is still running.
-    fn advance(&mut self) -> bool {
+    pub(crate) fn advance(&mut self) -> bool {
         if self.canceled {
             return false;
         }
@@ -103,7 +105,7 @@ impl Instance {
         }
     }
 
-    fn resource(&self) -> String {
+    pub(crate) fn resource(&self) -> String {
         self.scenario.resource_body.clone().unwrap_or_else(|| {
             format!(
                 r#"{{"id":"{}","name":"resource-{}","properties":{{"provisioningState":"Succeeded"}}}}"#,
@@ -154,7 +156,7 @@ impl Instance {
         response
     }
 
-    fn hint(&self, response: &mut Response<Full<Bytes>>) {
+    pub(crate) fn hint(&self, response: &mut Response<Full<Bytes>>) {
         let (name, value) = match self.scenario.retry_after {
             RetryAfter::None => return,
             RetryAfter::Seconds(s) => (RETRY_AFTER, s.to_string()),
@@ -178,6 +180,9 @@ impl Instance {
                 let running = self.advance();
                 self.google_operation(!running)
             }
+            Route::Monitor if self.scenario.monitor == Monitor::AsyncRequestReply => {
+                self.reply_status()
+            }
             Route::Monitor => self.answer_monitor(),
             Route::Result => json(StatusCode::OK, self.resource()),
             Route::Resource if self.scenario.monitor == Monitor::Resource => self.answer_resource(),
@@ -186,7 +191,7 @@ impl Instance {
     }
 
     /// The ending the operation reaches: its scenario's, unless it was canceled.
-    fn ending(&self) -> Ending {
+    pub(crate) fn ending(&self) -> Ending {
         if self.canceled {
             Ending::Canceled
         } else {
@@ -370,7 +375,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn insert(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &str) {
+pub(crate) fn insert(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
     }

@@ -46,7 +46,9 @@
 )]
 #![deny(unsafe_code)]
 
+mod durable;
 mod instance;
+mod request_reply;
 mod scenario;
 mod server;
 

@@ -21,11 +21,16 @@ pub enum Monitor {
     Resource,
     /// A Google `Operation` resource (AIP-151), polled at `/{version}/{name}`.
     GoogleOperation,
+    /// An Azure Durable Functions orchestration, through the extension's HTTP API (see
+    /// [`Scenario::new`]).
+    DurableFunctions,
+    /// The Asynchronous Request-Reply pattern's status endpoint (see [`Scenario::new`]).
+    AsyncRequestReply,
 }
 
 impl Monitor {
     /// A short lowercase name: `azure-async-operation`, `operation-location`, `location`,
-    /// `resource` or `google-operation`.
+    /// `resource`, `google-operation`, `durable-functions` or `async-request-reply`.
     pub fn as_str(self) -> &'static str {
         match self {
             Monitor::AzureAsyncOperation => "azure-async-operation",
@@ -33,6 +38,8 @@ impl Monitor {
             Monitor::Location => "location",
             Monitor::Resource => "resource",
             Monitor::GoogleOperation => "google-operation",
+            Monitor::DurableFunctions => "durable-functions",
+            Monitor::AsyncRequestReply => "async-request-reply",
         }
     }
 }
@@ -102,6 +109,8 @@ pub struct Scenario {
     pub(crate) moves_monitor: bool,
     pub(crate) cancelable: bool,
     pub(crate) completes_when_canceled: bool,
+    pub(crate) durable: crate::durable::Options,
+    pub(crate) reply: crate::request_reply::Options,
 }
 
 impl Scenario {
@@ -118,6 +127,11 @@ impl Scenario {
     /// `error` whose `code` is the [`Ending::Failed`] code when it is a number (else 2,
     /// `UNKNOWN`), or 1 for [`Ending::Canceled`]. No `Retry-After` unless one is set. `POST
     /// /v1/{name}:cancel` cancels it ([`cancelable`](Self::cancelable)).
+    ///
+    /// With [`Monitor::DurableFunctions`] it plays an orchestration started through the Durable
+    /// Functions HTTP API: see [`durable_500_on_failure`](Self::durable_500_on_failure). With
+    /// [`Monitor::AsyncRequestReply`] it plays the Asynchronous Request-Reply pattern's sample:
+    /// see [`result_redirect`](Self::result_redirect).
     pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,
@@ -143,6 +157,8 @@ impl Scenario {
             moves_monitor: false,
             cancelable: true,
             completes_when_canceled: false,
+            durable: Default::default(),
+            reply: Default::default(),
         }
     }
 
