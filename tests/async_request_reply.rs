@@ -1,4 +1,4 @@
-//! The Asynchronous Request-Reply pattern (PROTOCOL §11), end to end against the simulator: on
+//! The Asynchronous Request-Reply pattern (PROTOCOL §14), end to end against the simulator: on
 //! the in-memory network on tokio's paused clock, and through `ReqwestService` over loopback on
 //! the real clock.
 

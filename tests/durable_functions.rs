@@ -1,4 +1,4 @@
-//! Azure Durable Functions orchestrations (PROTOCOL §10), end to end against the simulator over
+//! Azure Durable Functions orchestrations (PROTOCOL §13), end to end against the simulator over
 //! HTTP on the in-memory network, on tokio's paused clock.
 
 mod support;

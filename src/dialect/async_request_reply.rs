@@ -1,5 +1,5 @@
 //! [`AsyncRequestReply`]: the Asynchronous Request-Reply pattern of the Azure Architecture
-//! Center (PROTOCOL §11).
+//! Center (PROTOCOL §14).
 
 use std::fmt;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ const PENDING_BODY_LIMIT: u64 = 64 * 1024;
 /// withheld from it. A result URL that answers another redirect is
 /// [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus), so redirect loops end. Below the
 /// layer, the client must not follow redirects itself: with
-/// [`ReqwestService`](crate::ReqwestService), build the `reqwest::Client` with
+/// `ReqwestService` (feature `reqwest`), build the `reqwest::Client` with
 /// `redirect(reqwest::redirect::Policy::none())`.
 ///
 /// The pattern defines no cancel request (attach a [`CancelVia`](crate::CancelVia) for an API

@@ -1,4 +1,4 @@
-//! [`DurableFunctions`]: the HTTP API of Azure Durable Functions orchestrations (PROTOCOL §10).
+//! [`DurableFunctions`]: the HTTP API of Azure Durable Functions orchestrations (PROTOCOL §13).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -184,7 +184,7 @@ impl Dialect for DurableFunctions {
 fn status_head<'a>(status: StatusCode, headers: &HeaderMap) -> StatusHead<'a> {
     match status.as_u16() {
         200 | 202 => StatusHead::ReadBody,
-        // A failed or terminated instance, when the body says so (PROTOCOL §10).
+        // A failed or terminated instance, when the body says so (PROTOCOL §13).
         400 | 500 if headers::may_be_json(headers) => StatusHead::ReadBody,
         _ if is_transient(status) => StatusHead::Judged(Verdict::Transient),
         _ => StatusHead::Judged(Verdict::Unexpected),
