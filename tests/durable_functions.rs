@@ -222,6 +222,8 @@ async fn a_token_holds_the_system_key_and_resumes_and_steps() {
     let token = accepted(&sim).await;
     // The status URL and the terminate URL carry the key: the token is a credential.
     assert!(token.to_json().contains("sim-system-key"));
+    let debug = format!("{token:?}");
+    assert!(!debug.contains("sim-system-key"), "{debug}");
     let token = ResumeToken::from_json(&token.to_json()).unwrap();
     let refused = support::stack(LongRunningLayer::new())
         .resume(token.clone())
