@@ -8,8 +8,9 @@
 //! other origins, bodies are bounded, waits are clamped and counted, and tokens, progress and
 //! tracing are kept.
 //!
-//! The built-in dialects are [`Azure`](crate::Azure) (the default) and
-//! [`Google`](crate::Google); a dialect of your own is one `impl Dialect` of three methods
+//! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google),
+//! [`DurableFunctions`](crate::DurableFunctions) and
+//! [`AsyncRequestReply`](crate::AsyncRequestReply); a dialect of your own is one `impl Dialect` of three methods
 //! (see the trait's example), unit-tested without I/O with [`testing`]. [`Dialect::or`] puts
 //! several behind one layer.
 
