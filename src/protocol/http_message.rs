@@ -183,7 +183,12 @@ mod tests {
             (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", "304|content-length|"),
         ];
         for (bytes, expected) in rows {
-            assert_eq!(parsed(bytes), *expected, "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                parsed(bytes),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 
@@ -198,7 +203,12 @@ mod tests {
             (b"HTTP/1.", "Truncated"),
         ];
         for (bytes, expected) in rows {
-            assert_eq!(parsed(bytes), *expected, "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                parsed(bytes),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
         }
         for bytes in [
             &b"{\"value\":[]}"[..],
