@@ -140,6 +140,7 @@ pub struct ReadmeDoctests;
 
 pub use body::ResponseBody;
 pub use dialect::azure::{Azure, FinalStateVia};
+pub use dialect::fhir_bulk_data::FhirBulkData;
 pub use dialect::google::Google;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 pub mod azure;
 pub(crate) mod envelope;
+pub mod fhir_bulk_data;
 pub mod google;
 pub mod testing;
 
