@@ -142,6 +142,7 @@ pub use body::ResponseBody;
 pub use dialect::azure::{Azure, FinalStateVia};
 pub use dialect::fhir_bulk_data::FhirBulkData;
 pub use dialect::google::Google;
+pub use dialect::odata_async::ODataAsync;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
 pub use future::{NextStep, Step};

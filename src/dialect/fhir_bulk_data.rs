@@ -14,6 +14,7 @@ use crate::dialect::{
     is_transient, CancelRequest, Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt,
     RequestHead, StatusHead, Verdict,
 };
+use crate::protocol::headers;
 use crate::protocol::json::{detail_text, text};
 
 /// HL7 FHIR Bulk Data Access exports (v2.0.0): a kick-off (`GET [base]/$export`, or a `POST`
@@ -72,6 +73,10 @@ impl Dialect for FhirBulkData {
 
     fn name(&self) -> &'static str {
         "fhir-bulk-data"
+    }
+
+    fn prepare(&self, _: &Method, headers: &mut HeaderMap) {
+        headers::prefer_respond_async(headers);
     }
 
     fn initial_head<'a>(
@@ -463,6 +468,14 @@ mod tests {
         let detail = fhir.error_detail(&headers, Some(envelope));
         assert_eq!(detail.code.as_deref(), Some("Gateway"));
         assert_eq!(fhir.error_detail(&headers, None), ErrorDetail::default());
+    }
+
+    #[test]
+    fn the_kick_off_prefers_respond_async() {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", "handling=lenient".parse().unwrap());
+        FhirBulkData::new().prepare(&Method::GET, &mut headers);
+        assert_eq!(headers["prefer"], "handling=lenient, respond-async");
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod azure;
 pub(crate) mod envelope;
 pub mod fhir_bulk_data;
 pub mod google;
+pub mod odata_async;
 mod or;
 pub mod testing;
 
