@@ -1,4 +1,4 @@
-//! FHIR Bulk Data exports (PROTOCOL §13) end to end: against the simulator on the in-memory
+//! FHIR Bulk Data exports (PROTOCOL §14) end to end: against the simulator on the in-memory
 //! network, and against scripted services for the bad inputs, on tokio's paused clock.
 
 mod support;

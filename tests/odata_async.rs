@@ -1,4 +1,4 @@
-//! OData 4.01 asynchronous requests (PROTOCOL §12) end to end: against the simulator on the
+//! OData 4.01 asynchronous requests (PROTOCOL §13) end to end: against the simulator on the
 //! in-memory network, and against scripted servers for the bad inputs, on tokio's paused clock.
 
 mod support;

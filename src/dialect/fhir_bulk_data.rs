@@ -1,5 +1,5 @@
 //! [`FhirBulkData`]: HL7 FHIR Bulk Data Access exports (v2.0.0), kick-off and status request
-//! (PROTOCOL §13).
+//! (PROTOCOL §14).
 
 use std::borrow::Cow;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! [`ODataAsync`]: OData 4.01 asynchronous requests (Part 1: Protocol, §11.6; PROTOCOL §12).
+//! [`ODataAsync`]: OData 4.01 asynchronous requests (Part 1: Protocol, §11.6; PROTOCOL §13).
 
 use http::header::{CONTENT_TYPE, LOCATION};
 use http::{response, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -192,6 +192,11 @@ mod tests {
 
     const URI: &str = "https://odata.example/service/Orders";
 
+    /// A table row: the answer's status or extra headers, what it carries, the verdict.
+    type Row<'a, T> = (T, &'a [(&'a str, &'a str)], &'a str);
+    /// A table row: the answer's extra headers, its body, the verdict.
+    type BodyRow<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a str);
+
     #[test]
     fn a_202_with_a_location_is_followed_whatever_the_method() -> Result<(), http::Error> {
         let odata = ODataAsync::new();
@@ -227,7 +232,7 @@ mod tests {
     fn monitor_heads() -> Result<(), http::Error> {
         let odata = ODataAsync::new();
         #[rustfmt::skip]
-        let rows: &[(u16, &[(&str, &str)], &str)] = &[
+        let rows: &[Row<'_, u16>] = &[
             (202, &[("location", "/monitor/1")], "running, moved /monitor/1"),
             (202, &[], "running"),
             (200, &[("asyncresult", "201"), ("content-type", "application/json")], "replace 201"),
@@ -306,7 +311,7 @@ mod tests {
         let created = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{\"id\":7}";
         let failed = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 40\r\n\r\n{\"error\":{\"code\":\"E1\",\"message\":\"boom\"}}";
         #[rustfmt::skip]
-        let rows: &[(&[(&str, &str)], &[u8], &str)] = &[
+        let rows: &[BodyRow<'_>] = &[
             (&[], created, "replace 201 {\"id\":7}"),
             (&[("asyncresult", "201")], created, "replace 201 {\"id\":7}"),
             (&[("asyncresult", "200")], created, "malformed"),

@@ -1,8 +1,8 @@
 //! A whole HTTP/1.1 response carried as a body (`Content-Type: application/http`, RFC 9112 §10.1):
 //! its status, headers and a sub-slice of the bytes for its body, never a copy.
 //!
-//! OData's asynchronous requests end this way (PROTOCOL §12). The bytes come from a server: every
-//! way they can be wrong is a [`BadMessage`], never a panic. The whole body is already bounded by
+//! A status monitor may answer with the whole final response this way (PROTOCOL §13). The bytes
+//! come from a server: every way they can be wrong is a [`BadMessage`], never a panic. The whole body is already bounded by
 //! the layer's `max_status_body`; the parser bounds the number of headers ([`MAX_HEADERS`]).
 
 use std::fmt;
