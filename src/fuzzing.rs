@@ -198,3 +198,16 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A whole HTTP response carried as a body (`application/http`): `Ok((status, headers, body))`
+/// with the body's position in `bytes`, or the reason it is refused.
+pub fn http_message(bytes: &[u8]) -> Result<(u16, HeaderMap, std::ops::Range<usize>), String> {
+    let message =
+        crate::protocol::http_message::parse_response(bytes).map_err(|e| e.to_string())?;
+    let start = message.body.as_ptr() as usize - bytes.as_ptr() as usize;
+    Ok((
+        message.status.as_u16(),
+        message.headers,
+        start..start + message.body.len(),
+    ))
+}

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::Instant;
 
@@ -62,7 +62,7 @@ impl Instance {
         }
     }
 
-    fn monitor_url(&self, moved: bool) -> String {
+    pub(crate) fn monitor_url(&self, moved: bool) -> String {
         let query = if self.scenario.monitor == Monitor::Location {
             "monitor=true"
         } else {
@@ -94,7 +94,7 @@ impl Instance {
         running
     }
 
-    fn percent(&self) -> f64 {
+    pub(crate) fn percent(&self) -> f64 {
         match self.scenario.completion {
             Completion::AfterPolls(polls) => {
                 f64::from(self.running_answers) * 100.0 / f64::from(polls + 1)
@@ -171,6 +171,30 @@ impl Instance {
             ),
         };
         insert(response, name, &value);
+    }
+
+    /// The initial answer of a protocol whose initial request's headers decide it (OData, FHIR
+    /// Bulk Data: `Prefer: respond-async`); `None` for the others.
+    pub(crate) fn start(&mut self, request: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+        match self.scenario.monitor {
+            Monitor::ODataAsync => Some(self.odata_initial(request)),
+            Monitor::FhirBulkData => Some(self.fhir_initial(request)),
+            _ => None,
+        }
+    }
+
+    /// The answer of a monitor that takes more than a GET (a `DELETE` cancels; the poll's
+    /// headers choose the form): `None` for the others.
+    pub(crate) fn answer_request(
+        &mut self,
+        method: &Method,
+        request: &HeaderMap,
+    ) -> Option<Response<Full<Bytes>>> {
+        match self.scenario.monitor {
+            Monitor::ODataAsync => Some(self.odata_monitor(method, request)),
+            Monitor::FhirBulkData => Some(self.fhir_status(method)),
+            _ => None,
+        }
     }
 
     pub(crate) fn answer(&mut self, route: Route) -> Response<Full<Bytes>> {

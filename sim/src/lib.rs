@@ -1,6 +1,7 @@
 //! An in-process long-running-operation server, for the examples and tests of
 //! [tower-lro](https://docs.rs/tower-lro) and for your own: it speaks Azure's protocol (and
-//! Google's AIP-151 operations) on `127.0.0.1`, with no account and no network.
+//! Google's AIP-151 operations, OData's asynchronous requests and FHIR Bulk Data exports) on
+//! `127.0.0.1`, with no account and no network.
 //!
 //! [`Simulator::start`] binds `127.0.0.1:0` and serves HTTP/1.1 and HTTP/2 (h2c) from a tokio
 //! task. Register [`Scenario`]s for a method and path; each request to that path starts a new
@@ -47,7 +48,9 @@
 #![deny(unsafe_code)]
 
 mod durable;
+mod fhir;
 mod instance;
+mod odata;
 mod request_reply;
 mod scenario;
 mod server;

@@ -26,11 +26,18 @@ pub enum Monitor {
     DurableFunctions,
     /// The Asynchronous Request-Reply pattern's status endpoint (see [`Scenario::new`]).
     AsyncRequestReply,
+    /// An OData 4.01 status monitor (Part 1 §11.6), named by the `Location` of a `202` to a
+    /// request that said `Prefer: respond-async`; see [`Scenario::new`].
+    ODataAsync,
+    /// An HL7 FHIR Bulk Data export's status endpoint, named by the `Content-Location` of a
+    /// `202` to a kick-off that said `Prefer: respond-async`; see [`Scenario::new`].
+    FhirBulkData,
 }
 
 impl Monitor {
     /// A short lowercase name: `azure-async-operation`, `operation-location`, `location`,
-    /// `resource`, `google-operation`, `durable-functions` or `async-request-reply`.
+    /// `resource`, `google-operation`, `durable-functions`, `async-request-reply`, `odata-async`
+    /// or `fhir-bulk-data`.
     pub fn as_str(self) -> &'static str {
         match self {
             Monitor::AzureAsyncOperation => "azure-async-operation",
@@ -40,6 +47,8 @@ impl Monitor {
             Monitor::GoogleOperation => "google-operation",
             Monitor::DurableFunctions => "durable-functions",
             Monitor::AsyncRequestReply => "async-request-reply",
+            Monitor::ODataAsync => "odata-async",
+            Monitor::FhirBulkData => "fhir-bulk-data",
         }
     }
 }
@@ -132,6 +141,27 @@ impl Scenario {
     /// Functions HTTP API: see [`durable_500_on_failure`](Self::durable_500_on_failure). With
     /// [`Monitor::AsyncRequestReply`] it plays the Asynchronous Request-Reply pattern's sample:
     /// see [`result_redirect`](Self::result_redirect).
+    /// With [`Monitor::ODataAsync`] it plays an OData service (Part 1 §11.6): a
+    /// request with `Prefer: respond-async` answers `202` with a `Location`; the monitor answers
+    /// `202` (with its `Location` again) while running, then `200` with an `AsyncResult` header
+    /// and the result, or, when the poll sends `OData-MaxVersion: 4.0` without `Accept` or an
+    /// `Accept` naming `application/http`, a `200` whose `application/http` body is the whole
+    /// result. The result is `201` for a POST and `200` otherwise with the
+    /// [`resource_body`](Self::resource_body); [`Ending::Failed`] is a `500` with
+    /// `{"error":{"code","message"}}`, [`Ending::Canceled`] a `503` (cancelled by the service).
+    /// `DELETE` on the monitor cancels (`204`; `405` unless [`cancelable`](Self::cancelable));
+    /// the monitor answers `404` from then on. A request without `respond-async` is answered at
+    /// once.
+    ///
+    /// With [`Monitor::FhirBulkData`] it plays a FHIR Bulk Data server: a kick-off (`GET` or
+    /// `POST`) with `Prefer: respond-async` answers `202` with a `Content-Location` and an
+    /// informational `OperationOutcome` (`400` without the preference); the status endpoint
+    /// answers `202` with `X-Progress` (`"{n}% complete"` with
+    /// [`percent_complete`](Self::percent_complete), else `"in progress"`), then `200` with a
+    /// JSON manifest (or the [`resource_body`](Self::resource_body)), or a `500` whose
+    /// `OperationOutcome` has the [`Ending::Failed`] code as `issue[0].code` and its message as
+    /// `diagnostics`. `DELETE` on it cancels (`202`; `405` unless cancelable); it answers `404`
+    /// with an `OperationOutcome` from then on, and for [`Ending::Canceled`].
     pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,

@@ -229,6 +229,9 @@ fn respond(shared: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Byte
     });
     let path = req.uri().path();
     if let Some(&(index, route)) = state.routes.get(path) {
+        if let Some(response) = state.instances[index].answer_request(req.method(), req.headers()) {
+            return response;
+        }
         let cancel = route == Route::Cancel;
         if req.method() == Method::GET && !cancel || req.method() == Method::POST && cancel {
             if state.instances[index].scenario.monitor == Monitor::DurableFunctions {
@@ -270,7 +273,7 @@ fn start_instance(
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
-    let instance = Instance {
+    let mut instance = Instance {
         scenario: scenario.clone(),
         id,
         started: Instant::now(),
@@ -312,6 +315,19 @@ fn start_instance(
             .insert(format!("{polled}:cancel"), (index, Route::Cancel));
         state.routes.insert(polled, (index, Route::Monitor));
         let response = instance.google_operation(false);
+        state.instances.push(instance);
+        return response;
+    }
+    if let Some(response) = instance.start(req.headers()) {
+        // Only the monitor: the initial path keeps starting operations (a FHIR kick-off is a GET).
+        state
+            .routes
+            .insert(instance.monitor_path(false), (index, Route::Monitor));
+        if scenario.moves_monitor {
+            state
+                .routes
+                .insert(instance.monitor_path(true), (index, Route::Monitor));
+        }
         state.instances.push(instance);
         return response;
     }

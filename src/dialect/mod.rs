@@ -27,7 +27,9 @@ pub mod async_request_reply;
 pub mod azure;
 pub mod durable_functions;
 pub(crate) mod envelope;
+pub mod fhir_bulk_data;
 pub mod google;
+pub mod odata_async;
 mod or;
 pub mod testing;
 

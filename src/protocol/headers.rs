@@ -92,6 +92,35 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     value.to_str().ok()?.trim().parse().ok()
 }
 
+/// `Prefer` (RFC 7240).
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// Adds the `respond-async` preference (RFC 7240 §4.1) to a request's `Prefer`, merged into one
+/// field with the preferences already there (some servers read only the first `Prefer` line);
+/// nothing changes when it is there already.
+pub(crate) fn prefer_respond_async(headers: &mut HeaderMap) {
+    let mut merged = Vec::new();
+    for value in headers.get_all(&PREFER) {
+        let has_it = value.as_bytes().split(|&b| b == b',').any(|preference| {
+            let token = preference.split(|&b| b == b';' || b == b'=').next();
+            token.is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"respond-async"))
+        });
+        if has_it {
+            return;
+        }
+        let value = value.as_bytes().trim_ascii();
+        if !value.is_empty() {
+            merged.extend_from_slice(value);
+            merged.extend_from_slice(b", ");
+        }
+    }
+    merged.extend_from_slice(b"respond-async");
+    // Joined from values that were valid, with visible ASCII between them: still valid.
+    if let Ok(value) = http::HeaderValue::from_bytes(&merged) {
+        headers.insert(PREFER, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +207,41 @@ mod tests {
             !declares_json(&HeaderMap::new()),
             "undeclared is not declared"
         );
+    }
+
+    #[test]
+    fn respond_async_is_merged_into_the_preferences() {
+        let prefer = |existing: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in existing {
+                headers.append(PREFER, HeaderValue::from_static(value));
+            }
+            prefer_respond_async(&mut headers);
+            let values: Vec<_> = headers.get_all(PREFER).iter().cloned().collect();
+            values
+        };
+        for (existing, expected) in [
+            (&[][..], "respond-async"),
+            (&["return=minimal"][..], "return=minimal, respond-async"),
+            (
+                &["return=minimal", "wait=10"][..],
+                "return=minimal, wait=10, respond-async",
+            ),
+            (&["respond-async, wait=10"][..], "respond-async, wait=10"),
+            (&["wait=5", "Respond-Async"][..], "wait=5"),
+            (&["respond-async;x=1"][..], "respond-async;x=1"),
+            (
+                &["respond-asynchronously"][..],
+                "respond-asynchronously, respond-async",
+            ),
+            (&[""][..], "respond-async"),
+        ] {
+            let values = prefer(existing);
+            assert_eq!(values[0], expected, "{existing:?}");
+        }
+        // A preference already there leaves every line as it was.
+        assert_eq!(prefer(&["wait=5", "respond-async"]).len(), 2);
+        assert_eq!(prefer(&["a", "b"]).len(), 1, "merged into one field");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The mechanism's pure parts, shared by every dialect: which headers polls repeat, the wait
-//! hint, the delay schedule, monitor URL admission, URLs as they may be shown, and error
-//! envelopes.
+//! hint, the delay schedule, monitor URL admission, URLs as they may be shown, error envelopes,
+//! and HTTP responses carried as bodies.
 
 pub(crate) mod headers;
+pub(crate) mod http_message;
 pub(crate) mod json;
 pub(crate) mod redact;
 pub(crate) mod retry_after;
