@@ -141,6 +141,7 @@ pub struct ReadmeDoctests;
 pub use body::ResponseBody;
 pub use dialect::azure::{Azure, FinalStateVia};
 pub use dialect::google::Google;
+pub use dialect::json_job::JsonJob;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};
 pub use future::{NextStep, Step};

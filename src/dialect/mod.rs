@@ -8,8 +8,8 @@
 //! other origins, bodies are bounded, waits are clamped and counted, and tokens, progress and
 //! tracing are kept.
 //!
-//! The built-in dialects are [`Azure`](crate::Azure) (the default) and
-//! [`Google`](crate::Google); a dialect of your own is one `impl Dialect` of three methods
+//! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google)
+//! and [`JsonJob`](crate::JsonJob) (job APIs by configuration); a dialect of your own is one `impl Dialect` of three methods
 //! (see the trait's example), unit-tested without I/O with [`testing`].
 
 use std::borrow::Cow;
@@ -23,6 +23,7 @@ use serde::Serialize;
 pub mod azure;
 pub(crate) mod envelope;
 pub mod google;
+pub mod json_job;
 pub mod testing;
 
 /// A long-running-operation protocol, as pure decisions the layer's future applies.
