@@ -39,7 +39,7 @@ impl Instance {
         format!("{}/{}{}", self.scenario.monitor_prefix, self.id, suffix)
     }
 
-    fn url(&self, path: &str, extra_query: &str) -> String {
+    pub(crate) fn url(&self, path: &str, extra_query: &str) -> String {
         let mut query = extra_query.to_owned();
         if let Some(version) = &self.api_version {
             if !query.is_empty() {
@@ -78,7 +78,7 @@ impl Instance {
     }
 
     /// Counts one status request and says whether the operation is still running.
-    fn advance(&mut self) -> bool {
+    pub(crate) fn advance(&mut self) -> bool {
         if self.canceled {
             return false;
         }
@@ -92,7 +92,7 @@ impl Instance {
         running
     }
 
-    fn percent(&self) -> f64 {
+    pub(crate) fn percent(&self) -> f64 {
         match self.scenario.completion {
             Completion::AfterPolls(polls) => {
                 f64::from(self.running_answers) * 100.0 / f64::from(polls + 1)
@@ -103,7 +103,7 @@ impl Instance {
         }
     }
 
-    fn resource(&self) -> String {
+    pub(crate) fn resource(&self) -> String {
         self.scenario.resource_body.clone().unwrap_or_else(|| {
             format!(
                 r#"{{"id":"{}","name":"resource-{}","properties":{{"provisioningState":"Succeeded"}}}}"#,
@@ -154,7 +154,7 @@ impl Instance {
         response
     }
 
-    fn hint(&self, response: &mut Response<Full<Bytes>>) {
+    pub(crate) fn hint(&self, response: &mut Response<Full<Bytes>>) {
         let (name, value) = match self.scenario.retry_after {
             RetryAfter::None => return,
             RetryAfter::Seconds(s) => (RETRY_AFTER, s.to_string()),
@@ -173,6 +173,7 @@ impl Instance {
 
     pub(crate) fn answer(&mut self, route: Route) -> Response<Full<Bytes>> {
         match route {
+            _ if crate::job::is_job(self.scenario.monitor) => crate::job::answer(self, route),
             Route::Cancel => self.answer_cancel(),
             Route::Monitor if self.scenario.monitor == Monitor::GoogleOperation => {
                 let running = self.advance();
@@ -186,7 +187,7 @@ impl Instance {
     }
 
     /// The ending the operation reaches: its scenario's, unless it was canceled.
-    fn ending(&self) -> Ending {
+    pub(crate) fn ending(&self) -> Ending {
         if self.canceled {
             Ending::Canceled
         } else {
@@ -370,7 +371,7 @@ pub(crate) fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn insert(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &str) {
+pub(crate) fn insert(response: &mut Response<Full<Bytes>>, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, value);
     }

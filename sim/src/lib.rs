@@ -47,6 +47,7 @@
 #![deny(unsafe_code)]
 
 mod instance;
+mod job;
 mod scenario;
 mod server;
 

@@ -21,11 +21,30 @@ pub enum Monitor {
     Resource,
     /// A Google `Operation` resource (AIP-151), polled at `/{version}/{name}`.
     GoogleOperation,
+    /// An OpenAI-style job: `POST {path}` answers `200` with a job object (a `batch`, or a
+    /// `fine_tuning.job` when the path ends in `/fine_tuning/jobs`, or a `response` when it
+    /// ends in `/responses`), polled at `GET {path}/{id}` (`in_progress`, then `completed`,
+    /// `succeeded` for fine-tuning, `failed` with the code and message, or `cancelled`),
+    /// canceled by `POST {path}/{id}/cancel`. `request_counts` when
+    /// [`percent_complete`](Scenario::percent_complete).
+    OpenAiJob,
+    /// An Anthropic-style message batch: `POST {path}` answers `200` with a `message_batch`
+    /// whose `processing_status` is `in_progress`, polled at `GET {path}/{id}` until `ended`
+    /// (with a `results_url` of JSON Lines at `{path}/{id}/results`); canceled by
+    /// `POST {path}/{id}/cancel` (`canceling`, then `ended`). There is no failed state: an
+    /// [`Ending::Failed`] batch ends with every request `errored`.
+    AnthropicBatch,
+    /// A Replicate-style prediction: `POST {path}` answers `201` with a prediction whose
+    /// `urls.get` (`/v1/predictions/{id}`) is polled (`starting`, `processing`, then
+    /// `succeeded` with its `output`, `failed` with the message as `error`, or `canceled`) and
+    /// whose `urls.cancel` cancels it.
+    ReplicatePrediction,
 }
 
 impl Monitor {
     /// A short lowercase name: `azure-async-operation`, `operation-location`, `location`,
-    /// `resource` or `google-operation`.
+    /// `resource`, `google-operation`, `openai-job`, `anthropic-batch` or
+    /// `replicate-prediction`.
     pub fn as_str(self) -> &'static str {
         match self {
             Monitor::AzureAsyncOperation => "azure-async-operation",
@@ -33,6 +52,9 @@ impl Monitor {
             Monitor::Location => "location",
             Monitor::Resource => "resource",
             Monitor::GoogleOperation => "google-operation",
+            Monitor::OpenAiJob => "openai-job",
+            Monitor::AnthropicBatch => "anthropic-batch",
+            Monitor::ReplicatePrediction => "replicate-prediction",
         }
     }
 }
@@ -118,6 +140,14 @@ impl Scenario {
     /// `error` whose `code` is the [`Ending::Failed`] code when it is a number (else 2,
     /// `UNKNOWN`), or 1 for [`Ending::Canceled`]. No `Retry-After` unless one is set. `POST
     /// /v1/{name}:cancel` cancels it ([`cancelable`](Self::cancelable)).
+    ///
+    /// With a job monitor ([`Monitor::OpenAiJob`], [`Monitor::AnthropicBatch`],
+    /// [`Monitor::ReplicatePrediction`]) it plays that job API, as each variant says: no
+    /// `Retry-After` unless one is set, the running state is the API's own (`in_progress`,
+    /// `processing`) unless [`running_status`](Self::running_status) sets another, and
+    /// [`terminal_status`](Self::terminal_status) spells the final state (an unknown one, for
+    /// a client's tests). [`initial_body`](Self::initial_body) replaces the job object the
+    /// initial request answers with.
     pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,
@@ -127,9 +157,11 @@ impl Scenario {
             initial_body: None,
             completion: Completion::AfterPolls(2),
             ending: Ending::Succeeded,
-            running_status: "InProgress".into(),
+            running_status: crate::job::running_status(monitor)
+                .unwrap_or("InProgress")
+                .into(),
             terminal_status: None,
-            retry_after: if monitor == Monitor::GoogleOperation {
+            retry_after: if monitor == Monitor::GoogleOperation || crate::job::is_job(monitor) {
                 RetryAfter::None
             } else {
                 RetryAfter::Seconds(1)

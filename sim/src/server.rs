@@ -287,6 +287,14 @@ fn start_instance(
         state.instances.push(instance);
         return response;
     }
+    if crate::job::is_job(scenario.monitor) {
+        for (path, route) in crate::job::routes(&instance) {
+            state.routes.insert(path, (index, route));
+        }
+        let response = crate::job::initial(&instance);
+        state.instances.push(instance);
+        return response;
+    }
     state
         .routes
         .insert(format!("{}/cancel", scenario.path), (index, Route::Cancel));
