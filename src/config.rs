@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use http::header::HeaderName;
+
 use crate::protocol::schedule::Delays;
 use crate::protocol::url::OriginPolicy;
 
@@ -24,6 +26,8 @@ pub(crate) struct Config {
     pub(crate) max_status_body: usize,
     pub(crate) max_transient_retries: u32,
     pub(crate) origins: OriginPolicy,
+    /// Credential headers the user added to the built-in ones.
+    pub(crate) withheld: Vec<HeaderName>,
 }
 
 impl Default for Config {
@@ -40,6 +44,7 @@ impl Default for Config {
             max_status_body: MAX_STATUS_BODY,
             max_transient_retries: MAX_TRANSIENT_RETRIES,
             origins: OriginPolicy::SameOrigin,
+            withheld: Vec::new(),
         }
     }
 }

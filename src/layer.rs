@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HeaderName;
 use tower_layer::Layer;
 
 use crate::config::Config;
@@ -165,8 +166,10 @@ impl<D: Dialect> LongRunningLayer<D> {
 
     /// Also follow monitor URLs on `origin` (`scheme://host[:port]`), besides the original
     /// request's origin. The original request's credentials (`Authorization`, `Cookie`,
-    /// `Proxy-Authorization`) and extensions are never sent to another origin, and an `https`
-    /// operation never follows an `http` URL.
+    /// `Proxy-Authorization`, `X-Api-Key`, `Api-Key`, the dialect's
+    /// [`credential_headers`](crate::Dialect::credential_headers) and
+    /// [`withhold_header`](Self::withhold_header)'s) and extensions are never sent to another
+    /// origin, and an `https` operation never follows an `http` URL.
     ///
     /// Layers *below* this one still see those requests: an auth layer there adds its token to
     /// whatever it is given. Such requests carry [`CredentialsWithheld`](crate::CredentialsWithheld)
@@ -185,6 +188,25 @@ impl<D: Dialect> LongRunningLayer<D> {
             OriginPolicy::SameOrigin => config.origins = OriginPolicy::AllowList(vec![origin]),
             OriginPolicy::AllowList(list) => list.push(origin),
             OriginPolicy::Any => {}
+        }
+        self
+    }
+
+    /// Treat `name` as a credential too: like `Authorization`, it is never sent to another
+    /// origin and never kept in a [`ResumeToken`](crate::ResumeToken). For an API whose key
+    /// travels in a header of its own.
+    ///
+    /// ```
+    /// use http::header::HeaderName;
+    ///
+    /// let layer = tower_lro::LongRunningLayer::new()
+    ///     .withhold_header(HeaderName::from_static("x-goog-api-key"));
+    /// # let _ = layer;
+    /// ```
+    pub fn withhold_header(mut self, name: HeaderName) -> Self {
+        let withheld = &mut self.config().withheld;
+        if !withheld.contains(&name) {
+            withheld.push(name);
         }
         self
     }
@@ -218,6 +240,7 @@ impl<D: fmt::Debug> fmt::Debug for LongRunningLayer<D> {
             .field("max_transient_retries", &c.max_transient_retries)
             .field("max_status_body", &c.max_status_body)
             .field("origins", &c.origins)
+            .field("withheld", &c.withheld)
             .field("dialect", &self.dialect)
             .finish()
     }

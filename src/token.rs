@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
@@ -156,6 +155,8 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) uri: &'a Uri,
     pub(crate) final_uri: Option<&'a Uri>,
     pub(crate) headers: &'a HeaderMap,
+    /// Credential headers beyond the built-in ones, never kept.
+    pub(crate) withheld: &'a [HeaderName],
     pub(crate) polls: u32,
     pub(crate) retries: u32,
     pub(crate) unhinted_waits: u32,
@@ -177,7 +178,7 @@ pub(crate) struct Cancelling(pub(crate) ResumeToken);
 impl ResumeToken {
     pub(crate) fn new(s: Snapshot<'_>) -> ResumeToken {
         let mut carried = s.headers.clone();
-        headers::strip_credentials(&mut carried);
+        headers::strip_credentials(&mut carried, s.withheld);
         ResumeToken(Fields {
             version: VERSION,
             dialect: Some(s.dialect.to_owned()),
@@ -327,16 +328,22 @@ impl ResumeToken {
         &self,
         dialect: &D,
     ) -> Result<Resumption<D::Monitor>, InvalidToken> {
-        if self.dialect() != dialect.name() {
+        let Some(monitor) = dialect.token_monitor(self.dialect(), self.dialect_state()?) else {
             return Err(invalid(format!(
                 "a token of the {:?} dialect cannot be resumed by a layer of the {:?} dialect",
                 self.dialect(),
                 dialect.name()
             )));
-        }
+        };
+        let monitor = monitor.map_err(|e| {
+            invalid(format!(
+                "the {} monitor state is not usable: {e}",
+                self.dialect()
+            ))
+        })?;
         let common = self.common()?;
         Ok(Resumption {
-            monitor: self.monitor::<D::Monitor>()?,
+            monitor,
             monitor_url: common.monitor_url,
             method: common.method,
             uri: common.uri,
@@ -352,7 +359,7 @@ impl ResumeToken {
     }
 
     /// The dialect's state; for a version 1 token, the Azure monitor its fields describe.
-    fn monitor<M: DeserializeOwned>(&self) -> Result<M, InvalidToken> {
+    fn dialect_state(&self) -> Result<serde_json::Value, InvalidToken> {
         let state = match (self.0.version, &self.0.monitor) {
             // Version 1 kept the (Azure) state in top-level fields; it is the same state, as the
             // dialect writes it since.
@@ -372,12 +379,7 @@ impl ResumeToken {
             (1, other) => return Err(invalid(format!("unknown monitor kind {other}"))),
             (_, state) => state.clone(),
         };
-        serde_json::from_value(state).map_err(|e| {
-            invalid(format!(
-                "the {} monitor state is not usable: {e}",
-                self.dialect()
-            ))
-        })
+        Ok(state)
     }
 
     fn common(&self) -> Result<Common, InvalidToken> {
@@ -401,7 +403,7 @@ impl ResumeToken {
         // Credentials, payload and conditional headers are never carried; a token that has them
         // was not made by this crate (or by an older one that kept a few `Content-*` headers).
         let mut carried = headers::for_polls(carried);
-        headers::strip_credentials(&mut carried);
+        headers::strip_credentials(&mut carried, &[]);
         if let Some(cancel) = &self.0.cancel {
             Method::from_bytes(cancel.method.as_bytes())
                 .map_err(|_| invalid(format!("bad cancel method {:?}", cancel.method)))?;
@@ -492,6 +494,7 @@ mod tests {
             uri: &uri,
             final_uri: None,
             headers: &headers,
+            withheld: &[],
             polls: 3,
             retries: 1,
             unhinted_waits: 2,

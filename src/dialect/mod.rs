@@ -9,13 +9,15 @@
 //! tracing are kept.
 //!
 //! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google)
-//! and [`JsonJob`](crate::JsonJob) (job APIs by configuration); a dialect of your own is one `impl Dialect` of three methods
-//! (see the trait's example), unit-tested without I/O with [`testing`].
+//! and [`JsonJob`](crate::JsonJob) (job APIs by configuration); a dialect of your own is one
+//! `impl Dialect` of three methods (see the trait's example), unit-tested without I/O with
+//! [`testing`].
 
 use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
+use http::header::HeaderName;
 use http::{response, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,7 +26,10 @@ pub mod azure;
 pub(crate) mod envelope;
 pub mod google;
 pub mod json_job;
+mod or;
 pub mod testing;
+
+pub use or::{Or, OrMonitor};
 
 /// A long-running-operation protocol, as pure decisions the layer's future applies.
 ///
@@ -107,8 +112,8 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// Carried in resume tokens as JSON.
     type Monitor: Clone + fmt::Debug + Send + Sync + Serialize + DeserializeOwned + 'static;
 
-    /// The dialect's name in resume tokens: a token is resumed only by a layer of the dialect
-    /// that issued it.
+    /// The dialect's name: in resume tokens (a token is resumed only by a layer of the dialect
+    /// that issued it, or of an [`Or`] that includes it), errors and logs. A short lowercase name.
     fn name(&self) -> &'static str;
 
     /// The kind of monitor, for [`OperationInfo::monitor`](crate::OperationInfo::monitor), logs
@@ -116,6 +121,20 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     fn kind(&self, monitor: &Self::Monitor) -> &'static str {
         let _ = monitor;
         self.name()
+    }
+
+    /// Prepares the original request before it is sent (once): for a protocol that the client
+    /// must ask for, such as OData's and FHIR's `Prefer: respond-async`. By default nothing
+    /// changes. Polls do not repeat `Prefer`.
+    fn prepare(&self, method: &Method, headers: &mut HeaderMap) {
+        let _ = (method, headers);
+    }
+
+    /// Headers that carry this protocol's credentials, beyond those always withheld
+    /// (`authorization`, `cookie`, `proxy-authorization`, `x-api-key`, `api-key`): they are never
+    /// sent to another origin and never kept in resume tokens. By default none.
+    fn credential_headers(&self) -> Cow<'static, [HeaderName]> {
+        Cow::Borrowed(&[])
     }
 
     /// Judges the initial response by its head: not long-running, an operation to follow, or
@@ -179,8 +198,9 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
 
     /// Judges the answer to the final GET (after [`Verdict::Fetch`]) by its status. By default
     /// a 2xx is the final response, 408, 429 and 5xx other than 501 and 505 are worth the same
-    /// GET again, and anything else is unexpected.
-    fn final_head(&self, status: StatusCode) -> FinalHead {
+    /// GET again, and anything else (a redirect too) is unexpected.
+    fn final_head(&self, monitor: &Self::Monitor, status: StatusCode) -> FinalHead {
+        let _ = monitor;
         if status.is_success() {
             FinalHead::Final
         } else if is_transient(status) {
@@ -216,12 +236,55 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
     /// Judges the answer to a cancel request by its status. By default a 2xx means the server
     /// took it (the layer then follows the operation to its end), 404, 405 and 501 mean it has
     /// no cancel for this operation, and anything else is unexpected.
-    fn cancel_head(&self, status: StatusCode) -> CancelHead {
+    fn cancel_head(&self, monitor: &Self::Monitor, status: StatusCode) -> CancelHead {
+        let _ = monitor;
         match status.as_u16() {
             200..=299 => CancelHead::Accepted,
             404 | 405 | 501 => CancelHead::Unsupported,
             _ => CancelHead::Unexpected,
         }
+    }
+
+    /// The dialect named in a resume token of an operation this dialect follows with `monitor`.
+    /// By default its [`name`](Self::name); an [`Or`] names the dialect that followed, so that
+    /// its tokens resume with that dialect alone too.
+    fn token_dialect(&self, monitor: &Self::Monitor) -> &'static str {
+        let _ = monitor;
+        self.name()
+    }
+
+    /// The state a resume token keeps for `monitor`. By default the monitor as JSON.
+    fn token_state(&self, monitor: &Self::Monitor) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::to_value(monitor)
+    }
+
+    /// The monitor of a token written by the dialect named `dialect` with `state`: `None` when
+    /// this dialect does not resume that dialect's tokens. By default a token of this dialect's
+    /// own [`name`](Self::name), its state read as the monitor.
+    fn token_monitor(
+        &self,
+        dialect: &str,
+        state: serde_json::Value,
+    ) -> Option<Result<Self::Monitor, serde_json::Error>> {
+        (dialect == self.name()).then(|| serde_json::from_value(state))
+    }
+
+    /// This dialect, then `other` for an initial response this one does not take as
+    /// long-running: one layer for several APIs, as tower-http composes policies with `Or`.
+    ///
+    /// ```
+    /// use tower_lro::{Azure, Dialect, Google, LongRunningLayer};
+    ///
+    /// let layer = LongRunningLayer::with_dialect(Azure::new().or(Google::new()));
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// See [`Or`] for how each phase is judged.
+    fn or<B: Dialect>(self, other: B) -> Or<Self, B>
+    where
+        Self: Sized,
+    {
+        Or::new(self, other)
     }
 }
 
@@ -385,6 +448,11 @@ pub enum Verdict<'a> {
     Done,
     /// Done: the final response is a GET of this URL.
     Fetch(PollAt<'a>),
+    /// Done: the final response is one the dialect builds from this answer (an embedded HTTP
+    /// message, a status the server reports in a header). A replacement whose status is not a
+    /// success is never `Ok`: the operation ends [`Failed`](crate::ErrorKind::Failed), the error
+    /// carrying the replacement's status, headers and body.
+    Replace(Replacement<'a>),
     /// The operation ended unsuccessfully ([`Failed`](crate::ErrorKind::Failed)).
     Failed(ErrorDetail<'a>),
     /// The operation was canceled ([`Canceled`](crate::ErrorKind::Canceled)).
@@ -397,6 +465,59 @@ pub enum Verdict<'a> {
     Unexpected,
     /// A body that cannot be judged ([`MalformedStatus`](crate::ErrorKind::MalformedStatus)).
     Malformed(String),
+}
+
+/// The final response a dialect builds from an answer: [`Verdict::Replace`].
+///
+/// Unset parts are the answer's own. The body must be part of the body the dialect was handed
+/// (it is then taken without a copy); one judged by its head alone
+/// ([`Dialect::status_head`]) keeps the answer's body.
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_lro::dialect::{Replacement, Verdict};
+///
+/// let answer = b"...the embedded response's body";
+/// let verdict = Verdict::Replace(
+///     Replacement::new(StatusCode::CREATED)
+///         .headers(HeaderMap::new())
+///         .body(&answer[3..]),
+/// );
+/// # let _ = verdict;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Replacement<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: Option<HeaderMap>,
+    pub(crate) body: Option<&'a [u8]>,
+}
+
+impl<'a> Replacement<'a> {
+    /// The final response has this status.
+    pub fn new(status: StatusCode) -> Self {
+        Replacement {
+            status,
+            headers: None,
+            body: None,
+        }
+    }
+
+    /// ... and these headers instead of the answer's.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = Some(headers);
+        self
+    }
+
+    /// ... and this body, a part of the answer's, instead of the whole.
+    pub fn body(mut self, body: &'a [u8]) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 /// What the server said about an operation that ended unsuccessfully, or about an answer that
@@ -614,6 +735,13 @@ pub(crate) mod table {
             }
             Verdict::Done => "done".into(),
             Verdict::Fetch(a) => format!("fetch {}", at(a)),
+            Verdict::Replace(r) => format!(
+                "replace {}{}",
+                r.status.as_u16(),
+                r.body
+                    .map(|b| format!(" {}", String::from_utf8_lossy(b)))
+                    .unwrap_or_default()
+            ),
             Verdict::Failed(o) => format!("failed {}", detail(o)),
             Verdict::Canceled(o) => format!("canceled {}", detail(o)),
             Verdict::Transient => "transient".into(),

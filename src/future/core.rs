@@ -254,6 +254,11 @@ where
             follower.progress = progress;
             return Self::resumed(service, follower, &token);
         }
+        if polling != Polling::Disabled {
+            // A method is an enum or a short shared string: cloning it costs nothing.
+            let method = req.method().clone();
+            dialect.prepare(&method, req.headers_mut());
+        }
         let original = Original::of(&mut req, polling);
         let future = service.call(req);
         let mut follower = Follower::with(config, dialect, original, polling);

@@ -94,10 +94,10 @@ impl<M> Ledger<M> {
         M: serde::Serialize,
     {
         ResumeToken::new(Snapshot {
-            dialect: dialect.name(),
+            dialect: dialect.token_dialect(&self.monitor),
             // Serialising a dialect's state is not expected to fail; if it did, the token would
             // carry `null` and be refused, with a reason, by the layer that resumes it.
-            monitor: serde_json::to_value(&self.monitor).unwrap_or_default(),
+            monitor: dialect.token_state(&self.monitor).unwrap_or_default(),
             monitor_url: &self.url,
             method: &original.method,
             uri: &original.uri,
@@ -106,6 +106,7 @@ impl<M> Ledger<M> {
                 Target::Poll | Target::Cancel => None,
             },
             headers: &original.headers,
+            withheld: &original.withheld,
             polls: self.polls,
             retries: self.retries,
             unhinted_waits: self.unhinted_waits,

@@ -1,6 +1,7 @@
 //! The original request being followed: what polls repeat, and the URLs a server names,
 //! resolved against it and judged by the layer's origin policy.
 
+use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
 use crate::dialect::{PollAt, RequestHead};
@@ -24,6 +25,8 @@ pub(crate) struct Original {
     /// The original URI parsed for resolution; made on first use, as most references take the
     /// plain path.
     base: Option<Base>,
+    /// Credential headers beyond the built-in ones: the layer's and the dialect's.
+    pub(crate) withheld: Vec<HeaderName>,
 }
 
 impl Original {
@@ -46,7 +49,16 @@ impl Original {
             extensions,
             cancel_via,
             base: None,
+            withheld: Vec::new(),
         }
+    }
+
+    /// Treats `layer`'s and `dialect`'s headers as credentials too.
+    pub(crate) fn withhold(&mut self, layer: &[HeaderName], dialect: &[HeaderName]) {
+        if layer.is_empty() && dialect.is_empty() {
+            return;
+        }
+        self.withheld = layer.iter().chain(dialect).cloned().collect();
     }
 
     /// The request as a dialect sees it.
@@ -121,7 +133,7 @@ impl Original {
     }
 
     fn withhold_credentials(&mut self) {
-        headers::strip_credentials(&mut self.headers);
+        headers::strip_credentials(&mut self.headers, &self.withheld);
         self.extensions.clear();
         self.extensions.insert(CredentialsWithheld);
     }
@@ -149,7 +161,7 @@ impl Original {
         }
         headers.extend(own);
         if self.extensions.get::<CredentialsWithheld>().is_some() {
-            headers::strip_credentials(&mut headers);
+            headers::strip_credentials(&mut headers, &self.withheld);
             *request.extensions_mut() = self.extensions.clone();
         }
         *request.headers_mut() = headers;

@@ -4,9 +4,9 @@ use http::header::{self, HeaderMap, HeaderName};
 
 /// Headers of the original request that a bodiless GET must not repeat: every `Content-*` (they
 /// describe the original payload) and every `If-*` (conditions meant for the original write),
-/// framing, one-shot expectations, and `Host` (the URI decides). The common ones are removed by
+/// framing, one-shot expectations, preferences, and `Host` (the URI decides). The common ones are removed by
 /// name; any other `content-`/`if-` header is found by a scan of what is left.
-const NOT_FOR_POLLS: [HeaderName; 10] = [
+const NOT_FOR_POLLS: [HeaderName; 11] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
@@ -17,14 +17,21 @@ const NOT_FOR_POLLS: [HeaderName; 10] = [
     header::IF_UNMODIFIED_SINCE,
     header::EXPECT,
     header::HOST,
+    // A preference (RFC 7240) is the original request's: `respond-async` asked that request to
+    // be answered asynchronously, `return=representation` shaped that request's answer.
+    HeaderName::from_static("prefer"),
 ];
 
-/// Headers that carry credentials; they never reach another origin (tower-http's
-/// `FilterCredentials` block list).
-const CREDENTIALS: [HeaderName; 3] = [
+/// Headers that carry credentials; they never reach another origin and are never kept in
+/// tokens: tower-http's `FilterCredentials` block list, and the API-key headers of OpenAI-style
+/// and Anthropic-style job APIs (`api-key`: Azure OpenAI's; `x-api-key`: Anthropic's and many
+/// gateways').
+const CREDENTIALS: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::COOKIE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("api-key"),
 ];
 
 /// The original request's headers as polls send them.
@@ -50,8 +57,9 @@ pub(crate) fn for_polls(mut headers: HeaderMap) -> HeaderMap {
     headers
 }
 
-pub(crate) fn strip_credentials(headers: &mut HeaderMap) {
-    for name in &CREDENTIALS {
+/// Removes every credential header: the built-in ones and `more` (a dialect's, a layer's).
+pub(crate) fn strip_credentials(headers: &mut HeaderMap, more: &[HeaderName]) {
+    for name in CREDENTIALS.iter().chain(more) {
         headers.remove(name);
     }
 }
@@ -102,6 +110,7 @@ mod tests {
             ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:37 GMT"),
             ("expect", "100-continue"),
+            ("prefer", "respond-async"),
             ("content-md5", "Q2hlY2sgSW50ZWdyaXR5IQ=="),
             ("content-language", "en"),
             ("content-disposition", "attachment"),
@@ -111,6 +120,9 @@ mod tests {
             ("host", "management.example"),
             ("x-ms-client-request-id", "abc"),
             ("authorization", "Bearer t"),
+            ("x-api-key", "sk-1"),
+            ("api-key", "k"),
+            ("x-goog-api-key", "g"),
             ("user-agent", "me"),
             ("accept", "application/json"),
         ] {
@@ -129,13 +141,17 @@ mod tests {
             names(&kept),
             [
                 "accept",
+                "api-key",
                 "authorization",
                 "contents",
                 "user-agent",
+                "x-api-key",
+                "x-goog-api-key",
                 "x-ms-client-request-id"
             ]
         );
-        strip_credentials(&mut kept);
+        // The built-in credentials, and the ones a dialect or layer adds.
+        strip_credentials(&mut kept, &[HeaderName::from_static("x-goog-api-key")]);
         assert_eq!(
             names(&kept),
             ["accept", "contents", "user-agent", "x-ms-client-request-id"]

@@ -40,9 +40,10 @@ impl<D: Dialect> Follower<D> {
     pub(super) fn with(
         config: Arc<Config>,
         dialect: D,
-        original: Original,
+        mut original: Original,
         polling: Polling,
     ) -> Self {
+        original.withhold(&config.withheld, &dialect.credential_headers());
         Follower {
             clock: Clock::new(config.timeout, config.poll_timeout),
             dialect,

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{response, HeaderMap, Response};
+use http::{response, HeaderMap, Response, StatusCode};
 use http_body::Body;
 
 use crate::body::{Collector, Read, ResponseBody};
 use crate::dialect::{
-    CancelHead, Dialect, ErrorDetail, FinalHead, Observer, PollAt, StatusHead, Verdict,
+    CancelHead, Dialect, ErrorDetail, FinalHead, Observer, PollAt, Replacement, StatusHead,
+    Verdict,
 };
 use crate::error::{Error, ErrorKind};
 use crate::future::ledger::{Ledger, Target};
@@ -56,6 +57,33 @@ impl<D: Dialect> Follower<D> {
                 Ok(()) => Next::Send,
                 Err(e) => Next::Finish(Err(e)),
             },
+            Verdict::Replace(replacement) => {
+                ledger.retries = 0;
+                let Replacement {
+                    status,
+                    headers,
+                    body: named,
+                } = replacement;
+                // Judged by the head alone: a body it names is not part of one at hand.
+                let own = named.map(Bytes::copy_from_slice);
+                let parts = replaced(parts, status, headers);
+                if !parts.status.is_success() {
+                    let answer = Answer::ended(ErrorKind::Failed, ErrorDetail::default());
+                    return match own {
+                        Some(bytes) => Next::Finish(Err(self.answered_by(
+                            ledger,
+                            answer,
+                            parts,
+                            Some(bytes),
+                        ))),
+                        None => self.read(ledger, parts, body, Purpose::Answer(answer)),
+                    };
+                }
+                match own {
+                    Some(bytes) => self.finish(ledger, parts, ResponseBody::buffered(bytes, None)),
+                    None => self.finish(ledger, parts, ResponseBody::streaming(body)),
+                }
+            }
             Verdict::Failed(detail) => {
                 let answer = Answer::ended(ErrorKind::Failed, detail);
                 self.read(ledger, parts, body, Purpose::Answer(answer))
@@ -89,7 +117,7 @@ impl<D: Dialect> Follower<D> {
         parts: response::Parts,
         body: B,
     ) -> Next<B> {
-        match self.dialect.final_head(parts.status) {
+        match self.dialect.final_head(&ledger.monitor, parts.status) {
             FinalHead::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
             FinalHead::Transient if !self.transient_exhausted(ledger) => {
                 let hint = self.dialect.wait_hint(&parts.headers);
@@ -108,7 +136,7 @@ impl<D: Dialect> Follower<D> {
         parts: response::Parts,
         body: B,
     ) -> Next<B> {
-        match self.dialect.cancel_head(parts.status) {
+        match self.dialect.cancel_head(&ledger.monitor, parts.status) {
             CancelHead::Accepted => {
                 let hint = self.dialect.wait_hint(&parts.headers);
                 match self.schedule_poll(ledger, hint) {
@@ -364,6 +392,24 @@ impl<D: Dialect> Follower<D> {
                     Err(e) => Next::Finish(Err(e)),
                 }
             }
+            Verdict::Replace(replacement) => {
+                ledger.retries = 0;
+                let Replacement {
+                    status,
+                    headers,
+                    body: named,
+                } = replacement;
+                let body = match named {
+                    Some(part) => slice_of(&bytes, part),
+                    None => bytes.clone(),
+                };
+                let parts = replaced(parts, status, headers);
+                if parts.status.is_success() {
+                    return self.finish(ledger, parts, ResponseBody::buffered(body, None));
+                }
+                let answer = Answer::ended(ErrorKind::Failed, ErrorDetail::default());
+                return Next::Finish(Err(self.answered_by(ledger, answer, parts, Some(body))));
+            }
             Verdict::Transient => {
                 let hint = self.dialect.wait_hint(&parts.headers);
                 let failure = move |op: &Self| op.unexpected("a poll", parts, Some(bytes));
@@ -490,5 +536,30 @@ impl Answer {
             kind,
             detail: detail.into_owned(),
         }
+    }
+}
+
+/// The answer `parts` with a replacement's status and, when it names them, headers.
+fn replaced(
+    mut parts: response::Parts,
+    status: StatusCode,
+    headers: Option<HeaderMap>,
+) -> response::Parts {
+    parts.status = status;
+    if let Some(headers) = headers {
+        parts.headers = headers;
+    }
+    parts
+}
+
+/// `part` of `whole` without a copy when it is one (as a dialect is asked to hand it), else a
+/// copy of it.
+fn slice_of(whole: &Bytes, part: &[u8]) -> Bytes {
+    let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());
+    let at = part.as_ptr() as usize;
+    if at >= start && at + part.len() <= end {
+        whole.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
     }
 }
