@@ -101,10 +101,9 @@ impl<A: Dialect, B: Dialect> Or<A, B> {
         let verdict = match self.second.initial_head(request, response) {
             InitialHead::NotLongRunning => InitialBody::Final,
             InitialHead::Follow(follow) => InitialBody::Follow(follow),
-            InitialHead::ReadBody { otherwise } => {
-                self.second
-                    .initial_body(request, response, body, otherwise, seen)
-            }
+            InitialHead::ReadBody { otherwise } => self
+                .second
+                .initial_body(request, response, body, otherwise, seen),
         };
         map_body(verdict, OrMonitor::Second)
     }
@@ -132,7 +131,10 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
     }
 
     fn credential_headers(&self) -> Cow<'static, [HeaderName]> {
-        let (first, second) = (self.first.credential_headers(), self.second.credential_headers());
+        let (first, second) = (
+            self.first.credential_headers(),
+            self.second.credential_headers(),
+        );
         if second.is_empty() {
             return first;
         }
@@ -148,15 +150,17 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
         response: &'a response::Parts,
     ) -> InitialHead<'a, Self::Monitor> {
         match self.first.initial_head(request, response) {
-            InitialHead::NotLongRunning => {
-                map_head(self.second.initial_head(request, response), OrMonitor::Second)
-            }
+            InitialHead::NotLongRunning => map_head(
+                self.second.initial_head(request, response),
+                OrMonitor::Second,
+            ),
             InitialHead::ReadBody { otherwise: None } => {
                 // The first reads the body; should it not be read whole, the second's reading of
                 // the head is all there is to go on.
                 match self.second.initial_head(request, response) {
                     InitialHead::NotLongRunning => InitialHead::ReadBody { otherwise: None },
-                    InitialHead::Follow(follow) | InitialHead::ReadBody {
+                    InitialHead::Follow(follow)
+                    | InitialHead::ReadBody {
                         otherwise: Some(follow),
                     } => InitialHead::ReadBody {
                         otherwise: Some(map_follow(follow, OrMonitor::Second)),
@@ -193,7 +197,9 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
                     verdict => map_body(verdict, OrMonitor::First),
                 }
             }
-            InitialHead::Follow(follow) => InitialBody::Follow(map_follow(follow, OrMonitor::First)),
+            InitialHead::Follow(follow) => {
+                InitialBody::Follow(map_follow(follow, OrMonitor::First))
+            }
             InitialHead::NotLongRunning => self.second_initial(request, response, body, seen),
         }
     }

@@ -422,13 +422,15 @@ impl Dialect for JsonJob {
 
     fn status_body<'a>(
         &self,
-        _: &mut JsonJobMonitor,
+        monitor: &mut JsonJobMonitor,
         _: &RequestHead<'_>,
         _: &'a response::Parts,
         body: &'a [u8],
         seen: &mut Observer<'_>,
     ) -> Verdict<'a> {
         let rules = &*self.rules;
+        // A resumed operation reports its id too.
+        seen.operation_id(&monitor.id);
         let job = match serde_json::from_slice::<Value>(body) {
             Ok(job) => job,
             Err(e) => return Verdict::Malformed(format!("the body is not a JSON job object: {e}")),

@@ -226,6 +226,8 @@ fn openai() {
             ("[]", "malformed"),
         ],
     );
+    let (_, seen) = poll(&openai, r#"{"object":"batch","status":"in_progress"}"#);
+    assert_eq!(seen.operation_id(), Some("j1"), "the monitor's id");
     let (_, seen) = poll(
         &openai,
         r#"{"id":"batch_1","object":"batch","status":"in_progress","request_counts":{"total":40,"completed":10,"failed":1}}"#,

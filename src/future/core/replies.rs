@@ -9,8 +9,7 @@ use http_body::Body;
 
 use crate::body::{Collector, Read, ResponseBody};
 use crate::dialect::{
-    CancelHead, Dialect, ErrorDetail, FinalHead, Observer, PollAt, Replacement, StatusHead,
-    Verdict,
+    CancelHead, Dialect, ErrorDetail, FinalHead, Observer, PollAt, Replacement, StatusHead, Verdict,
 };
 use crate::error::{Error, ErrorKind};
 use crate::future::ledger::{Ledger, Target};
@@ -70,12 +69,9 @@ impl<D: Dialect> Follower<D> {
                 if !parts.status.is_success() {
                     let answer = Answer::ended(ErrorKind::Failed, ErrorDetail::default());
                     return match own {
-                        Some(bytes) => Next::Finish(Err(self.answered_by(
-                            ledger,
-                            answer,
-                            parts,
-                            Some(bytes),
-                        ))),
+                        Some(bytes) => {
+                            Next::Finish(Err(self.answered_by(ledger, answer, parts, Some(bytes))))
+                        }
                         None => self.read(ledger, parts, body, Purpose::Answer(answer)),
                     };
                 }
@@ -555,7 +551,10 @@ fn replaced(
 /// `part` of `whole` without a copy when it is one (as a dialect is asked to hand it), else a
 /// copy of it.
 fn slice_of(whole: &Bytes, part: &[u8]) -> Bytes {
-    let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());
+    let (start, end) = (
+        whole.as_ptr() as usize,
+        whole.as_ptr() as usize + whole.len(),
+    );
     let at = part.as_ptr() as usize;
     if at >= start && at + part.len() <= end {
         whole.slice_ref(part)
