@@ -4,11 +4,12 @@
 //! Message Batches documentation and Replicate's predictions HTTP API.
 
 use bytes::Bytes;
+use http::header::CONTENT_TYPE;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Map, Value};
 
-use crate::instance::{json, Instance};
+use crate::instance::{insert, json, Instance};
 use crate::scenario::{Completion, Ending, Monitor};
 use crate::server::Route;
 
@@ -115,7 +116,11 @@ pub(crate) fn initial(instance: &Instance) -> Response<Full<Bytes>> {
 pub(crate) fn answer(instance: &mut Instance, route: Route) -> Response<Full<Bytes>> {
     match route {
         Route::Cancel => cancel(instance),
-        Route::Result => json(StatusCode::OK, results(instance)),
+        Route::Result => {
+            let mut response = json(StatusCode::OK, results(instance));
+            insert(&mut response, CONTENT_TYPE, "application/x-jsonl");
+            response
+        }
         Route::Monitor | Route::Resource => {
             let running = instance.advance();
             let phase = if running {
