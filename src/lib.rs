@@ -139,7 +139,9 @@ pub mod _protocol {}
 pub struct ReadmeDoctests;
 
 pub use body::ResponseBody;
+pub use dialect::async_request_reply::AsyncRequestReply;
 pub use dialect::azure::{Azure, FinalStateVia};
+pub use dialect::durable_functions::DurableFunctions;
 pub use dialect::google::Google;
 pub use dialect::json_job::JsonJob;
 pub use dialect::Dialect;

@@ -50,6 +50,30 @@ use crate::error::BoxError;
 /// # Ok(()) }
 /// ```
 ///
+/// # Redirects: turn reqwest's off
+///
+/// reqwest follows `301`/`302`/`303`/`307`/`308` itself by default (up to 10, to any origin),
+/// below the layer: the layer never sees such an answer, so its origin policy
+/// ([`allow_origin`](crate::LongRunningLayer::allow_origin)) and its withholding of credentials
+/// from other origins do not apply to where the redirect leads. A protocol whose monitor
+/// redirects to the result ([`AsyncRequestReply`](crate::AsyncRequestReply): a `302`/`303` to
+/// a SAS URL) needs the layer to see the redirect. Build the client without redirects, and let
+/// the layer make the GET:
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_lro::{AsyncRequestReply, LongRunningLayer, ReqwestService};
+///
+/// let client = reqwest::Client::builder()
+///     .redirect(reqwest::redirect::Policy::none())
+///     .build()?;
+/// let service = ServiceBuilder::new()
+///     .layer(LongRunningLayer::with_dialect(AsyncRequestReply::new()))
+///     .service(ReqwestService::new(client));
+/// # let _ = service;
+/// # Ok::<(), reqwest::Error>(())
+/// ```
+///
 /// Another protocol is the layer's choice, not the client's:
 /// `LongRunningLayer::with_dialect(Google::new())` over the same service follows Google's
 /// operations (see [`LongRunningLayer::with_dialect`](crate::LongRunningLayer::with_dialect)).

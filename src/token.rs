@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
-use crate::protocol::headers;
+use crate::protocol::{headers, redact};
 
 /// Everything needed to continue a long-running operation without its initial request: a small,
 /// versioned, serde-serialisable value with a JSON string form.
@@ -36,10 +36,44 @@ use crate::protocol::headers;
 /// let token = tower_lro::ResumeToken::from_json(&saved)?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 // Every way of reading a token (`from_json`, serde) runs the same checks.
 #[serde(try_from = "Fields")]
 pub struct ResumeToken(Fields);
+
+/// Shows what a token is without what in it may be a credential: every URL's query values (but
+/// `api-version`) and userinfo are hidden, in its fields and in its dialect's state, and its
+/// headers are named without their values. [`to_json`](ResumeToken::to_json) writes it whole.
+impl fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.0;
+        fn shown(url: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+            url.as_deref().map(redact::url)
+        }
+        f.debug_struct("ResumeToken")
+            .field("version", &t.version)
+            .field("dialect", &self.dialect())
+            .field("state", &redact::json(&t.monitor))
+            .field("monitor_url", &redact::url(&t.monitor_url))
+            .field("method", &t.method)
+            .field("uri", &redact::url(&t.uri))
+            .field("final_uri", &shown(&t.final_uri))
+            .field("location", &shown(&t.location))
+            .field(
+                "headers",
+                &t.headers.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("polls", &t.polls)
+            .field("elapsed_ms", &t.elapsed_ms)
+            .field(
+                "cancel",
+                &t.cancel
+                    .as_ref()
+                    .map(|c| format!("{} {}", c.method, redact::url(&c.url))),
+            )
+            .finish_non_exhaustive()
+    }
+}
 
 /// A token's fields as written; [`ResumeToken`] is the checked form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -632,6 +666,27 @@ mod tests {
         let err = Error::from(token.resumption(&Azure::new()).unwrap_err());
         assert_eq!(err.kind(), ErrorKind::InvalidResumeToken);
         assert!(err.to_string().contains("x-job-status"), "{err}");
+    }
+
+    #[test]
+    fn debug_hides_what_may_be_a_credential() {
+        let mut v: serde_json::Value = serde_json::from_str(&token().to_json()).unwrap();
+        v["monitor_url"] = "https://f.example/instances/1?code=s3cret-code&api-version=2".into();
+        v["uri"] = "https://user:s3cret-pass@f.example/start?sig=s3cret-sig".into();
+        v["monitor"]["location"] = "https://f.example/x?token=s3cret-token".into();
+        v["headers"] = serde_json::json!([["x-request-id", "s3cret-header"]]);
+        v["cancel"] = serde_json::json!({"method": "POST", "url": "https://f.example/t?reason={text}&code=s3cret-cancel"});
+        let token = ResumeToken::from_json(&v.to_string()).unwrap();
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("api-version=2") && shown.contains("x-request-id"),
+            "{shown}"
+        );
+        assert!(
+            token.to_json().contains("s3cret-code"),
+            "the token itself is whole"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Job APIs by configuration (`JsonJob`, PROTOCOL §13), end to end against the simulator's
+//! Job APIs by configuration (`JsonJob`, PROTOCOL §15), end to end against the simulator's
 //! OpenAI-, Anthropic- and Replicate-style job APIs and scripted servers, over HTTP on the
 //! in-memory network, on tokio's paused clock.
 

@@ -21,6 +21,8 @@ pub(crate) struct Instance {
     pub(crate) api_version: Option<String>,
     pub(crate) origin: String,
     pub(crate) canceled: bool,
+    /// Why the instance was terminated, as a Durable Functions terminate request said.
+    pub(crate) reason: Option<String>,
 }
 
 impl Instance {
@@ -178,6 +180,9 @@ impl Instance {
             Route::Monitor if self.scenario.monitor == Monitor::GoogleOperation => {
                 let running = self.advance();
                 self.google_operation(!running)
+            }
+            Route::Monitor if self.scenario.monitor == Monitor::AsyncRequestReply => {
+                self.reply_status()
             }
             Route::Monitor => self.answer_monitor(),
             Route::Result => json(StatusCode::OK, self.resource()),

@@ -46,8 +46,10 @@
 )]
 #![deny(unsafe_code)]
 
+mod durable;
 mod instance;
 mod job;
+mod request_reply;
 mod scenario;
 mod server;
 

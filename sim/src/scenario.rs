@@ -21,6 +21,11 @@ pub enum Monitor {
     Resource,
     /// A Google `Operation` resource (AIP-151), polled at `/{version}/{name}`.
     GoogleOperation,
+    /// An Azure Durable Functions orchestration, through the extension's HTTP API (see
+    /// [`Scenario::new`]).
+    DurableFunctions,
+    /// The Asynchronous Request-Reply pattern's status endpoint (see [`Scenario::new`]).
+    AsyncRequestReply,
     /// An OpenAI-style job: `POST {path}` answers `200` with a job object (a `batch`, or a
     /// `fine_tuning.job` when the path ends in `/fine_tuning/jobs`, or a `response` when it
     /// ends in `/responses`), polled at `GET {path}/{id}` (`in_progress`, then `completed`,
@@ -43,8 +48,8 @@ pub enum Monitor {
 
 impl Monitor {
     /// A short lowercase name: `azure-async-operation`, `operation-location`, `location`,
-    /// `resource`, `google-operation`, `openai-job`, `anthropic-batch` or
-    /// `replicate-prediction`.
+    /// `resource`, `google-operation`, `durable-functions`, `async-request-reply`,
+    /// `openai-job`, `anthropic-batch` or `replicate-prediction`.
     pub fn as_str(self) -> &'static str {
         match self {
             Monitor::AzureAsyncOperation => "azure-async-operation",
@@ -52,6 +57,8 @@ impl Monitor {
             Monitor::Location => "location",
             Monitor::Resource => "resource",
             Monitor::GoogleOperation => "google-operation",
+            Monitor::DurableFunctions => "durable-functions",
+            Monitor::AsyncRequestReply => "async-request-reply",
             Monitor::OpenAiJob => "openai-job",
             Monitor::AnthropicBatch => "anthropic-batch",
             Monitor::ReplicatePrediction => "replicate-prediction",
@@ -124,6 +131,8 @@ pub struct Scenario {
     pub(crate) moves_monitor: bool,
     pub(crate) cancelable: bool,
     pub(crate) completes_when_canceled: bool,
+    pub(crate) durable: crate::durable::Options,
+    pub(crate) reply: crate::request_reply::Options,
 }
 
 impl Scenario {
@@ -140,6 +149,11 @@ impl Scenario {
     /// `error` whose `code` is the [`Ending::Failed`] code when it is a number (else 2,
     /// `UNKNOWN`), or 1 for [`Ending::Canceled`]. No `Retry-After` unless one is set. `POST
     /// /v1/{name}:cancel` cancels it ([`cancelable`](Self::cancelable)).
+    ///
+    /// With [`Monitor::DurableFunctions`] it plays an orchestration started through the Durable
+    /// Functions HTTP API: see [`durable_500_on_failure`](Self::durable_500_on_failure). With
+    /// [`Monitor::AsyncRequestReply`] it plays the Asynchronous Request-Reply pattern's sample:
+    /// see [`result_redirect`](Self::result_redirect).
     ///
     /// With a job monitor ([`Monitor::OpenAiJob`], [`Monitor::AnthropicBatch`],
     /// [`Monitor::ReplicatePrediction`]) it plays that job API, as each variant says: no
@@ -175,6 +189,8 @@ impl Scenario {
             moves_monitor: false,
             cancelable: true,
             completes_when_canceled: false,
+            durable: Default::default(),
+            reply: Default::default(),
         }
     }
 

@@ -231,6 +231,9 @@ fn respond(shared: &Mutex<State>, req: &Request<Incoming>) -> Response<Full<Byte
     if let Some(&(index, route)) = state.routes.get(path) {
         let cancel = route == Route::Cancel;
         if req.method() == Method::GET && !cancel || req.method() == Method::POST && cancel {
+            if state.instances[index].scenario.monitor == Monitor::DurableFunctions {
+                return state.instances[index].durable_answer(route, req.uri());
+            }
             return state.instances[index].answer(route);
         }
     }
@@ -275,7 +278,32 @@ fn start_instance(
         api_version,
         origin: format!("http://{host}"),
         canceled: false,
+        reason: None,
     };
+    match scenario.monitor {
+        Monitor::DurableFunctions => {
+            let status = instance.durable_path();
+            state
+                .routes
+                .insert(format!("{status}/terminate"), (index, Route::Cancel));
+            state.routes.insert(status, (index, Route::Monitor));
+            let response = instance.durable_start();
+            state.instances.push(instance);
+            return response;
+        }
+        Monitor::AsyncRequestReply => {
+            state
+                .routes
+                .insert(instance.reply_status_path(), (index, Route::Monitor));
+            state
+                .routes
+                .insert(format!("/results/{id}"), (index, Route::Result));
+            let response = instance.reply_start();
+            state.instances.push(instance);
+            return response;
+        }
+        _ => {}
+    }
     if scenario.monitor == Monitor::GoogleOperation {
         let operation = format!("/{}", instance.google_name());
         let polled = format!("{}{operation}", google_version(&scenario.path));

@@ -8,10 +8,12 @@
 //! other origins, bodies are bounded, waits are clamped and counted, and tokens, progress and
 //! tracing are kept.
 //!
-//! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google)
-//! and [`JsonJob`](crate::JsonJob) (job APIs by configuration); a dialect of your own is one
-//! `impl Dialect` of three methods (see the trait's example), unit-tested without I/O with
-//! [`testing`].
+//! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google),
+//! [`DurableFunctions`](crate::DurableFunctions),
+//! [`AsyncRequestReply`](crate::AsyncRequestReply) and [`JsonJob`](crate::JsonJob) (job APIs by
+//! configuration); a dialect of your own is one `impl Dialect` of three methods (see the
+//! trait's example), unit-tested without I/O with [`testing`]. [`Dialect::or`] puts several
+//! behind one layer.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +24,9 @@ use http::{response, Extensions, HeaderMap, HeaderValue, Method, StatusCode, Uri
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod async_request_reply;
 pub mod azure;
+pub mod durable_functions;
 pub(crate) mod envelope;
 pub mod google;
 pub mod json_job;
@@ -43,8 +47,14 @@ pub use or::{Or, OrMonitor};
 /// | the final GET's answer | [`final_head`](Self::final_head) | |
 /// | a cancel request's answer | [`cancel_head`](Self::cancel_head) | |
 ///
+/// Before the original request is sent, [`prepare`](Self::prepare) may add what the protocol
+/// needs the client to ask for. A poll's verdict may end the operation with the answer itself,
+/// a GET of a URL ([`Verdict::Fetch`]), or a response the dialect builds from the answer
+/// ([`Verdict::Replace`]).
+///
 /// Three methods are required: [`name`](Self::name), [`initial_head`](Self::initial_head) and
-/// [`status_body`](Self::status_body); the others have defaults that fit most HTTP APIs. A
+/// [`status_body`](Self::status_body); the others have defaults that fit most HTTP APIs.
+/// Several dialects share one layer with [`or`](Self::or). A
 /// dialect's [`Monitor`](Self::Monitor) is what it remembers between polls beyond the URL being
 /// polled; it travels in [`ResumeToken`](crate::ResumeToken)s, so it must serialise.
 ///

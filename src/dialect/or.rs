@@ -298,3 +298,131 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
             .map(|read| read.map(OrMonitor::Second))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+    use crate::dialect::azure::Azure;
+    use crate::dialect::google::Google;
+    use crate::dialect::table;
+    use crate::dialect::testing::{self, Recorder};
+
+    fn both() -> Or<Azure, Google> {
+        Azure::new().or(Google::new())
+    }
+
+    /// The pair's verdict on an initial response: by its head, then (when the head asks) by
+    /// its body.
+    fn initial(
+        method: Method,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<String, http::Error> {
+        let request = Request::builder()
+            .method(method)
+            .uri("https://api.example/v1/things")
+            .body(())?;
+        let response = testing::response_head(status, headers)?;
+        let head = testing::request_head(&request);
+        let pair = both();
+        Ok(match pair.initial_head(&head, &response) {
+            InitialHead::ReadBody { otherwise } => {
+                let verdict = pair.initial_body(
+                    &head,
+                    &response,
+                    body.as_bytes(),
+                    otherwise,
+                    &mut Recorder::new().observer(),
+                );
+                format!("body: {}", table::initial_body(&verdict))
+            }
+            verdict => format!("head: {}", table::initial_head(&verdict)),
+        })
+    }
+
+    #[test]
+    fn the_first_dialect_that_takes_the_initial_response_follows_it() -> Result<(), http::Error> {
+        const JSON: (&str, &str) = ("content-type", "application/json");
+        for (method, status, headers, body, expected) in [
+            // Azure's headers: Azure's (it reads the body for a state that already failed).
+            (
+                Method::PUT,
+                201,
+                &[("azure-asyncoperation", "/ops/1")][..],
+                "",
+                "body: follow First(AzureMonitor",
+            ),
+            (
+                Method::POST,
+                202,
+                &[("location", "/ops/1")][..],
+                "",
+                "head: follow First(AzureMonitor",
+            ),
+            // Azure reads a PUT's body for a provisioningState; with none, Google's turn.
+            (
+                Method::PUT,
+                200,
+                &[JSON][..],
+                r#"{"properties":{"provisioningState":"Creating"}}"#,
+                "body: follow First(",
+            ),
+            (
+                Method::POST,
+                200,
+                &[JSON][..],
+                r#"{"name":"operations/1","done":false}"#,
+                "body: follow Second(",
+            ),
+            (
+                Method::POST,
+                200,
+                &[JSON][..],
+                r#"{"name":"operations/1","done":true,"error":{"code":5,"message":"gone"}}"#,
+                "body: failed",
+            ),
+            // Neither takes it: untouched.
+            (Method::GET, 200, &[JSON][..], r#"{"id":1}"#, "head: pass"),
+            (Method::POST, 200, &[JSON][..], r#"{"id":1}"#, "body: final"),
+            (Method::POST, 204, &[][..], "", "head: pass"),
+        ] {
+            let verdict = initial(method.clone(), status, headers, body)?;
+            assert!(
+                verdict.starts_with(expected),
+                "{method} {status} {body}: {verdict} (expected {expected})"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn tokens_name_the_dialect_that_followed() {
+        let pair = both();
+        let google: crate::dialect::google::GoogleMonitor =
+            serde_json::from_value(serde_json::json!({"name": "operations/1"}))
+                .unwrap_or_else(|e| panic!("a Google monitor: {e}"));
+        let monitor = OrMonitor::<crate::dialect::azure::AzureMonitor, _>::Second(google);
+        assert_eq!(pair.token_dialect(&monitor), "google");
+        let state = pair.token_state(&monitor).unwrap_or_default();
+        match pair.token_monitor("google", state.clone()) {
+            Some(Ok(OrMonitor::Second(_))) => {}
+            other => panic!("a google token is the second's: {other:?}"),
+        }
+        assert!(pair.token_monitor("x-job-status", state).is_none());
+    }
+
+    #[test]
+    fn hints_and_details_are_the_firsts_completed_by_the_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", http::HeaderValue::from_static("3"));
+        assert_eq!(both().wait_hint(&headers), Some(Duration::from_secs(3)));
+        let body = br#"{"error":{"code":7,"message":"denied","status":"PERMISSION_DENIED"}}"#;
+        let none = HeaderMap::new();
+        let detail = both().error_detail(&none, Some(body));
+        assert_eq!(detail.message.as_deref(), Some("denied"));
+        assert!(detail.code.is_some());
+    }
+}

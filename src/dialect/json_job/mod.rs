@@ -1,6 +1,6 @@
 //! [`JsonJob`]: job APIs (`POST` → a job object `{id, status}`, polled until a terminal state)
 //! described by configuration rather than code; presets for OpenAI, Anthropic and Replicate
-//! (PROTOCOL §13).
+//! (PROTOCOL §15).
 
 use std::borrow::Cow;
 use std::sync::Arc;
