@@ -144,6 +144,7 @@ pub use dialect::azure::{Azure, FinalStateVia};
 pub use dialect::durable_functions::DurableFunctions;
 pub use dialect::fhir_bulk_data::FhirBulkData;
 pub use dialect::google::Google;
+pub use dialect::json_job::JsonJob;
 pub use dialect::odata_async::ODataAsync;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind};

@@ -199,6 +199,7 @@ impl Instance {
 
     pub(crate) fn answer(&mut self, route: Route) -> Response<Full<Bytes>> {
         match route {
+            _ if crate::job::is_job(self.scenario.monitor) => crate::job::answer(self, route),
             Route::Cancel => self.answer_cancel(),
             Route::Monitor if self.scenario.monitor == Monitor::GoogleOperation => {
                 let running = self.advance();

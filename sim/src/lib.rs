@@ -50,6 +50,7 @@
 mod durable;
 mod fhir;
 mod instance;
+mod job;
 mod odata;
 mod request_reply;
 mod scenario;

@@ -32,12 +32,30 @@ pub enum Monitor {
     /// An HL7 FHIR Bulk Data export's status endpoint, named by the `Content-Location` of a
     /// `202` to a kick-off that said `Prefer: respond-async`; see [`Scenario::new`].
     FhirBulkData,
+    /// An OpenAI-style job: `POST {path}` answers `200` with a job object (a `batch`, or a
+    /// `fine_tuning.job` when the path ends in `/fine_tuning/jobs`, or a `response` when it
+    /// ends in `/responses`), polled at `GET {path}/{id}` (`in_progress`, then `completed`,
+    /// `succeeded` for fine-tuning, `failed` with the code and message, or `cancelled`),
+    /// canceled by `POST {path}/{id}/cancel`. `request_counts` when
+    /// [`percent_complete`](Scenario::percent_complete).
+    OpenAiJob,
+    /// An Anthropic-style message batch: `POST {path}` answers `200` with a `message_batch`
+    /// whose `processing_status` is `in_progress`, polled at `GET {path}/{id}` until `ended`
+    /// (with a `results_url` of JSON Lines at `{path}/{id}/results`); canceled by
+    /// `POST {path}/{id}/cancel` (`canceling`, then `ended`). There is no failed state: an
+    /// [`Ending::Failed`] batch ends with every request `errored`.
+    AnthropicBatch,
+    /// A Replicate-style prediction: `POST {path}` answers `201` with a prediction whose
+    /// `urls.get` (`/v1/predictions/{id}`) is polled (`starting`, `processing`, then
+    /// `succeeded` with its `output`, `failed` with the message as `error`, or `canceled`) and
+    /// whose `urls.cancel` cancels it.
+    ReplicatePrediction,
 }
 
 impl Monitor {
     /// A short lowercase name: `azure-async-operation`, `operation-location`, `location`,
-    /// `resource`, `google-operation`, `durable-functions`, `async-request-reply`, `odata-async`
-    /// or `fhir-bulk-data`.
+    /// `resource`, `google-operation`, `durable-functions`, `async-request-reply`, `odata-async`,
+    /// `fhir-bulk-data`, `openai-job`, `anthropic-batch` or `replicate-prediction`.
     pub fn as_str(self) -> &'static str {
         match self {
             Monitor::AzureAsyncOperation => "azure-async-operation",
@@ -49,6 +67,9 @@ impl Monitor {
             Monitor::AsyncRequestReply => "async-request-reply",
             Monitor::ODataAsync => "odata-async",
             Monitor::FhirBulkData => "fhir-bulk-data",
+            Monitor::OpenAiJob => "openai-job",
+            Monitor::AnthropicBatch => "anthropic-batch",
+            Monitor::ReplicatePrediction => "replicate-prediction",
         }
     }
 }
@@ -162,6 +183,14 @@ impl Scenario {
     /// `OperationOutcome` has the [`Ending::Failed`] code as `issue[0].code` and its message as
     /// `diagnostics`. `DELETE` on it cancels (`202`; `405` unless cancelable); it answers `404`
     /// with an `OperationOutcome` from then on, and for [`Ending::Canceled`].
+    ///
+    /// With a job monitor ([`Monitor::OpenAiJob`], [`Monitor::AnthropicBatch`],
+    /// [`Monitor::ReplicatePrediction`]) it plays that job API, as each variant says: no
+    /// `Retry-After` unless one is set, the running state is the API's own (`in_progress`,
+    /// `processing`) unless [`running_status`](Self::running_status) sets another, and
+    /// [`terminal_status`](Self::terminal_status) spells the final state (an unknown one, for
+    /// a client's tests). [`initial_body`](Self::initial_body) replaces the job object the
+    /// initial request answers with.
     pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,
@@ -171,9 +200,11 @@ impl Scenario {
             initial_body: None,
             completion: Completion::AfterPolls(2),
             ending: Ending::Succeeded,
-            running_status: "InProgress".into(),
+            running_status: crate::job::running_status(monitor)
+                .unwrap_or("InProgress")
+                .into(),
             terminal_status: None,
-            retry_after: if monitor == Monitor::GoogleOperation {
+            retry_after: if monitor == Monitor::GoogleOperation || crate::job::is_job(monitor) {
                 RetryAfter::None
             } else {
                 RetryAfter::Seconds(1)

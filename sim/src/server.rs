@@ -318,6 +318,14 @@ fn start_instance(
         state.instances.push(instance);
         return response;
     }
+    if crate::job::is_job(scenario.monitor) {
+        for (path, route) in crate::job::routes(&instance) {
+            state.routes.insert(path, (index, route));
+        }
+        let response = crate::job::initial(&instance);
+        state.instances.push(instance);
+        return response;
+    }
     if let Some(response) = instance.start(req.headers()) {
         // Only the monitor: the initial path keeps starting operations (a FHIR kick-off is a GET).
         state

@@ -9,10 +9,11 @@
 //! tracing are kept.
 //!
 //! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google),
-//! [`DurableFunctions`](crate::DurableFunctions) and
-//! [`AsyncRequestReply`](crate::AsyncRequestReply); a dialect of your own is one `impl Dialect` of three methods
-//! (see the trait's example), unit-tested without I/O with [`testing`]. [`Dialect::or`] puts
-//! several behind one layer.
+//! [`DurableFunctions`](crate::DurableFunctions),
+//! [`AsyncRequestReply`](crate::AsyncRequestReply) and [`JsonJob`](crate::JsonJob) (job APIs by
+//! configuration); a dialect of your own is one `impl Dialect` of three methods (see the
+//! trait's example), unit-tested without I/O with [`testing`]. [`Dialect::or`] puts several
+//! behind one layer.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -29,6 +30,7 @@ pub mod durable_functions;
 pub(crate) mod envelope;
 pub mod fhir_bulk_data;
 pub mod google;
+pub mod json_job;
 pub mod odata_async;
 mod or;
 pub mod testing;
