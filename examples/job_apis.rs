@@ -1,6 +1,7 @@
 //! Job APIs against the in-process simulator, one function per API: an OpenAI-style batch (its
-//! progress, then canceled), an Anthropic-style message batch, and a job API of your own,
-//! described in a few lines of configuration.
+//! progress, then canceled), an Anthropic-style message batch, an Azure Durable Functions
+//! orchestration (completed, and failed), and a job API of your own, described in a few lines of
+//! configuration.
 //!
 //! ```text
 //! cargo run --example job_apis
@@ -20,8 +21,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::set_header::SetRequestHeaderLayer;
-use tower_lro::{JsonJob, LongRunningLayer, OperationInfo, Polling, ResumeToken};
-use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
+use tower_lro::{
+    DurableFunctions, ErrorKind, JsonJob, LongRunningLayer, OperationInfo, Polling, ResumeToken,
+};
+use tower_lro_sim::{Ending, Monitor, RetryAfter, Scenario, Simulator};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -33,6 +36,7 @@ async fn main() -> Result<(), BoxError> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     openai_batch(&sim, client.clone()).await?;
     anthropic_batch(&sim, client.clone()).await?;
+    durable_orchestration(&sim, client.clone()).await?;
     own_job_api(&sim, client).await?;
     println!("\n{} requests in all", sim.requests().len());
     Ok(())
@@ -123,6 +127,58 @@ async fn anthropic_batch(sim: &Simulator, client: HttpClient) -> Result<(), BoxE
     Ok(())
 }
 
+/// An Azure Durable Functions orchestration, started through an HTTP-triggered starter function:
+/// followed to `Completed`, and another one to `Failed`, whose output is the error's message.
+/// The extension's URLs carry the function app's key as `code=`, so its resume tokens do too:
+/// store them as secrets (their `Debug` hides it).
+async fn durable_orchestration(sim: &Simulator, client: HttpClient) -> Result<(), BoxError> {
+    let starter = "/api/orchestrators/HelloCities";
+    sim.add(
+        Scenario::new(Method::POST, starter, Monitor::DurableFunctions)
+            .retry_after(RetryAfter::Millis(50))
+            .completes_after_polls(2)
+            .resource_body(r#"["Hello Tokyo!","Hello Seattle!"]"#),
+    );
+    let failing = "/api/orchestrators/Failing";
+    sim.add(
+        Scenario::new(Method::POST, failing, Monitor::DurableFunctions)
+            .retry_after(RetryAfter::Millis(50))
+            .ending(Ending::Failed {
+                code: String::new(),
+                message: "Orchestrator function 'Failing' failed: city not found".into(),
+            }),
+    );
+    let service = ServiceBuilder::new()
+        .layer(LongRunningLayer::with_dialect(DurableFunctions::new()))
+        .service(client);
+
+    println!("3. an Azure Durable Functions orchestration: POST {starter}");
+    let response = service.clone().oneshot(post(sim, starter)?).await?;
+    let info = operation(&response)?;
+    let body = response.into_body().collect().await?.to_bytes();
+    let status: serde_json::Value = serde_json::from_slice(&body)?;
+    println!(
+        "   {} after {} polls: output {}",
+        info.state.as_deref().unwrap_or("-"),
+        info.polls,
+        status["output"]
+    );
+    let error = service
+        .oneshot(post(sim, failing)?)
+        .await
+        .err()
+        .ok_or("a failed orchestration is an error, never Ok")?;
+    if error.kind() != ErrorKind::Failed {
+        return Err(format!("a failed orchestration is Failed, not {:?}", error.kind()).into());
+    }
+    println!(
+        "   another one: {:?}, {:?}\n",
+        error.kind(),
+        error.message().unwrap_or("-")
+    );
+    Ok(())
+}
+
 /// A job API of your own, described by configuration: here the simulator's prediction API,
 /// described by hand as you would describe an API no preset knows.
 async fn own_job_api(sim: &Simulator, client: HttpClient) -> Result<(), BoxError> {
@@ -149,7 +205,7 @@ async fn own_job_api(sim: &Simulator, client: HttpClient) -> Result<(), BoxError
         ))
         .service(client);
 
-    println!("3. a job API of your own: POST /v1/renders, polled at the URL it names");
+    println!("4. a job API of your own: POST /v1/renders, polled at the URL it names");
     let response = service.oneshot(post(sim, "/v1/renders")?).await?;
     let info = operation(&response)?;
     let body = response.into_body().collect().await?.to_bytes();
