@@ -472,3 +472,183 @@ async fn cancel_and_step_go_to_the_dialect_that_followed() {
         .count();
     assert_eq!(cancels, 1, "sent once");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A body the dialect must judge, and a cancel the dialect notes.
+
+/// A toy job API: an initial `200` is a job when its body is `job <url>`, and only its body
+/// says so (`RequireBody`); the job answers `running` or `done`; `DELETE` cancels it, after
+/// which it answers `404`, which means canceled only once a cancel was accepted.
+#[derive(Debug, Clone, Default)]
+struct Jobs;
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct JobMonitor {
+    #[serde(default)]
+    canceling: bool,
+}
+
+impl Dialect for Jobs {
+    type Monitor = JobMonitor;
+
+    fn name(&self) -> &'static str {
+        "jobs"
+    }
+
+    fn initial_head<'a>(
+        &self,
+        _: &RequestHead<'_>,
+        response: &'a response::Parts,
+    ) -> InitialHead<'a, JobMonitor> {
+        if response.status == StatusCode::OK {
+            InitialHead::RequireBody
+        } else {
+            InitialHead::NotLongRunning
+        }
+    }
+
+    fn initial_body<'a>(
+        &self,
+        _: &RequestHead<'_>,
+        _: &'a response::Parts,
+        body: &'a [u8],
+        _: Option<Follow<'a, JobMonitor>>,
+        _: &mut Observer<'_>,
+    ) -> tower_lro::dialect::InitialBody<'a, JobMonitor> {
+        match body.strip_prefix(b"job ") {
+            Some(url) => tower_lro::dialect::InitialBody::Follow(Follow::new(
+                JobMonitor::default(),
+                PollAt::Reference(Cow::Borrowed(url)),
+            )),
+            None => tower_lro::dialect::InitialBody::Final,
+        }
+    }
+
+    fn status_head<'a>(
+        &self,
+        monitor: &JobMonitor,
+        response: &'a response::Parts,
+    ) -> StatusHead<'a> {
+        match response.status {
+            StatusCode::NOT_FOUND if monitor.canceling => StatusHead::Judged(Verdict::Canceled(
+                tower_lro::dialect::ErrorDetail::reported("gone after a cancel"),
+            )),
+            status if status.is_success() => StatusHead::ReadBody,
+            _ => StatusHead::Judged(Verdict::Unexpected),
+        }
+    }
+
+    fn status_body<'a>(
+        &self,
+        _: &mut JobMonitor,
+        _: &RequestHead<'_>,
+        _: &'a response::Parts,
+        body: &'a [u8],
+        _: &mut Observer<'_>,
+    ) -> Verdict<'a> {
+        match body {
+            b"running" => Verdict::Running { moved: None },
+            b"done" => Verdict::Done,
+            _ => Verdict::Malformed("not a job state".into()),
+        }
+    }
+
+    fn cancel(
+        &self,
+        _: &JobMonitor,
+        polled: &http::Uri,
+    ) -> Option<tower_lro::dialect::CancelRequest> {
+        Some(tower_lro::dialect::CancelRequest::new(
+            Method::DELETE,
+            polled.path().to_owned(),
+        ))
+    }
+
+    fn cancel_accepted(&self, monitor: &mut JobMonitor) {
+        monitor.canceling = true;
+    }
+}
+
+fn jobs() -> tower_lro::LongRunning<support::HttpClient, Jobs> {
+    ServiceBuilder::new()
+        .layer(LongRunningLayer::with_dialect(Jobs).max_status_body(64))
+        .service(support::client())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_dialect_must_judge_is_never_returned_unjudged() {
+    let server = RawServer::start(|_, seen| match seen.uri.path() {
+        "/small" => answer(200, &[], "job /jobs/1"),
+        "/plain" => answer(200, &[], "an ordinary answer"),
+        "/jobs/1" => answer(200, &[], "done"),
+        _ => answer(200, &[("x-big", "yes")], &"x".repeat(100)),
+    })
+    .await;
+    let done = jobs()
+        .oneshot(request(Method::POST, &server.url("/small"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(text(done).await, "done");
+    let plain = jobs()
+        .oneshot(request(Method::POST, &server.url("/plain"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(text(plain).await, "an ordinary answer");
+    // Its declared length is over the bound: refused before reading, with the head.
+    let error = jobs()
+        .oneshot(request(Method::POST, &server.url("/big"), "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StatusBodyTooLarge);
+    assert_eq!(error.status(), Some(StatusCode::OK));
+    assert_eq!(error.headers().unwrap()["x-big"], "yes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_the_dialect_must_judge_that_grows_past_the_bound_keeps_what_arrived() {
+    let server = RawServer::start_with_body(|_, _| async {
+        let (sender, body) = support::ChannelBody::new();
+        for _ in 0..10 {
+            let _ = sender.send(Bytes::from_static(b"0123456789"));
+        }
+        drop(sender);
+        Response::new(body)
+    })
+    .await;
+    let error = jobs()
+        .oneshot(request(Method::POST, &server.url("/chunked"), "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StatusBodyTooLarge);
+    let read = error.body().unwrap();
+    assert!(
+        !read.is_empty() && read.iter().all(u8::is_ascii_digit),
+        "{read:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dialect_notes_an_accepted_cancel_in_its_monitor() {
+    let canceled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = canceled.clone();
+    let server = RawServer::start(move |_, seen| match (&seen.method, seen.uri.path()) {
+        (&Method::POST, _) => answer(200, &[], "job /jobs/1"),
+        (&Method::DELETE, _) => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer(202, &[], "")
+        }
+        _ if flag.load(std::sync::atomic::Ordering::SeqCst) => answer(404, &[], ""),
+        _ => answer(200, &[], "running"),
+    })
+    .await;
+    let mut req = request(Method::POST, &server.url("/start"), "{}");
+    req.extensions_mut().insert(Polling::AcceptOnly);
+    let accepted = jobs().oneshot(req).await.unwrap();
+    let token = accepted.extensions().get::<ResumeToken>().cloned().unwrap();
+    assert!(!token.to_json().contains(r#""canceling":true"#));
+    let error = jobs().cancel(token).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
+    assert!(canceled.load(std::sync::atomic::Ordering::SeqCst));
+    let deletes = server.count(&Method::DELETE);
+    assert_eq!(deletes, 1, "sent once");
+}

@@ -257,6 +257,15 @@ pub trait Dialect: Clone + fmt::Debug + Send + Sync + 'static {
         }
     }
 
+    /// The server took a cancel request for the operation ([`cancel_head`](Self::cancel_head)
+    /// said [`CancelHead::Accepted`]); the layer polls on. For a protocol whose monitor answers
+    /// differently once canceled (OData's and FHIR's `404`), note it in the monitor here: the
+    /// monitor travels in tokens, so the note outlives the process that sent the cancel. By
+    /// default nothing.
+    fn cancel_accepted(&self, monitor: &mut Self::Monitor) {
+        let _ = monitor;
+    }
+
     /// The dialect named in a resume token of an operation this dialect follows with `monitor`.
     /// By default its [`name`](Self::name); an [`Or`] names the dialect that followed, so that
     /// its tokens resume with that dialect alone too.
@@ -353,6 +362,13 @@ pub enum InitialHead<'a, M> {
         /// What to do when the body cannot be judged.
         otherwise: Option<Follow<'a, M>>,
     },
+    /// Read the body (up to the layer's `max_status_body`) and call [`Dialect::initial_body`]
+    /// (`otherwise` is `None`); when the body cannot be read whole, the operation ends with an
+    /// error carrying what arrived ([`StatusBodyTooLarge`](crate::ErrorKind::StatusBodyTooLarge),
+    /// [`TimedOut`](crate::ErrorKind::TimedOut) or [`Body`](crate::ErrorKind::Body)), never the
+    /// response untouched: for a protocol whose operations are told apart from ordinary
+    /// answers by their body alone (a job object), so that a large one is never a wrong `Ok`.
+    RequireBody,
 }
 
 /// An operation to follow: the dialect's state and where to poll.
@@ -716,6 +732,7 @@ pub(crate) mod table {
             InitialHead::NotLongRunning => "pass".into(),
             InitialHead::Follow(f) => format!("follow {:?} {}", f.monitor, at(&f.poll_at)),
             InitialHead::ReadBody { otherwise: None } => "read, else pass".into(),
+            InitialHead::RequireBody => "read, else refuse".into(),
             InitialHead::ReadBody { otherwise: Some(f) } => {
                 format!("read, else follow {:?} {}", f.monitor, at(&f.poll_at))
             }

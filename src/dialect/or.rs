@@ -71,6 +71,7 @@ fn map_head<M, N>(head: InitialHead<'_, M>, to: impl FnOnce(M) -> N) -> InitialH
         InitialHead::ReadBody { otherwise } => InitialHead::ReadBody {
             otherwise: otherwise.map(|follow| map_follow(follow, to)),
         },
+        InitialHead::RequireBody => InitialHead::RequireBody,
     }
 }
 
@@ -104,6 +105,9 @@ impl<A: Dialect, B: Dialect> Or<A, B> {
             InitialHead::ReadBody { otherwise } => self
                 .second
                 .initial_body(request, response, body, otherwise, seen),
+            InitialHead::RequireBody => self
+                .second
+                .initial_body(request, response, body, None, seen),
         };
         map_body(verdict, OrMonitor::Second)
     }
@@ -168,6 +172,8 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
                     InitialHead::ReadBody { otherwise: None } => {
                         InitialHead::ReadBody { otherwise: None }
                     }
+                    // The second would refuse a body it cannot judge: so does the pair.
+                    InitialHead::RequireBody => InitialHead::RequireBody,
                 }
             }
             head => map_head(head, OrMonitor::First),
@@ -184,7 +190,11 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
     ) -> InitialBody<'a, Self::Monitor> {
         // Which dialect asked for the body is not in `otherwise` (it may be `None`); the heads
         // are pure, so they are asked again.
-        match self.first.initial_head(request, response) {
+        let first = match self.first.initial_head(request, response) {
+            InitialHead::RequireBody => InitialHead::ReadBody { otherwise: None },
+            head => head,
+        };
+        match first {
             InitialHead::ReadBody { otherwise } => {
                 let nothing_to_follow = otherwise.is_none();
                 match self
@@ -200,7 +210,9 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
             InitialHead::Follow(follow) => {
                 InitialBody::Follow(map_follow(follow, OrMonitor::First))
             }
-            InitialHead::NotLongRunning => self.second_initial(request, response, body, seen),
+            InitialHead::NotLongRunning | InitialHead::RequireBody => {
+                self.second_initial(request, response, body, seen)
+            }
         }
     }
 
@@ -259,6 +271,13 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
         match monitor {
             OrMonitor::First(m) => self.first.cancel(m, polled),
             OrMonitor::Second(m) => self.second.cancel(m, polled),
+        }
+    }
+
+    fn cancel_accepted(&self, monitor: &mut Self::Monitor) {
+        match monitor {
+            OrMonitor::First(m) => self.first.cancel_accepted(m),
+            OrMonitor::Second(m) => self.second.cancel_accepted(m),
         }
     }
 

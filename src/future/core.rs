@@ -64,14 +64,14 @@ pin_project! {
         // The original request (or a cancel request), in flight.
         Initial { #[pin] future: F },
         // Reading an initial body the dialect asked for. Boxed, because when the body turns out
-        // too large to judge it is handed back whole, behind what was read. `otherwise`: what
-        // the head said to follow should the body not be judged, kept so that the head is
-        // judged once.
+        // too large to judge it is handed back whole, behind what was read. `unjudged`: what
+        // the head said to do should the body not be judged, kept so that the head is judged
+        // once.
         Sniffing {
             parts: response::Parts,
             body: Pin<Box<B>>,
             collector: Collector,
-            otherwise: Option<Follow<'static, M>>,
+            unjudged: Unjudged<M>,
         },
         // An operation being followed: what is known of it, and what is in flight.
         Following { ledger: Ledger<M>, #[pin] stage: Stage<F, B> },
@@ -162,11 +162,26 @@ struct Answer {
     detail: ErrorDetail<'static>,
 }
 
+/// What the initial response's head said to do should its body not be judged (too large, too
+/// slow, broken).
+enum Unjudged<M> {
+    /// Return the response untouched ([`InitialHead::ReadBody`](crate::dialect::InitialHead)
+    /// without `otherwise`).
+    Pass,
+    /// Follow this ([`InitialHead::ReadBody`](crate::dialect::InitialHead) with `otherwise`).
+    Follow(Follow<'static, M>),
+    /// End with an error carrying what was read
+    /// ([`InitialHead::RequireBody`](crate::dialect::InitialHead)).
+    Refuse,
+}
+
 /// How reading an initial body ended.
 enum Sniffed {
     Complete,
-    /// Stopped before the end: too large, or too slow, to be judged.
-    Stopped,
+    /// Stopped before the end: too large to be judged.
+    TooLarge,
+    /// Stopped before the end: too slow to be judged (the poll timeout).
+    TooSlow(Error),
     /// The body failed.
     Broken(BoxError),
     /// The operation's deadline passed.
@@ -189,7 +204,7 @@ enum Begin<B, M> {
     Sniff {
         parts: response::Parts,
         body: Pin<Box<B>>,
-        otherwise: Option<Follow<'static, M>>,
+        unjudged: Unjudged<M>,
     },
     Follow {
         ledger: Ledger<M>,
@@ -377,8 +392,8 @@ where
                             parts,
                             body,
                             collector,
-                            otherwise,
-                        } => follower.on_sniffed(parts, body, collector, otherwise, sniffed),
+                            unjudged,
+                        } => follower.on_sniffed(parts, body, collector, unjudged, sniffed),
                         // `project_replace` inside a state's own arm always returns that state.
                         _ => unreachable!("the sniffing state was replaced by another"),
                     }
@@ -407,13 +422,13 @@ where
                 Begin::Sniff {
                     parts,
                     body,
-                    otherwise,
+                    unjudged,
                 } => {
                     this.state.set(State::Sniffing {
                         parts,
                         body,
                         collector: Collector::default(),
-                        otherwise,
+                        unjudged,
                     });
                     // Reading the initial body is a round trip of its own: bounded like a poll.
                     follower.clock.start_request();

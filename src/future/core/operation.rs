@@ -24,7 +24,7 @@ use crate::progress::Progress;
 use crate::protocol::headers;
 use crate::token::ResumeToken;
 
-use super::{Begin, Follower, OpeningBody, Sniffed};
+use super::{Begin, Follower, OpeningBody, Sniffed, Unjudged};
 
 impl<D: Dialect> Follower<D> {
     pub(super) fn new<B>(
@@ -278,17 +278,32 @@ impl<D: Dialect> Follower<D> {
                 // Kept while the body is read, so that the head is judged once. It borrows from
                 // the head, which the state is about to own: one copy of the URL reference, which
                 // `track` keeps as it is when the dialect hands it back (Azure does).
-                let otherwise = otherwise.map(Follow::into_owned);
+                let unjudged = match otherwise {
+                    Some(follow) => Unjudged::Follow(follow.into_owned()),
+                    None => Unjudged::Pass,
+                };
                 return Begin::Sniff {
                     parts,
                     body: Box::pin(body),
-                    otherwise,
+                    unjudged,
                 };
             }
             InitialHead::ReadBody {
                 otherwise: Some(follow),
             } => follow,
             InitialHead::ReadBody { otherwise: None } => return pass(parts, body),
+            InitialHead::RequireBody
+                if too_large(&parts.headers, &body, self.config.max_status_body) =>
+            {
+                return Begin::Finish(Err(self.unjudged_initial(parts, None, None)));
+            }
+            InitialHead::RequireBody => {
+                return Begin::Sniff {
+                    parts,
+                    body: Box::pin(body),
+                    unjudged: Unjudged::Refuse,
+                }
+            }
         };
         match self.track(follow) {
             Ok(ledger) => self.begin(ledger, parts, OpeningBody::Unread(body)),
@@ -309,11 +324,11 @@ impl<D: Dialect> Follower<D> {
         Poll::Ready(
             match collector.poll_read(body.as_mut(), self.config.max_status_body, cx) {
                 Poll::Ready(Ok(Read::Complete)) => Sniffed::Complete,
-                Poll::Ready(Ok(Read::TooLarge)) => Sniffed::Stopped,
+                Poll::Ready(Ok(Read::TooLarge)) => Sniffed::TooLarge,
                 Poll::Ready(Err(e)) => Sniffed::Broken(e.into()),
                 Poll::Pending => match self.clock.on_due(due, cx) {
                     // Too slow to be judged: handled like a body too large to be.
-                    Some(_) if !self.clock.past_deadline() => Sniffed::Stopped,
+                    Some(slow) if !self.clock.past_deadline() => Sniffed::TooSlow(slow),
                     Some(expired) => Sniffed::Expired(expired),
                     None => return Poll::Pending,
                 },
@@ -326,26 +341,37 @@ impl<D: Dialect> Follower<D> {
         parts: response::Parts,
         body: Pin<Box<B>>,
         collector: Collector,
-        otherwise: Option<Follow<'static, D::Monitor>>,
+        unjudged: Unjudged<D::Monitor>,
         sniffed: Sniffed,
     ) -> Begin<B, D::Monitor> {
         let (bytes, trailers) = collector.finish();
-        match sniffed {
-            Sniffed::Complete => return self.on_initial_body(parts, bytes, trailers, otherwise),
-            Sniffed::Expired(expired) => return Begin::Finish(Err(expired)),
-            Sniffed::Stopped | Sniffed::Broken(_) => {}
-        }
-        let follow = match (otherwise, sniffed) {
-            (Some(follow), Sniffed::Broken(_)) if self.polling != Polling::AcceptOnly => follow,
+        let follow = match (unjudged, sniffed) {
+            (Unjudged::Follow(follow), Sniffed::Complete) => {
+                return self.on_initial_body(parts, bytes, trailers, Some(follow))
+            }
+            (_, Sniffed::Complete) => return self.on_initial_body(parts, bytes, trailers, None),
+            (_, Sniffed::Expired(expired)) => return Begin::Finish(Err(expired)),
+            (Unjudged::Follow(follow), Sniffed::Broken(_))
+                if self.polling != Polling::AcceptOnly =>
+            {
+                follow
+            }
             (_, Sniffed::Broken(e)) => {
                 let why = "the connection failed while reading the initial response";
                 return Begin::Finish(Err(Error::new(ErrorKind::Body, why).with_source(e)));
             }
-            (Some(follow), _) => follow,
+            (Unjudged::Follow(follow), Sniffed::TooLarge | Sniffed::TooSlow(_)) => follow,
             // Too large or too slow to be judged, and nothing to follow: handed back whole.
-            (None, _) => {
+            (Unjudged::Pass, Sniffed::TooLarge | Sniffed::TooSlow(_)) => {
                 let body = ResponseBody::resumed(bytes, body);
                 return Begin::Finish(Ok(Response::from_parts(parts, body)));
+            }
+            // ... unless the dialect must judge it: then it is an error, with what was read.
+            (Unjudged::Refuse, Sniffed::TooLarge) => {
+                return Begin::Finish(Err(self.unjudged_initial(parts, Some(bytes), None)))
+            }
+            (Unjudged::Refuse, Sniffed::TooSlow(slow)) => {
+                return Begin::Finish(Err(self.unjudged_initial(parts, Some(bytes), Some(slow))))
             }
         };
         let ledger = match self.track(follow) {
@@ -353,6 +379,33 @@ impl<D: Dialect> Follower<D> {
             Err(e) => return Begin::Finish(Err(e)),
         };
         self.begin(ledger, parts, OpeningBody::Partial(bytes, body))
+    }
+
+    /// The error of an initial response the dialect must judge by its body
+    /// ([`InitialHead::RequireBody`]) when the body cannot be read whole: too large (its
+    /// declared length, or what arrived), or too slow (`slow`, the poll timeout's error).
+    pub(super) fn unjudged_initial(
+        &self,
+        parts: response::Parts,
+        read: Option<Bytes>,
+        slow: Option<Error>,
+    ) -> Error {
+        let error = match slow {
+            Some(slow) => {
+                let why = "the initial response's body, which decides whether it is long-running, \
+                           was too slow to be read";
+                Error::new(ErrorKind::TimedOut, why).with_source(Box::new(slow))
+            }
+            None => {
+                let why = format!(
+                    "the initial response's body, which decides whether it is long-running, is \
+                     over the limit of {} bytes",
+                    self.config.max_status_body
+                );
+                Error::new(ErrorKind::StatusBodyTooLarge, why)
+            }
+        };
+        error.with_response(parts.status, parts.headers, read)
     }
 
     /// The initial body, read whole: the dialect judges it.

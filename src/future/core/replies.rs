@@ -134,6 +134,7 @@ impl<D: Dialect> Follower<D> {
     ) -> Next<B> {
         match self.dialect.cancel_head(&ledger.monitor, parts.status) {
             CancelHead::Accepted => {
+                self.dialect.cancel_accepted(&mut ledger.monitor);
                 let hint = self.dialect.wait_hint(&parts.headers);
                 match self.schedule_poll(ledger, hint) {
                     Ok(()) => Next::Wait { drain: Some(body) },
