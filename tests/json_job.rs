@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use http_body_util::Full;
-use support::{request, text, HttpClient};
+use support::{request, text, ChannelBody, HttpClient, RawServer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::set_header::{SetRequestHeader, SetRequestHeaderLayer};
 use tower_lro::{
@@ -27,8 +27,12 @@ const PREDICTIONS: &str = "/v1/models/sim/model/predictions";
 type Jobs<D = JsonJob> = LongRunning<SetRequestHeader<HttpClient, HeaderValue>, D>;
 
 fn jobs<D: Dialect>(dialect: D) -> Jobs<D> {
+    jobs_under(LongRunningLayer::with_dialect(dialect))
+}
+
+fn jobs_under<D: Dialect>(layer: LongRunningLayer<D>) -> Jobs<D> {
     ServiceBuilder::new()
-        .layer(LongRunningLayer::with_dialect(dialect))
+        .layer(layer)
         .layer(SetRequestHeaderLayer::overriding(
             HeaderName::from_static("x-api-key"),
             HeaderValue::from_static("sk-test"),
@@ -455,7 +459,7 @@ fn answer(status: u16, body: &str) -> http::Response<Full<Bytes>> {
 async fn a_job_api_of_your_own_in_a_few_lines() {
     // `POST /v2/exports` → `{"job": {"ref", "phase"}}`; polled at `/v2/export-jobs/{ref}`; the
     // result is a GET of the URL the finished job names.
-    let server = support::RawServer::start(|n, seen| match (n, seen.uri.path()) {
+    let server = RawServer::start(|n, seen| match (n, seen.uri.path()) {
         (0, "/v2/exports") => answer(202, r#"{"job":{"ref":"e 1","phase":"queued"}}"#),
         (1, "/v2/export-jobs/e%201") => answer(200, r#"{"job":{"ref":"e 1","phase":"working","percent":50}}"#),
         (2, "/v2/export-jobs/e%201") => answer(
@@ -547,7 +551,7 @@ async fn a_job_object_without_an_id_is_malformed_and_nothing_is_polled() {
 
 #[tokio::test(start_paused = true)]
 async fn other_calls_of_the_api_pass_through_untouched() {
-    let server = support::RawServer::start(|_, seen| match seen.uri.path() {
+    let server = RawServer::start(|_, seen| match seen.uri.path() {
         "/v1/files" => answer(
             200,
             r#"{"id":"file-1","object":"file","status":"uploaded"}"#,
@@ -573,7 +577,7 @@ async fn other_calls_of_the_api_pass_through_untouched() {
 
 #[tokio::test(start_paused = true)]
 async fn a_poll_url_on_another_origin_is_refused_before_anything_is_sent() {
-    let server = support::RawServer::start(|_, _| {
+    let server = RawServer::start(|_, _| {
         answer(
             201,
             r#"{"id":"p1","status":"starting","urls":{"get":"http://elsewhere.example/v1/predictions/p1"}}"#,
@@ -584,4 +588,175 @@ async fn a_poll_url_on_another_origin_is_refused_before_anything_is_sent() {
     let error = jobs(JsonJob::replicate()).oneshot(req).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::CrossOrigin);
     assert_eq!(server.seen().len(), 1, "the POST only");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A job object too large to judge
+
+/// A Replicate prediction that echoes an `input` of `prompt` bytes, polled at `/v1/predictions/p1`.
+fn large_prediction(prompt: usize) -> String {
+    serde_json::json!({
+        "id": "p1",
+        "status": "starting",
+        "input": {"prompt": "x".repeat(prompt)},
+        "urls": {"get": "/v1/predictions/p1", "cancel": "/v1/predictions/p1/cancel"},
+    })
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_object_over_the_bound_is_refused_with_its_head_and_nothing_is_polled() {
+    let sim = support::simulator().await;
+    sim.add(
+        Scenario::new(Method::POST, PREDICTIONS, Monitor::ReplicatePrediction)
+            .initial_body(large_prediction(4096)),
+    );
+    let layer = LongRunningLayer::with_dialect(JsonJob::replicate()).max_status_body(1024);
+    let error = jobs_under(layer)
+        .oneshot(create(&sim, PREDICTIONS))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StatusBodyTooLarge, "{error}");
+    assert_eq!(error.status(), Some(StatusCode::CREATED));
+    let headers = error.headers().unwrap();
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        headers["content-length"]
+            .to_str()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 4096
+    );
+    assert!(
+        error.body().is_none_or(Bytes::is_empty),
+        "refused by its declared length, before reading"
+    );
+    assert!(error.resume_token().is_none(), "no job was recognised");
+    assert_eq!(sim.requests().len(), 1, "the POST, once, and no poll");
+}
+
+/// A server whose `POST` answers a large prediction in 1 KiB chunks, without a length, and whose
+/// poll says it succeeded.
+async fn chunked_prediction_server() -> RawServer {
+    RawServer::start_with_body(|_, seen| {
+        let (sender, body) = ChannelBody::new();
+        let job = match seen.method {
+            Method::POST => large_prediction(8192),
+            _ => r#"{"id":"p1","status":"succeeded","output":"done"}"#.to_owned(),
+        };
+        for chunk in Bytes::from(job).chunks(1024) {
+            let _ = sender.send(Bytes::copy_from_slice(chunk));
+        }
+        drop(sender);
+        let mut response = http::Response::new(body);
+        *response.status_mut() = StatusCode::CREATED;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        async move { response }
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_chunked_job_object_that_grows_past_the_bound_keeps_what_arrived() {
+    let server = chunked_prediction_server().await;
+    let layer = LongRunningLayer::with_dialect(JsonJob::replicate()).max_status_body(2048);
+    let error = jobs_under(layer)
+        .oneshot(request(Method::POST, &server.url("/v1/predictions"), "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StatusBodyTooLarge, "{error}");
+    assert_eq!(error.status(), Some(StatusCode::CREATED));
+    let headers = error.headers().unwrap();
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(!headers.contains_key("content-length"), "chunked");
+    let read = error.body().unwrap();
+    assert!(read.len() >= 2048, "read up to the bound: {}", read.len());
+    assert!(read.starts_with(br#"{"id":"p1""#), "{read:?}");
+    assert!(error.resume_token().is_none());
+    assert_eq!(server.seen().len(), 1, "the POST, once, and no poll");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_answer_is_judged_under_a_raised_bound_or_passed_through_unpolled() {
+    let server = chunked_prediction_server().await;
+    // Raised for an API that echoes large inputs: the job is followed.
+    let layer = LongRunningLayer::with_dialect(JsonJob::replicate()).max_status_body(64 * 1024);
+    let response = jobs_under(layer)
+        .oneshot(request(Method::POST, &server.url("/v1/predictions"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(info(&response).state.as_deref(), Some("succeeded"));
+    assert_eq!(server.seen().len(), 2, "the POST and one poll");
+    // A call sent with `Polling::Disabled` is handed back whole and unread, under the bound.
+    let layer = LongRunningLayer::with_dialect(JsonJob::replicate()).max_status_body(2048);
+    let mut req = request(Method::POST, &server.url("/v1/predictions"), "{}");
+    req.extensions_mut().insert(Polling::Disabled);
+    let response = jobs_under(layer).oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(response.extensions().get::<OperationInfo>().is_none());
+    assert_eq!(text(response).await, large_prediction(8192));
+    assert_eq!(server.seen().len(), 3, "nothing polled");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error answers in each API's own shape
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_cancel_carries_each_apis_error_code_and_message() {
+    let sim = support::simulator().await;
+    for (path, monitor) in [
+        (BATCHES, Monitor::OpenAiJob),
+        (MESSAGE_BATCHES, Monitor::AnthropicBatch),
+        (PREDICTIONS, Monitor::ReplicatePrediction),
+    ] {
+        sim.add(Scenario::new(Method::POST, path, monitor).cancelable(false));
+    }
+    for (dialect, path, code) in [
+        // OpenAI's `code` is null: its `type` speaks.
+        (JsonJob::openai(), BATCHES, "not_found_error"),
+        (JsonJob::anthropic(), MESSAGE_BATCHES, "not_found_error"),
+        // Replicate's problem details: the title is the code, the detail the message.
+        (JsonJob::replicate(), PREDICTIONS, "Not Found"),
+    ] {
+        let service = jobs(dialect);
+        let token = accepted(&service, create(&sim, path)).await;
+        let error = service.cancel(token).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::CancelUnsupported, "{path}");
+        assert_eq!(error.status(), Some(StatusCode::NOT_FOUND), "{path}");
+        assert_eq!(error.code(), Some(code), "{path}");
+        assert_eq!(
+            error.message(),
+            Some("this job cannot be canceled"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_answered_with_problem_details_is_unexpected_with_its_title_and_detail() {
+    let server = RawServer::start(|n, _| match n {
+        0 => answer(
+            201,
+            r#"{"id":"p1","status":"starting","urls":{"get":"/v1/predictions/p1"}}"#,
+        ),
+        _ => support::reply(
+            401,
+            &[("content-type", "application/problem+json")],
+            r#"{"title":"Unauthenticated","detail":"You did not pass a valid authentication token","status":401}"#,
+        ),
+    })
+    .await;
+    let req = request(Method::POST, &server.url("/v1/predictions"), "{}");
+    let error = jobs(JsonJob::replicate()).oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus, "{error}");
+    assert_eq!(error.code(), Some("Unauthenticated"));
+    assert_eq!(
+        error.message(),
+        Some("You did not pass a valid authentication token")
+    );
+    assert_eq!(server.seen().len(), 2);
 }

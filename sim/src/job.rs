@@ -156,17 +156,19 @@ fn ended(instance: &Instance) -> bool {
 fn cancel(instance: &mut Instance) -> Response<Full<Bytes>> {
     let scenario = instance.scenario.clone();
     if !scenario.cancelable {
-        return json(
+        return error(
+            scenario.monitor,
             StatusCode::NOT_FOUND,
-            json!({"error": {"type": "not_found_error", "message": "this job cannot be canceled"}})
-                .to_string(),
+            "not_found_error",
+            "this job cannot be canceled",
         );
     }
     if ended(instance) {
-        return json(
+        return error(
+            scenario.monitor,
             StatusCode::CONFLICT,
-            json!({"error": {"type": "invalid_request_error", "message": "the job has already ended"}})
-                .to_string(),
+            "invalid_request_error",
+            "the job has already ended",
         );
     }
     instance.canceled = !scenario.completes_when_canceled;
@@ -177,6 +179,32 @@ fn cancel(instance: &mut Instance) -> Response<Full<Bytes>> {
         _ => Phase::Running(&scenario.running_status),
     };
     json(StatusCode::OK, object(instance, phase).to_string())
+}
+
+/// An error answer in the API's own shape: OpenAI's `{"error": {"message", "type", "param",
+/// "code"}}`, Anthropic's `{"type": "error", "error": {"type", "message"}}`, Replicate's RFC 9457
+/// problem details `{"title", "detail", "status"}` (the title is the status's reason phrase).
+fn error(monitor: Monitor, status: StatusCode, kind: &str, message: &str) -> Response<Full<Bytes>> {
+    match monitor {
+        Monitor::AnthropicBatch => json(
+            status,
+            json!({"type": "error", "error": {"type": kind, "message": message}}).to_string(),
+        ),
+        Monitor::ReplicatePrediction => {
+            let title = status.canonical_reason().unwrap_or("Error");
+            let mut response = json(
+                status,
+                json!({"title": title, "detail": message, "status": status.as_u16()}).to_string(),
+            );
+            insert(&mut response, CONTENT_TYPE, "application/problem+json");
+            response
+        }
+        _ => json(
+            status,
+            json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+                .to_string(),
+        ),
+    }
 }
 
 /// The state an ended job reports: the scenario's spelling, else its API's word for the ending.

@@ -190,7 +190,11 @@ impl Scenario {
     /// `processing`) unless [`running_status`](Self::running_status) sets another, and
     /// [`terminal_status`](Self::terminal_status) spells the final state (an unknown one, for
     /// a client's tests). [`initial_body`](Self::initial_body) replaces the job object the
-    /// initial request answers with.
+    /// initial request answers with. A cancel it refuses (`404` unless
+    /// [`cancelable`](Self::cancelable), `409` once the job ended) answers in the API's own
+    /// error shape: OpenAI's `{"error": {"message", "type", "code": null}}`, Anthropic's
+    /// `{"type": "error", "error": {"type", "message"}}`, Replicate's problem details
+    /// `{"title", "detail", "status"}`.
     pub fn new(method: Method, path: impl Into<String>, monitor: Monitor) -> Self {
         Scenario {
             method,

@@ -5,15 +5,17 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{response, Method, Uri};
+use http::{response, HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::dialect::envelope::code_or_header;
 use crate::dialect::{
     CancelRequest, Dialect, ErrorDetail, Follow, InitialBody, InitialHead, Observer, PollAt,
     RequestHead, Verdict,
 };
 use crate::protocol::headers;
+use crate::protocol::json::{detail_text, parse_error_envelope};
 
 mod builder;
 #[cfg(test)]
@@ -37,8 +39,16 @@ pub use builder::{InvalidJobDescription, JsonJobBuilder};
 ///   201 or 202, its body is JSON (declared, or undeclared), passes the description's
 ///   [`kind`](JsonJobBuilder::kind) filter and has a state at the state pointer. Any other
 ///   response is returned untouched: this is how a layer of this dialect passes the API's other
-///   calls through. A job object larger than the layer's `max_status_body` cannot be read and
-///   is returned untouched too: raise that bound for APIs that echo large inputs.
+///   calls through (a declared non-JSON body, such as `text/event-stream`, is never read).
+/// - Only its body tells a job from an ordinary answer, so a body that may be a job is judged
+///   or refused, never returned unjudged ([`InitialHead::RequireBody`]): one larger than the
+///   layer's `max_status_body` (Replicate echoes a prediction's `input`, which can be large) is
+///   [`StatusBodyTooLarge`](crate::ErrorKind::StatusBodyTooLarge), one too slow to arrive
+///   [`TimedOut`](crate::ErrorKind::TimedOut), each carrying the status, the headers and the
+///   bytes that arrived, and nothing is polled. The same holds for a large ordinary JSON
+///   answer of the API through the layer: raise
+///   [`max_status_body`](crate::LongRunningLayer::max_status_body) for it, or send such calls
+///   with [`Polling::Disabled`](crate::Polling::Disabled), which passes them through unread.
 /// - A state in none of the four vocabularies, a job object without an id (a string, or a
 ///   number), a state that is not a string, a poll or result URL missing where the description
 ///   says it is: [`MalformedStatus`](crate::ErrorKind::MalformedStatus), never a guess.
@@ -46,6 +56,11 @@ pub use builder::{InvalidJobDescription, JsonJobBuilder};
 ///   whose result is a URL is polled once, so the result is fetched as for any other.
 /// - Members the description does not name are ignored; a progress or error member of the wrong
 ///   type is absent.
+/// - An answer that ends the operation by its status (a poll's `404`, a refused cancel) gives
+///   [`Error::code`](crate::Error::code) and [`message`](crate::Error::message) from the
+///   default error envelope, else from Anthropic's and OpenAI's `error.type` and RFC 9457
+///   problem details' `title` and `detail` (Replicate's); see
+///   [`error_detail`](Dialect::error_detail).
 /// - Polls send no `Retry-After` in the APIs this was written for: the layer's delays apply
 ///   (a `Retry-After`, when sent, is honoured).
 ///
@@ -373,7 +388,9 @@ impl Dialect for JsonJob {
         if read || !job_status || !headers::may_be_json(&response.headers) {
             return InitialHead::NotLongRunning;
         }
-        InitialHead::ReadBody { otherwise: None }
+        // The body alone tells a job from an ordinary answer: one that cannot be read whole is
+        // refused, never passed on as if it were the result.
+        InitialHead::RequireBody
     }
 
     fn initial_body<'a>(
@@ -450,6 +467,17 @@ impl Dialect for JsonJob {
             Ok(Judged::Canceled(detail)) => Verdict::Canceled(detail),
             Err(why) => Verdict::Malformed(why),
         }
+    }
+
+    /// The default envelope first (`{"error": {"code", "message"}}`, else a top-level
+    /// `{"code", "message"}`); what it lacks is taken from the job APIs' own error answers:
+    /// Anthropic's `{"type": "error", "error": {"type", "message"}}` and OpenAI's
+    /// `{"error": {"type", "code": null, …}}` (the code is `error.type`), and RFC 9457 problem
+    /// details as Replicate sends them, `{"title", "detail", "status"}` (the code is `title`,
+    /// which names the problem's type and does not change between occurrences; the message is
+    /// `detail`). Then the `x-ms-error-code` header, as by default.
+    fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
+        error_detail(headers, body)
     }
 
     fn cancel(&self, monitor: &JsonJobMonitor, polled: &Uri) -> Option<CancelRequest> {
@@ -562,6 +590,25 @@ impl Rules {
             },
         }
     }
+}
+
+/// [`JsonJob`]'s [`Dialect::error_detail`]: the default envelope, then the job APIs' own shapes,
+/// then the header.
+fn error_detail<'a>(headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
+    let envelope = body.map(parse_error_envelope).unwrap_or_default();
+    let (mut code, mut message) = (envelope.code, envelope.message);
+    // Parsed again only when the envelope left something unsaid.
+    if code.is_none() || message.is_none() {
+        if let Some(answer) = body.and_then(|body| serde_json::from_slice::<Value>(body).ok()) {
+            let text = |pointer: &str| {
+                let text = answer.pointer(pointer)?.as_str()?;
+                detail_text(Some(Cow::Owned(text.to_owned())))
+            };
+            code = code.or_else(|| text("/error/type").or_else(|| text("/title")));
+            message = message.or_else(|| text("/detail"));
+        }
+    }
+    ErrorDetail::default().with_detail(code_or_header(code, headers), message)
 }
 
 /// A URL the job object names: a non-empty string.

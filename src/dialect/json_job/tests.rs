@@ -52,30 +52,29 @@ fn polls(dialect: &JsonJob, rows: &[(&str, &str)]) {
     }
 }
 
+type Headers = &'static [(&'static str, &'static str)];
+
 #[test]
 fn initial_heads() {
     let job = JsonJob::new();
-    for (method, status, headers, expected) in [
-        (
-            Method::POST,
-            200,
-            &[("content-type", "application/json")][..],
-            "read, else pass",
-        ),
-        (Method::POST, 201, &[][..], "read, else pass"),
-        (Method::POST, 202, &[][..], "read, else pass"),
-        (Method::PUT, 200, &[][..], "read, else pass"),
-        (Method::GET, 200, &[][..], "pass"),
-        (Method::HEAD, 200, &[][..], "pass"),
-        (Method::POST, 204, &[][..], "pass"),
-        (Method::POST, 400, &[][..], "pass"),
-        (
-            Method::POST,
-            200,
-            &[("content-type", "text/event-stream")][..],
-            "pass",
-        ),
-    ] {
+    // A body that may be a job object is judged, or refused when it cannot be read whole; one
+    // declared to be something else cannot be a job and is never read.
+    #[rustfmt::skip]
+    let rows: [(Method, u16, Headers, &str); 12] = [
+        (Method::POST, 200, &[("content-type", "application/json")], "read, else refuse"),
+        (Method::POST, 200, &[("content-type", "application/json; charset=utf-8")], "read, else refuse"),
+        (Method::POST, 201, &[("content-type", "application/vnd.acme+json")], "read, else refuse"),
+        (Method::POST, 201, &[], "read, else refuse"),
+        (Method::POST, 202, &[], "read, else refuse"),
+        (Method::PUT, 200, &[], "read, else refuse"),
+        (Method::GET, 200, &[], "pass"),
+        (Method::HEAD, 200, &[], "pass"),
+        (Method::POST, 204, &[], "pass"),
+        (Method::POST, 400, &[("content-type", "application/json")], "pass"),
+        (Method::POST, 200, &[("content-type", "text/event-stream")], "pass"),
+        (Method::POST, 200, &[("content-type", "text/plain")], "pass"),
+    ];
+    for (method, status, headers, expected) in rows {
         let request = Request::builder()
             .method(method.clone())
             .uri("https://api.example/v1/jobs")
@@ -591,4 +590,53 @@ fn templates_and_segments() {
     assert_eq!(segment("AZaz09-._~").unwrap(), "AZaz09-._~");
     assert_eq!(segment("a?b#c/d%é").unwrap(), "a%3Fb%23c%2Fd%25%C3%A9");
     assert!(segment("..").is_err());
+}
+
+#[test]
+fn error_details() {
+    let detail = |headers: &http::HeaderMap, body: Option<&str>| {
+        let detail = JsonJob::new().error_detail(headers, body.map(str::as_bytes));
+        format!(
+            "{}/{}",
+            detail.code.as_deref().unwrap_or("-"),
+            detail.message.as_deref().unwrap_or("-")
+        )
+    };
+    let none = http::HeaderMap::new();
+    #[rustfmt::skip]
+    let rows: &[(&str, &str)] = &[
+        // The default envelope first, whole.
+        (r#"{"error":{"code":"Conflict","message":"taken"}}"#, "Conflict/taken"),
+        (r#"{"code":"Conflict","message":"taken"}"#, "Conflict/taken"),
+        (r#"{"error":{"code":"Conflict","type":"other","message":"m"},"title":"T"}"#, "Conflict/m"),
+        // Anthropic: the error's type is the code.
+        (r#"{"type":"error","error":{"type":"not_found_error","message":"no such batch"}}"#, "not_found_error/no such batch"),
+        // OpenAI: a null code leaves the type to speak.
+        (r#"{"error":{"message":"bad","type":"invalid_request_error","param":null,"code":null}}"#, "invalid_request_error/bad"),
+        // Replicate's problem details: title and detail.
+        (r#"{"title":"Invalid version or not permitted","detail":"The specified version does not exist","status":422}"#, "Invalid version or not permitted/The specified version does not exist"),
+        (r#"{"detail":"Not found."}"#, "-/Not found."),
+        (r#"{"title":"Unauthenticated"}"#, "Unauthenticated/-"),
+        // The envelope's message kept, the code filled from the problem's title.
+        (r#"{"message":"m","title":"T"}"#, "T/m"),
+        // Of the wrong type, blank, or not JSON: nothing.
+        (r#"{"detail":[{"loc":["body"],"msg":"field required"}]}"#, "-/-"),
+        (r#"{"type":"error","error":{"type":" ","message":""}}"#, "-/-"),
+        (r#"{"title":7,"detail":null}"#, "-/-"),
+        (r#"{"error":"plain"}"#, "-/-"),
+        ("<html>502</html>", "-/-"),
+        ("", "-/-"),
+    ];
+    for (body, expected) in rows {
+        assert_eq!(detail(&none, Some(body)), *expected, "{body}");
+    }
+    assert_eq!(detail(&none, None), "-/-");
+    // The header speaks last, as by default.
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-ms-error-code", "FromHeader".parse().unwrap());
+    assert_eq!(detail(&headers, Some(r#"{"detail":"d"}"#)), "FromHeader/d");
+    assert_eq!(
+        detail(&headers, Some(r#"{"title":"T","detail":"d"}"#)),
+        "T/d"
+    );
 }
