@@ -109,8 +109,9 @@ pub fn monitor_of(
 }
 
 /// Every built-in dialect's verdict on `body` as the initial response's (Azure's with and
-/// without a monitor named by the head) and as a poll answer's body, and its `error_detail` of `body` as an answer that ended an operation, each with and
-/// without a blank `x-ms-error-code` header; `Err` where a verdict broke a rule every dialect
+/// without a monitor named by the head) and as a poll answer's body, and its `error_detail` of
+/// `body` as an answer that ended an operation (Azure's and Google's each with and without a
+/// blank `x-ms-error-code` header; the others under each status and content type they read); `Err` where a verdict broke a rule every dialect
 /// keeps (a final response that is not the body the dialect was given cannot happen here, so the
 /// rules are: a malformed verdict explains itself, and an error code or message is never empty
 /// or all whitespace: such a one is absent).
@@ -197,6 +198,58 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         check_detail(&Azure::new().error_detail(&response.headers, Some(body)))?;
         check_detail(&Google::new().error_detail(&response.headers, Some(body)))?;
         check_detail(&JsonJob::new().error_detail(&response.headers, Some(body)))?;
+    }
+
+    /// A dialect's verdicts on `body` as an initial body, a poll answer's body (its monitor read
+    /// from `state`, as a token's would be) and an ending answer's, for each status a poll body
+    /// of these protocols is read under and each content type they read.
+    fn check_dialect<D: Dialect>(
+        dialect: &D,
+        state: &str,
+        head: &crate::dialect::RequestHead<'_>,
+        body: &[u8],
+        seen: &mut crate::dialect::Observer<'_>,
+    ) -> Result<(), String> {
+        let mut monitor: D::Monitor = serde_json::from_str(state).map_err(|e| e.to_string())?;
+        for status in [200, 201, 202, 400, 404, 500] {
+            for content_type in [
+                "application/json",
+                "application/http",
+                "application/fhir+json",
+            ] {
+                let response = response_head(status, &[("content-type", content_type)])
+                    .map_err(|e| e.to_string())?;
+                check_initial(&dialect.initial_body(head, &response, body, None, seen))?;
+                check_verdict(&dialect.status_body(&mut monitor, head, &response, body, seen))?;
+                check_detail(&dialect.error_detail(&response.headers, Some(body)))?;
+            }
+        }
+        Ok(())
+    }
+    check_dialect(
+        &crate::DurableFunctions::new(),
+        "{}",
+        &head,
+        body,
+        &mut seen,
+    )?;
+    check_dialect(
+        &crate::AsyncRequestReply::new(),
+        "null",
+        &head,
+        body,
+        &mut seen,
+    )?;
+    check_dialect(&crate::ODataAsync::new(), "{}", &head, body, &mut seen)?;
+    check_dialect(&crate::FhirBulkData::new(), "{}", &head, body, &mut seen)?;
+    let job = r#"{"id":"job-1"}"#;
+    for preset in [
+        crate::JsonJob::new(),
+        crate::JsonJob::openai(),
+        crate::JsonJob::anthropic(),
+        crate::JsonJob::replicate(),
+    ] {
+        check_dialect(&preset, job, &head, body, &mut seen)?;
     }
     Ok(())
 }

@@ -75,7 +75,7 @@
 //!
 //! | crate | what |
 //! |---|---|
-//! | `tower-lro-sim` | `Simulator`: an Azure- and Google-like LRO server on 127.0.0.1 for examples and your own tests |
+//! | `tower-lro-sim` | `Simulator`: an LRO server on 127.0.0.1 for examples and your own tests, speaking every built-in dialect's protocol |
 //! | `tower-lro-auth` | `BearerTokenLayer`: a refreshing bearer token on every request below the layer; with its feature `azure-core`, `AzureCredential`: an `azure_core`/`azure_identity` credential as its token source (Rust 1.88, as azure_core) |
 //! | `tower-lro-fleet` | operations as durable jobs on apalis (SQLite, PostgreSQL), stepped by any number of workers |
 //!

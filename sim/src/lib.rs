@@ -1,7 +1,9 @@
 //! An in-process long-running-operation server, for the examples and tests of
 //! [tower-lro](https://docs.rs/tower-lro) and for your own: it speaks Azure's protocol (and
-//! Google's AIP-151 operations, OData's asynchronous requests and FHIR Bulk Data exports) on
-//! `127.0.0.1`, with no account and no network.
+//! Google's AIP-151 operations, Azure Durable Functions' HTTP API, the Asynchronous
+//! Request-Reply pattern, OData's asynchronous requests, FHIR Bulk Data exports, and OpenAI-,
+//! Anthropic- and Replicate-style job APIs) on `127.0.0.1`, with no account and no network. Which
+//! one a scenario speaks is its [`Monitor`].
 //!
 //! [`Simulator::start`] binds `127.0.0.1:0` and serves HTTP/1.1 and HTTP/2 (h2c) from a tokio
 //! task. Register [`Scenario`]s for a method and path; each request to that path starts a new
