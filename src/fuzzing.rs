@@ -227,27 +227,39 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         Ok(())
     }
     check_dialect(
-        &crate::DurableFunctions::new(),
+        &crate::dialect::durable_functions::DurableFunctions::new(),
         "{}",
         &head,
         body,
         &mut seen,
     )?;
     check_dialect(
-        &crate::AsyncRequestReply::new(),
+        &crate::dialect::async_request_reply::AsyncRequestReply::new(),
         "null",
         &head,
         body,
         &mut seen,
     )?;
-    check_dialect(&crate::ODataAsync::new(), "{}", &head, body, &mut seen)?;
-    check_dialect(&crate::FhirBulkData::new(), "{}", &head, body, &mut seen)?;
+    check_dialect(
+        &crate::dialect::odata_async::ODataAsync::new(),
+        "{}",
+        &head,
+        body,
+        &mut seen,
+    )?;
+    check_dialect(
+        &crate::dialect::fhir_bulk_data::FhirBulkData::new(),
+        "{}",
+        &head,
+        body,
+        &mut seen,
+    )?;
     let job = r#"{"id":"job-1"}"#;
     for preset in [
-        crate::JsonJob::new(),
-        crate::JsonJob::openai(),
-        crate::JsonJob::anthropic(),
-        crate::JsonJob::replicate(),
+        crate::dialect::json_job::JsonJob::new(),
+        crate::dialect::json_job::JsonJob::openai(),
+        crate::dialect::json_job::JsonJob::anthropic(),
+        crate::dialect::json_job::JsonJob::replicate(),
     ] {
         check_dialect(&preset, job, &head, body, &mut seen)?;
     }

@@ -6,6 +6,7 @@ mod support;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -199,9 +200,69 @@ async fn cancel_deletes_the_status_url_once() {
     assert_eq!(sim.count(&Method::DELETE, STATUS), 1, "sent once");
     assert_eq!(sim.count(&Method::GET, STATUS), 1, "then polled once");
     // The IG: the status URL answers 404 with an OperationOutcome after a DELETE.
-    assert_eq!(error.kind(), ErrorKind::Failed);
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
     assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(error.code(), Some("not-found"), "the OperationOutcome's");
+    assert!(
+        error
+            .to_string()
+            .starts_with("long-running operation was canceled: not-found: "),
+        "{error}"
+    );
+    assert!(error.resume_token().is_none(), "the export has ended");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_is_remembered_in_the_token_of_a_layer_that_stopped_early() {
+    let sim = support::simulator().await;
+    sim.add(scenario().completes_after_polls(100));
+    let token = accepted(&sim).await;
+    let before = token.to_json();
+    assert!(!before.contains("canceling"), "{before}");
+    // The canceling layer's deadline passes before its first poll after the DELETE.
+    let layer =
+        LongRunningLayer::with_dialect(FhirBulkData::new()).timeout(Duration::from_millis(500));
+    let stopped = ServiceBuilder::new()
+        .layer(layer)
+        .service(support::client())
+        .cancel(token)
+        .await
+        .unwrap_err();
+    assert_eq!(stopped.kind(), ErrorKind::TimedOut, "{stopped}");
+    assert_eq!(sim.count(&Method::DELETE, STATUS), 1);
+    let token = stopped.resume_token().cloned().expect("the cancel goes on");
+    let json = token.to_json();
+    assert!(json.contains(r#""canceling":true"#), "{json}");
+    let polls = sim.count(&Method::GET, STATUS);
+    let error = fhir()
+        .resume(ResumeToken::from_json(&json).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
     assert_eq!(error.code(), Some("not-found"));
+    assert_eq!(sim.count(&Method::GET, STATUS), polls + 1);
+    assert_eq!(sim.count(&Method::DELETE, STATUS), 1, "never sent again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gone_status_url_without_a_cancel_is_failed() {
+    // Expired, or deleted by another client: nothing tells which.
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(202, &[("content-location", "/status/1")], ""),
+        _ => reply(
+            404,
+            &[("content-type", "application/fhir+json")],
+            r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"no such export"}]}"#,
+        ),
+    })
+    .await;
+    let req = Request::get(server.url(EXPORT))
+        .body(Full::default())
+        .unwrap();
+    let error = fhir().oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Failed, "{error}");
+    assert_eq!(error.code(), Some("not-found"));
+    assert_eq!(error.message(), Some("no such export"));
 }
 
 #[tokio::test(start_paused = true)]

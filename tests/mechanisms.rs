@@ -652,3 +652,29 @@ async fn a_dialect_notes_an_accepted_cancel_in_its_monitor() {
     let deletes = server.count(&Method::DELETE);
     assert_eq!(deletes, 1, "sent once");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_url_is_shown_without_its_query_values() {
+    let server = RawServer::start(|_, _| {
+        answer(
+            202,
+            &[(
+                "azure-asyncoperation",
+                "https://blob.example/ops/1?sv=2024&sig=s3cret-signature",
+            )],
+            "",
+        )
+    })
+    .await;
+    let error = support::stack(LongRunningLayer::new())
+        .oneshot(request(Method::POST, &server.url("/things"), "{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CrossOrigin);
+    let shown = error.to_string();
+    assert!(!shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains("https://blob.example/ops/1?sv=REDACTED&sig=REDACTED"),
+        "{shown}"
+    );
+}

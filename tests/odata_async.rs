@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::Full;
@@ -212,8 +214,56 @@ async fn cancel_deletes_the_monitor_once() {
     let error = odata().cancel(token).await.unwrap_err();
     assert_eq!(sim.count(&Method::DELETE, MONITOR), 1, "sent once");
     assert_eq!(sim.count(&Method::GET, MONITOR), 1, "then polled once");
-    // The monitor is gone (§11.6), which the dialect alone cannot tell from an expired one.
-    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus);
+    // The `204` said canceled; the monitor, gone then (§11.6), says it again.
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
+    assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(error.code(), Some("NotFound"), "the answer's OData error");
+    assert_eq!(
+        error.to_string(),
+        "long-running operation was canceled: NotFound: no such status monitor \
+         (the odata-async monitor answered 404 Not Found)"
+    );
+    assert!(error.resume_token().is_none(), "the request has ended");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_is_remembered_in_the_token_of_a_layer_that_stopped_early() {
+    let sim = support::simulator().await;
+    sim.add(scenario().completes_after_polls(100));
+    let token = accepted(&sim).await;
+    let before = token.to_json();
+    assert!(!before.contains("canceling"), "{before}");
+    // The canceling layer's deadline passes before its first poll after the DELETE.
+    let layer =
+        LongRunningLayer::with_dialect(ODataAsync::new()).timeout(Duration::from_millis(500));
+    let stopped = odata_with(layer).cancel(token).await.unwrap_err();
+    assert_eq!(stopped.kind(), ErrorKind::TimedOut, "{stopped}");
+    assert_eq!(sim.count(&Method::DELETE, MONITOR), 1);
+    let token = stopped.resume_token().cloned().expect("the cancel goes on");
+    let json = token.to_json();
+    assert!(json.contains(r#""canceling":true"#), "{json}");
+    let polls = sim.count(&Method::GET, MONITOR);
+    let error = odata()
+        .resume(ResumeToken::from_json(&json).unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled, "{error}");
+    assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(sim.count(&Method::GET, MONITOR), polls + 1);
+    assert_eq!(sim.count(&Method::DELETE, MONITOR), 1, "never sent again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gone_monitor_without_a_cancel_is_unexpected() {
+    // Expired, or canceled by another client: nothing tells which.
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(202, &[("location", "/monitor/1")], ""),
+        _ => reply(404, &[], ""),
+    })
+    .await;
+    let req = request(Method::POST, &server.url(ORDERS), "{}");
+    let error = odata().oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UnexpectedStatus, "{error}");
     assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
 }
 

@@ -36,7 +36,14 @@ use crate::protocol::json::{detail_text, text};
 ///   `throttled`: the IG's "transient code") is a poll to repeat, within the layer's retry bounds.
 ///   Without an `OperationOutcome`, 408, 429, 500, 502, 503 and 504 are repeated too; anything
 ///   else is [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus).
-/// - Cancel: `DELETE` of the status URL (`202`).
+/// - Cancel: `DELETE` of the status URL (`202`), noted in the monitor (it travels in resume
+///   tokens). The status URL answers `404` (or `410`) once the export is deleted: after an
+///   accepted cancel that is [`Canceled`](crate::ErrorKind::Canceled), with the
+///   `OperationOutcome`'s code and message.
+/// - A `404` or `410` without an accepted cancel stays a failure as above (`Failed` with its
+///   `not-found`, say): the IG answers them for an export whose files expired, that never
+///   existed, or that another client deleted, and nothing in the answer tells which, so it is
+///   never taken as canceled on a guess.
 ///
 /// ```
 /// use tower_lro::{FhirBulkData, LongRunningLayer};
@@ -56,10 +63,14 @@ impl FhirBulkData {
     }
 }
 
-/// What the [`FhirBulkData`] dialect remembers about an export beyond its status URL: nothing
-/// yet.
+/// What the [`FhirBulkData`] dialect remembers about an export beyond its status URL: whether
+/// the server accepted a cancel for it (kept in tokens as `"canceling":true`, absent otherwise:
+/// a token of `{}` reads as one without).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FhirBulkDataMonitor {}
+pub struct FhirBulkDataMonitor {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    canceling: bool,
+}
 
 /// The most of an `X-Progress` kept as the operation's state: a server may send anything there,
 /// on every poll.
@@ -94,10 +105,15 @@ impl Dialect for FhirBulkData {
 
     fn status_head<'a>(
         &self,
-        _: &FhirBulkDataMonitor,
+        monitor: &FhirBulkDataMonitor,
         response: &'a response::Parts,
     ) -> StatusHead<'a> {
         match response.status.as_u16() {
+            // The export is gone after the cancel its monitor noted; the layer reads the
+            // `OperationOutcome` for the code and message.
+            404 | 410 if monitor.canceling => {
+                StatusHead::Judged(Verdict::Canceled(ErrorDetail::default()))
+            }
             // Read for its head's progress, which only `status_body` may record; it is empty.
             202 => StatusHead::ReadBody,
             200 => StatusHead::Judged(Verdict::Done),
@@ -139,6 +155,10 @@ impl Dialect for FhirBulkData {
     fn cancel(&self, _: &FhirBulkDataMonitor, polled: &Uri) -> Option<CancelRequest> {
         let url = polled.path_and_query().map_or("/", |p| p.as_str());
         Some(CancelRequest::new(Method::DELETE, url))
+    }
+
+    fn cancel_accepted(&self, monitor: &mut FhirBulkDataMonitor) {
+        monitor.canceling = true;
     }
 }
 
@@ -287,7 +307,7 @@ mod tests {
                 Method::GET,
                 202,
                 &[("content-location", "https://fhir.example/status/1")][..],
-                "follow FhirBulkDataMonitor ref https://fhir.example/status/1",
+                "follow FhirBulkDataMonitor { canceling: false } ref https://fhir.example/status/1",
             ),
             (
                 Method::POST,
@@ -296,7 +316,7 @@ mod tests {
                     ("content-location", "/status/2"),
                     ("content-type", "application/fhir+json"),
                 ][..],
-                "follow FhirBulkDataMonitor ref /status/2",
+                "follow FhirBulkDataMonitor { canceling: false } ref /status/2",
             ),
             (Method::GET, 202, &[("location", "/status/3")][..], "pass"),
             (Method::GET, 200, &[("content-location", "/x")][..], "pass"),
@@ -324,6 +344,7 @@ mod tests {
             (202, "read"),
             (200, "done"),
             (404, "read"),
+            (410, "read"),
             (500, "read"),
             (503, "read"),
             (201, "unexpected"),
@@ -331,9 +352,56 @@ mod tests {
             (303, "unexpected"),
         ] {
             let response = testing::response_head(status, &[])?;
-            let head = fhir.status_head(&FhirBulkDataMonitor {}, &response);
+            let head = fhir.status_head(&FhirBulkDataMonitor::default(), &response);
             assert_eq!(table::status_head(&head), expected, "{status}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn once_a_cancel_is_accepted_a_gone_status_url_means_canceled() -> Result<(), http::Error> {
+        let fhir = FhirBulkData::new();
+        let mut monitor = FhirBulkDataMonitor::default();
+        fhir.cancel_accepted(&mut monitor);
+        assert!(monitor.canceling);
+        for (status, expected) in [
+            (404, "canceled -/-/-"),
+            (410, "canceled -/-/-"),
+            // Deleting, or done before the cancel took: as without one.
+            (202, "read"),
+            (200, "done"),
+            (400, "read"),
+            (500, "read"),
+            (204, "unexpected"),
+        ] {
+            let response = testing::response_head(status, &[])?;
+            let head = fhir.status_head(&monitor, &response);
+            assert_eq!(table::status_head(&head), expected, "{status}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_monitor_in_tokens() -> Result<(), serde_json::Error> {
+        #[rustfmt::skip]
+        let rows: &[(&str, bool)] = &[
+            // A token written before the field existed.
+            ("{}", false),
+            (r#"{"canceling":false}"#, false),
+            (r#"{"canceling":true}"#, true),
+            (r#"{"canceling":true,"later":1}"#, true),
+        ];
+        for (json, canceling) in rows {
+            let monitor: FhirBulkDataMonitor = serde_json::from_str(json)?;
+            assert_eq!(monitor.canceling, *canceling, "{json}");
+        }
+        assert!(serde_json::from_str::<FhirBulkDataMonitor>(r#"{"canceling":1}"#).is_err());
+        assert_eq!(
+            serde_json::to_string(&FhirBulkDataMonitor::default())?,
+            "{}"
+        );
+        let canceling = FhirBulkDataMonitor { canceling: true };
+        assert_eq!(serde_json::to_string(&canceling)?, r#"{"canceling":true}"#);
         Ok(())
     }
 
@@ -347,7 +415,7 @@ mod tests {
         let response = testing::response_head(code, headers)?;
         let mut seen = Recorder::new();
         let verdict = FhirBulkData::new().status_body(
-            &mut FhirBulkDataMonitor {},
+            &mut FhirBulkDataMonitor::default(),
             &testing::request_head(&request),
             &response,
             body.as_bytes(),
@@ -482,7 +550,7 @@ mod tests {
     fn cancel_deletes_the_status_url() {
         let polled: Uri = "https://fhir.example/status/1?job=7".parse().unwrap();
         let cancel = FhirBulkData::new()
-            .cancel(&FhirBulkDataMonitor {}, &polled)
+            .cancel(&FhirBulkDataMonitor::default(), &polled)
             .unwrap();
         assert_eq!(cancel.method(), Method::DELETE);
         assert_eq!(cancel.url(), "/status/1?job=7");

@@ -9,9 +9,9 @@
 //! tracing are kept.
 //!
 //! The built-in dialects are [`Azure`](crate::Azure) (the default), [`Google`](crate::Google),
-//! [`DurableFunctions`](crate::DurableFunctions),
-//! [`AsyncRequestReply`](crate::AsyncRequestReply) and [`JsonJob`](crate::JsonJob) (job APIs by
-//! configuration); a dialect of your own is one `impl Dialect` of three methods (see the
+//! [`DurableFunctions`](crate::DurableFunctions), [`AsyncRequestReply`](crate::AsyncRequestReply),
+//! [`ODataAsync`](crate::ODataAsync), [`FhirBulkData`](crate::FhirBulkData) and
+//! [`JsonJob`](crate::JsonJob) (job APIs by configuration); a dialect of your own is one `impl Dialect` of three methods (see the
 //! trait's example), unit-tested without I/O with [`testing`]. [`Dialect::or`] puts several
 //! behind one layer.
 

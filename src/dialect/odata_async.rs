@@ -5,8 +5,8 @@ use http::{response, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::{
-    is_transient, CancelRequest, Dialect, Follow, InitialHead, Observer, PollAt, Replacement,
-    RequestHead, StatusHead, Verdict,
+    is_transient, CancelRequest, Dialect, ErrorDetail, Follow, InitialHead, Observer, PollAt,
+    Replacement, RequestHead, StatusHead, Verdict,
 };
 use crate::protocol::headers;
 use crate::protocol::http_message::parse_response;
@@ -38,10 +38,17 @@ use crate::protocol::http_message::parse_response;
 ///   [`MalformedStatus`](crate::ErrorKind::MalformedStatus). The embedded response is bounded by
 ///   the layer's `max_status_body`, as every status body is.
 /// - Cancel: `DELETE` of the monitor (`200`/`204`: canceled; `202`: canceling; `405`:
-///   [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported)). The monitor answers `404`
-///   afterwards, which is [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus) with that
-///   status: the dialect cannot tell a canceled request from one whose result expired (§11.6
-///   answers `404` or `410` then too).
+///   [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported)). Every `2xx` is taken as
+///   accepted and noted in the monitor (it travels in resume tokens); the layer polls on, and
+///   the monitor, gone once the request is canceled, answers `404` (or `410`): then
+///   [`Canceled`](crate::ErrorKind::Canceled), the error carrying that answer. A `200`/`204`
+///   says canceled already, but the mechanism has no "canceled" answer to a cancel request, so
+///   it costs that one more poll.
+/// - A `404` or `410` without an accepted cancel is
+///   [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus) with the answer: §11.6 answers
+///   them for a monitor whose result expired, was already retrieved, or that another client
+///   canceled, and nothing in the answer tells which, so it is never taken as canceled (nor as
+///   failed) on a guess.
 ///
 /// ```
 /// use tower_lro::{LongRunningLayer, ODataAsync};
@@ -62,9 +69,13 @@ impl ODataAsync {
 }
 
 /// What the [`ODataAsync`] dialect remembers about a request beyond its status monitor's URL:
-/// nothing yet.
+/// whether the service accepted a cancel for it (kept in tokens as `"canceling":true`, absent
+/// otherwise: a token of `{}` reads as one without).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ODataMonitor {}
+pub struct ODataMonitor {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    canceling: bool,
+}
 
 /// `AsyncResult` (Part 1 §8.3.1): the status of the completed asynchronous request.
 const ASYNC_RESULT: HeaderName = HeaderName::from_static("asyncresult");
@@ -93,8 +104,14 @@ impl Dialect for ODataAsync {
         }
     }
 
-    fn status_head<'a>(&self, _: &ODataMonitor, response: &'a response::Parts) -> StatusHead<'a> {
+    fn status_head<'a>(
+        &self,
+        monitor: &ODataMonitor,
+        response: &'a response::Parts,
+    ) -> StatusHead<'a> {
         StatusHead::Judged(match response.status.as_u16() {
+            // The monitor is gone after the cancel this operation's monitor noted.
+            404 | 410 if monitor.canceling => Verdict::Canceled(ErrorDetail::default()),
             202 => Verdict::Running {
                 moved: response.headers.get(LOCATION).map(HeaderValue::as_bytes),
             },
@@ -151,6 +168,10 @@ impl Dialect for ODataAsync {
         let url = polled.path_and_query().map_or("/", |p| p.as_str());
         Some(CancelRequest::new(Method::DELETE, url))
     }
+
+    fn cancel_accepted(&self, monitor: &mut ODataMonitor) {
+        monitor.canceling = true;
+    }
 }
 
 /// Whether a body is declared `application/http` (parameters such as `msgtype` aside).
@@ -205,13 +226,13 @@ mod tests {
                 Method::POST,
                 202,
                 &[("location", "/monitor/1"), ("retry-after", "3")][..],
-                "follow ODataMonitor ref /monitor/1",
+                "follow ODataMonitor { canceling: false } ref /monitor/1",
             ),
             (
                 Method::GET,
                 202,
                 &[("location", "https://odata.example/monitor/2")][..],
-                "follow ODataMonitor ref https://odata.example/monitor/2",
+                "follow ODataMonitor { canceling: false } ref https://odata.example/monitor/2",
             ),
             (Method::POST, 202, &[][..], "pass"),
             (Method::POST, 201, &[("location", "/Orders(1)")][..], "pass"),
@@ -260,9 +281,56 @@ mod tests {
         ];
         for (status, headers, expected) in rows {
             let response = testing::response_head(*status, headers)?;
-            let head = odata.status_head(&ODataMonitor {}, &response);
+            let head = odata.status_head(&ODataMonitor::default(), &response);
             assert_eq!(table::status_head(&head), *expected, "{status} {headers:?}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn once_a_cancel_is_accepted_a_gone_monitor_means_canceled() -> Result<(), http::Error> {
+        let odata = ODataAsync::new();
+        let mut monitor = ODataMonitor::default();
+        odata.cancel_accepted(&mut monitor);
+        assert!(monitor.canceling);
+        #[rustfmt::skip]
+        let rows: &[Row<'_, u16>] = &[
+            (404, &[], "canceled -/-/-"),
+            (410, &[("content-type", "application/json")], "canceled -/-/-"),
+            // Canceling, or done before the cancel took: as without one.
+            (202, &[("location", "/monitor/1")], "running, moved /monitor/1"),
+            (200, &[("asyncresult", "201")], "replace 201"),
+            (200, &[("content-type", "application/http")], "read"),
+            (405, &[], "unexpected"),
+            (400, &[], "unexpected"),
+            (503, &[], "transient"),
+        ];
+        for (status, headers, expected) in rows {
+            let response = testing::response_head(*status, headers)?;
+            let head = odata.status_head(&monitor, &response);
+            assert_eq!(table::status_head(&head), *expected, "{status} {headers:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_monitor_in_tokens() -> Result<(), serde_json::Error> {
+        #[rustfmt::skip]
+        let rows: &[(&str, bool)] = &[
+            // A token written before the field existed.
+            ("{}", false),
+            (r#"{"canceling":false}"#, false),
+            (r#"{"canceling":true}"#, true),
+            (r#"{"canceling":true,"later":1}"#, true),
+        ];
+        for (json, canceling) in rows {
+            let monitor: ODataMonitor = serde_json::from_str(json)?;
+            assert_eq!(monitor.canceling, *canceling, "{json}");
+        }
+        assert!(serde_json::from_str::<ODataMonitor>(r#"{"canceling":"yes"}"#).is_err());
+        assert_eq!(serde_json::to_string(&ODataMonitor::default())?, "{}");
+        let canceling = ODataMonitor { canceling: true };
+        assert_eq!(serde_json::to_string(&canceling)?, r#"{"canceling":true}"#);
         Ok(())
     }
 
@@ -277,7 +345,7 @@ mod tests {
             ],
         )?;
         let StatusHead::Judged(Verdict::Replace(replacement)) =
-            ODataAsync::new().status_head(&ODataMonitor {}, &response)
+            ODataAsync::new().status_head(&ODataMonitor::default(), &response)
         else {
             panic!("not replaced");
         };
@@ -297,7 +365,7 @@ mod tests {
         headers.extend_from_slice(answer_headers);
         let response = testing::response_head(200, &headers)?;
         let verdict = ODataAsync::new().status_body(
-            &mut ODataMonitor {},
+            &mut ODataMonitor::default(),
             &testing::request_head(&request),
             &response,
             body,
@@ -346,7 +414,7 @@ mod tests {
         let response = testing::response_head(200, &[("content-type", "application/http")])?;
         let body = b"HTTP/1.1 201 Created\r\nLocation: /Orders(7)\r\nContent-Length: 2\r\n\r\n{}";
         let verdict = ODataAsync::new().status_body(
-            &mut ODataMonitor {},
+            &mut ODataMonitor::default(),
             &testing::request_head(&request),
             &response,
             body,
@@ -377,7 +445,9 @@ mod tests {
     #[test]
     fn cancel_deletes_the_monitor() {
         let polled: Uri = "https://odata.example/monitor/1?token=a".parse().unwrap();
-        let cancel = ODataAsync::new().cancel(&ODataMonitor {}, &polled).unwrap();
+        let cancel = ODataAsync::new()
+            .cancel(&ODataMonitor::default(), &polled)
+            .unwrap();
         assert_eq!(cancel.method(), Method::DELETE);
         assert_eq!(cancel.url(), "/monitor/1?token=a");
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     CancelHead, CancelRequest, Dialect, ErrorDetail, FinalHead, Follow, InitialBody, InitialHead,
-    Observer, RequestHead, StatusHead, Verdict,
+    Observed, Observer, RequestHead, StatusHead, Verdict,
 };
 
 /// Two dialects behind one layer: made by [`Dialect::or`].
@@ -27,6 +27,9 @@ use super::{
 ///   `Azure::new().or(Google::new())` for a Google operation is a `google` token, which a
 ///   layer of `Google` alone resumes too; this layer resumes tokens of either.
 /// - **Credentials**: the headers either dialect withholds.
+///
+/// The two dialects' [`name`](Dialect::name)s must differ (two [`JsonJob`](crate::JsonJob)
+/// descriptions: give each its own name), or a token of the second would be read by the first.
 ///
 /// ```
 /// use tower_lro::{Azure, Dialect, Google, LongRunningLayer};
@@ -197,14 +200,25 @@ impl<A: Dialect, B: Dialect> Dialect for Or<A, B> {
         match first {
             InitialHead::ReadBody { otherwise } => {
                 let nothing_to_follow = otherwise.is_none();
-                match self
-                    .first
-                    .initial_body(request, response, body, otherwise, seen)
-                {
+                // What the first records counts only if its verdict does.
+                let mut first_seen = Observed::default();
+                let verdict = self.first.initial_body(
+                    request,
+                    response,
+                    body,
+                    otherwise,
+                    &mut Observer {
+                        ledger: &mut first_seen,
+                    },
+                );
+                match verdict {
                     InitialBody::Final if nothing_to_follow => {
                         self.second_initial(request, response, body, seen)
                     }
-                    verdict => map_body(verdict, OrMonitor::First),
+                    verdict => {
+                        *seen.ledger = first_seen;
+                        map_body(verdict, OrMonitor::First)
+                    }
                 }
             }
             InitialHead::Follow(follow) => {

@@ -79,6 +79,8 @@ impl Original {
     /// Continues an operation of another original request: the token's method and URI, its
     /// headers under those of the request that carried the token.
     pub(crate) fn adopt(&mut self, method: Method, uri: Uri, mut carried: HeaderMap) {
+        // A token never holds this layer's or dialect's credentials; a forged one might.
+        headers::strip_credentials(&mut carried, &self.withheld);
         for name in self.headers.keys() {
             carried.remove(name);
         }

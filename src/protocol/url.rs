@@ -117,11 +117,13 @@ impl Base {
         if text.is_empty() {
             return Err(Rejection::Invalid("the monitor URL is empty".into()));
         }
+        // Errors show the URL without its query values or userinfo: they may be credentials.
+        let shown = super::redact::url(text);
         let named_by = match named_by {
             // A URI we admitted before: parsing it again cannot fail, but if it did, the reference
             // would be refused rather than resolved against the wrong base.
             Some(uri) => Some(Url::parse(&uri.to_string()).map_err(|e| {
-                Rejection::Invalid(format!("cannot resolve monitor URL {text:?}: {e}"))
+                Rejection::Invalid(format!("cannot resolve monitor URL {shown:?}: {e}"))
             })?),
             None => None,
         };
@@ -129,21 +131,23 @@ impl Base {
             .as_ref()
             .unwrap_or(&self.url)
             .join(text)
-            .map_err(|e| Rejection::Invalid(format!("cannot resolve monitor URL {text:?}: {e}")))?;
+            .map_err(|e| {
+                Rejection::Invalid(format!("cannot resolve monitor URL {shown:?}: {e}"))
+            })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Rejection::Invalid(format!(
-                "monitor URL {text:?} has scheme {:?}; only http and https are followed",
+                "monitor URL {shown:?} has scheme {:?}; only http and https are followed",
                 url.scheme()
             )));
         }
         if url.host().is_none() {
             return Err(Rejection::Invalid(format!(
-                "monitor URL {text:?} has no host"
+                "monitor URL {shown:?} has no host"
             )));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Rejection::Invalid(format!(
-                "monitor URL {text:?} carries userinfo"
+                "monitor URL {shown:?} carries userinfo"
             )));
         }
         // Fragments are never sent to a server.
@@ -154,10 +158,10 @@ impl Base {
             }
         }
         let uri = Uri::try_from(url.as_str()).map_err(|e| {
-            Rejection::Invalid(format!("monitor URL {text:?} is not a valid URI: {e}"))
+            Rejection::Invalid(format!("monitor URL {shown:?} is not a valid URI: {e}"))
         })?;
         // Judged last, so that a URL that is invalid is refused as invalid whatever the policy.
-        let cross_origin = self.judge_origin(&url, text, policy)?;
+        let cross_origin = self.judge_origin(&url, &shown, policy)?;
         Ok(Admitted { uri, cross_origin })
     }
 
@@ -165,7 +169,7 @@ impl Base {
     fn judge_origin(
         &self,
         url: &Url,
-        text: &str,
+        shown: &str,
         policy: &OriginPolicy,
     ) -> Result<bool, Rejection> {
         let origin = Origin::of(url);
@@ -174,7 +178,7 @@ impl Base {
         }
         if self.origin.is_https() && !origin.is_https() {
             return Err(Rejection::CrossOrigin(format!(
-                "monitor URL {text:?} downgrades https to http"
+                "monitor URL {shown:?} downgrades https to http"
             )));
         }
         let allowed = match policy {
@@ -184,7 +188,7 @@ impl Base {
         };
         if !allowed {
             return Err(Rejection::CrossOrigin(format!(
-                "monitor URL {text:?} is on {origin:?}, not on the request's origin {:?}",
+                "monitor URL {shown:?} is on {origin:?}, not on the request's origin {:?}",
                 self.origin
             )));
         }

@@ -132,9 +132,9 @@ impl<D: Dialect> Follower<D> {
             self.span = tracing::debug_span!(
                 "long_running_operation",
                 method = %self.original.method,
-                uri = %self.original.uri,
+                uri = %crate::protocol::redact::url(&self.original.uri.to_string()),
                 monitor = _ledger.kind,
-                monitor_url = %_ledger.url,
+                monitor_url = %crate::protocol::redact::url(&_ledger.url.to_string()),
             );
         }
     }
