@@ -118,7 +118,6 @@ pub fn monitor_of(
 pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
     use crate::dialect::azure::{Azure, AzureMonitor};
     use crate::dialect::google::{Google, GoogleMonitor};
-    use crate::dialect::json_job::JsonJob;
     use crate::dialect::testing::{request_head, response_head, Recorder};
     use crate::dialect::{Dialect, ErrorDetail, Follow, InitialBody, PollAt, Verdict};
 
@@ -197,7 +196,6 @@ pub fn dialect_verdicts(body: &[u8]) -> Result<(), String> {
         ))?;
         check_detail(&Azure::new().error_detail(&response.headers, Some(body)))?;
         check_detail(&Google::new().error_detail(&response.headers, Some(body)))?;
-        check_detail(&JsonJob::new().error_detail(&response.headers, Some(body)))?;
     }
 
     /// A dialect's verdicts on `body` as an initial body, a poll answer's body (its monitor read
