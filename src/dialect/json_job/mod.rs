@@ -37,7 +37,9 @@ pub use builder::{InvalidJobDescription, JsonJobBuilder};
 ///
 /// - An initial response is a job when the request is not a `GET`/`HEAD`, its status is 200,
 ///   201 or 202, its body is JSON (declared, or undeclared), passes the description's
-///   [`kind`](JsonJobBuilder::kind) filter and has a state at the state pointer. Any other
+///   [`kind`](JsonJobBuilder::kind) filter and has a state at the state pointer, and the
+///   request's path does not already name the job's id (a call about a job the API has, such
+///   as `POST /v1/batches/{id}/cancel`, answers with that job, as it was sent). Any other
 ///   response is returned untouched: this is how a layer of this dialect passes the API's other
 ///   calls through (a declared non-JSON body, such as `text/event-stream`, is never read).
 /// - Only its body tells a job from an ordinary answer, so a body that may be a job is judged
@@ -73,8 +75,10 @@ pub use builder::{InvalidJobDescription, JsonJobBuilder};
 ///
 /// A cancel or a resume from a token is a new request, without the original request's headers.
 /// Set the API key below the layer (tower-http's `SetRequestHeaderLayer`, or a reqwest client's
-/// default headers), so every request carries it; `authorization`, `x-api-key` and `api-key`
-/// are withheld from other origins.
+/// default headers), so every request carries it. A layer below adds it to every request, to
+/// an origin you allowed too (a result on a CDN): if you allow one, have it skip requests whose
+/// extensions carry [`CredentialsWithheld`](crate::CredentialsWithheld). (The original request's
+/// `authorization`, `x-api-key` and `api-key` are never sent to another origin by the layer.)
 ///
 /// ```
 /// use http::HeaderValue;
@@ -413,6 +417,11 @@ impl Dialect for JsonJob {
             Ok(id) => id,
             Err(why) => return InitialBody::Malformed(why),
         };
+        // A call about a job the API already has (`POST /v1/batches/{id}/cancel`) answers with
+        // that job: not a new one to follow, but the API's answer, returned as it was sent.
+        if is_about(request.uri().path(), &id) {
+            return InitialBody::Final;
+        }
         seen.operation_id(&id);
         let judged = match rules.judge(&job, seen) {
             Ok(judged) => judged,
@@ -638,6 +647,13 @@ fn segment(id: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// Whether `path` names the job `id` as one of its segments (as sent, or percent-encoded).
+fn is_about(path: &str, id: &str) -> bool {
+    let encoded = segment(id).ok();
+    path.split('/')
+        .any(|part| part == id || encoded.as_deref() == Some(part))
 }
 
 /// `template` with `{path}` or `{poll}` replaced by `path` and `{id}` by `id`, in one pass (a

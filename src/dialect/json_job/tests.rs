@@ -640,3 +640,33 @@ fn error_details() {
         "T/d"
     );
 }
+
+#[test]
+fn a_call_about_a_job_the_api_has_is_its_answer_not_a_new_job() {
+    let cancelling = r#"{"id":"batch_1","object":"batch","status":"cancelling"}"#;
+    let openai = JsonJob::openai();
+    for (uri, expected) in [
+        ("https://api.example/v1/batches", "follow"),
+        ("https://api.example/v1/batches/batch_1/cancel", "final"),
+        ("https://api.example/v1/batches/batch_1", "final"),
+    ] {
+        let (verdict, _) = initial(&openai, uri, cancelling);
+        assert!(verdict.starts_with(expected), "{uri}: {verdict}");
+    }
+    let anthropic = JsonJob::anthropic();
+    let canceling = r#"{"id":"msgbatch_1","type":"message_batch","processing_status":"canceling"}"#;
+    let (verdict, _) = initial(
+        &anthropic,
+        "https://api.example/v1/messages/batches/msgbatch_1/cancel",
+        canceling,
+    );
+    assert_eq!(verdict, "final");
+    // An id that needs encoding is recognised encoded too.
+    let job = JsonJob::new();
+    let (verdict, _) = initial(
+        &job,
+        "https://api.example/v1/jobs/a%20b/retry",
+        r#"{"id":"a b","status":"queued"}"#,
+    );
+    assert_eq!(verdict, "final");
+}
