@@ -26,7 +26,7 @@ pub(crate) struct Config {
     pub(crate) max_status_body: usize,
     pub(crate) max_transient_retries: u32,
     pub(crate) origins: OriginPolicy,
-    /// Credential headers the user added to the built-in ones.
+    /// Credential headers beyond the built-in ones: the dialect's, and those the user added.
     pub(crate) withheld: Vec<HeaderName>,
 }
 
@@ -45,6 +45,16 @@ impl Default for Config {
             max_transient_retries: MAX_TRANSIENT_RETRIES,
             origins: OriginPolicy::SameOrigin,
             withheld: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, withholding `dialect`'s credential headers too.
+    pub(crate) fn for_dialect<D: crate::dialect::Dialect>(dialect: &D) -> Config {
+        Config {
+            withheld: dialect.credential_headers().into_owned(),
+            ..Config::default()
         }
     }
 }

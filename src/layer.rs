@@ -89,7 +89,7 @@ impl<D: Dialect> LongRunningLayer<D> {
     /// ```
     pub fn with_dialect(dialect: D) -> Self {
         LongRunningLayer {
-            config: Arc::default(),
+            config: Arc::new(Config::for_dialect(&dialect)),
             dialect,
         }
     }

@@ -61,7 +61,7 @@ impl<S, D: Dialect> LongRunning<S, D> {
     pub fn with_dialect(inner: S, dialect: D) -> Self {
         LongRunning {
             inner,
-            config: Arc::default(),
+            config: Arc::new(Config::for_dialect(&dialect)),
             dialect,
         }
     }

@@ -671,7 +671,7 @@ impl<D: Dialect> Follower<D> {
         });
         let elapsed = self.clock.elapsed();
         let token = ledger
-            .token(&self.dialect, &self.original, elapsed)
+            .token(&self.dialect, &self.original, &self.config, elapsed)
             .after(poll_in);
         NextStep {
             token,

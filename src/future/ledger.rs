@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::{StatusCode, Uri};
 
+use crate::config::Config;
 use crate::dialect::{Dialect, Observed};
 use crate::future::original::Original;
 use crate::info::OperationInfo;
@@ -82,11 +83,12 @@ impl<M> Ledger<M> {
         }
     }
 
-    /// A token to continue the operation, `elapsed` into it.
+    /// A token to continue the operation, `elapsed` into it, without `config`'s credentials.
     pub(crate) fn token<D>(
         &self,
         dialect: &D,
         original: &Original,
+        config: &Config,
         elapsed: Duration,
     ) -> ResumeToken
     where
@@ -106,7 +108,7 @@ impl<M> Ledger<M> {
                 Target::Poll | Target::Cancel => None,
             },
             headers: &original.headers,
-            withheld: &original.withheld,
+            withheld: &config.withheld,
             polls: self.polls,
             retries: self.retries,
             unhinted_waits: self.unhinted_waits,

@@ -4,11 +4,12 @@
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 
+use crate::config::Config;
 use crate::dialect::{PollAt, RequestHead};
 use crate::error::{Error, ErrorKind};
 use crate::options::{CancelVia, CredentialsWithheld, Polling};
 use crate::protocol::headers;
-use crate::protocol::url::{self, Base, OriginPolicy, Rejection};
+use crate::protocol::url::{self, Base, Rejection};
 
 /// The parts of the original request that polls repeat (PROTOCOL §5), and the layer's own
 /// options it carried.
@@ -25,8 +26,6 @@ pub(crate) struct Original {
     /// The original URI parsed for resolution; made on first use, as most references take the
     /// plain path.
     base: Option<Base>,
-    /// Credential headers beyond the built-in ones: the layer's and the dialect's.
-    pub(crate) withheld: Vec<HeaderName>,
 }
 
 impl Original {
@@ -49,16 +48,7 @@ impl Original {
             extensions,
             cancel_via,
             base: None,
-            withheld: Vec::new(),
         }
-    }
-
-    /// Treats `layer`'s and `dialect`'s headers as credentials too.
-    pub(crate) fn withhold(&mut self, layer: &[HeaderName], dialect: &[HeaderName]) {
-        if layer.is_empty() && dialect.is_empty() {
-            return;
-        }
-        self.withheld = layer.iter().chain(dialect).cloned().collect();
     }
 
     /// The request as a dialect sees it.
@@ -78,9 +68,16 @@ impl Original {
 
     /// Continues an operation of another original request: the token's method and URI, its
     /// headers under those of the request that carried the token.
-    pub(crate) fn adopt(&mut self, method: Method, uri: Uri, mut carried: HeaderMap) {
+    /// `withheld`: the credential headers beyond the built-in ones, as in [`Config`].
+    pub(crate) fn adopt(
+        &mut self,
+        method: Method,
+        uri: Uri,
+        mut carried: HeaderMap,
+        withheld: &[HeaderName],
+    ) {
         // A token never holds this layer's or dialect's credentials; a forged one might.
-        headers::strip_credentials(&mut carried, &self.withheld);
+        headers::strip_credentials(&mut carried, withheld);
         for name in self.headers.keys() {
             carried.remove(name);
         }
@@ -99,21 +96,21 @@ impl Original {
         &mut self,
         at: &PollAt<'_>,
         polled: Option<&Uri>,
-        policy: &OriginPolicy,
+        config: &Config,
     ) -> Result<Uri, Error> {
         let (reference, named_by) = match at {
             PollAt::OriginalUri => return Ok(self.uri.clone()),
             PollAt::Reference(reference) => (&**reference, polled),
             PollAt::FromOriginal(reference) => (&**reference, None),
         };
-        self.admit_reference(reference, named_by, policy)
+        self.admit_reference(reference, named_by, config)
     }
 
     pub(crate) fn admit_reference(
         &mut self,
         reference: &[u8],
         named_by: Option<&Uri>,
-        policy: &OriginPolicy,
+        config: &Config,
     ) -> Result<Uri, Error> {
         // A URL on the original's own origin needs no parser (the common case).
         if let Some(uri) = url::admit_plain(&self.uri, named_by, reference) {
@@ -126,16 +123,16 @@ impl Original {
         let admitted = self
             .base
             .insert(base)
-            .admit(reference, named_by, policy)
+            .admit(reference, named_by, &config.origins)
             .map_err(refused)?;
         if admitted.cross_origin {
-            self.withhold_credentials();
+            self.withhold_credentials(&config.withheld);
         }
         Ok(admitted.uri)
     }
 
-    fn withhold_credentials(&mut self) {
-        headers::strip_credentials(&mut self.headers, &self.withheld);
+    fn withhold_credentials(&mut self, withheld: &[HeaderName]) {
+        headers::strip_credentials(&mut self.headers, withheld);
         self.extensions.clear();
         self.extensions.insert(CredentialsWithheld);
     }
@@ -155,7 +152,7 @@ impl Original {
 
     /// Prepares a request the caller built to go where polls go (a cancel request): the headers
     /// polls repeat under its own, and no credentials or extensions if polls have none.
-    pub(crate) fn dress<B>(&self, request: &mut Request<B>) {
+    pub(crate) fn dress<B>(&self, request: &mut Request<B>, withheld: &[HeaderName]) {
         let own = std::mem::take(request.headers_mut());
         let mut headers = self.headers.clone();
         for name in own.keys() {
@@ -163,7 +160,7 @@ impl Original {
         }
         headers.extend(own);
         if self.extensions.get::<CredentialsWithheld>().is_some() {
-            headers::strip_credentials(&mut headers, &self.withheld);
+            headers::strip_credentials(&mut headers, withheld);
             *request.extensions_mut() = self.extensions.clone();
         }
         *request.headers_mut() = headers;

@@ -6,7 +6,8 @@ use http::header::{self, HeaderMap, HeaderName};
 /// describe the original payload) and every `If-*` (conditions meant for the original write),
 /// framing, one-shot expectations, preferences, and `Host` (the URI decides). The common ones are removed by
 /// name; any other `content-`/`if-` header is found by a scan of what is left.
-const NOT_FOR_POLLS: [HeaderName; 11] = [
+// Statics, not consts: a const array would be built, and its custom names dropped, on every use.
+static NOT_FOR_POLLS: [HeaderName; 11] = [
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::CONTENT_ENCODING,
@@ -26,7 +27,7 @@ const NOT_FOR_POLLS: [HeaderName; 11] = [
 /// tokens: tower-http's `FilterCredentials` block list, and the API-key headers of OpenAI-style
 /// and Anthropic-style job APIs (`api-key`: Azure OpenAI's; `x-api-key`: Anthropic's and many
 /// gateways').
-const CREDENTIALS: [HeaderName; 5] = [
+static CREDENTIALS: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::COOKIE,
     header::PROXY_AUTHORIZATION,

@@ -40,10 +40,9 @@ impl<D: Dialect> Follower<D> {
     pub(super) fn with(
         config: Arc<Config>,
         dialect: D,
-        mut original: Original,
+        original: Original,
         polling: Polling,
     ) -> Self {
-        original.withhold(&config.withheld, &dialect.credential_headers());
         Follower {
             clock: Clock::new(config.timeout, config.poll_timeout),
             dialect,
@@ -73,11 +72,11 @@ impl<D: Dialect> Follower<D> {
             let why = "the operation's dialect has no cancel request, and none was attached";
             return Err(self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why)));
         };
-        let admitted =
-            self.original
-                .admit_reference(spec.url.as_bytes(), None, &self.config.origins);
+        let admitted = self
+            .original
+            .admit_reference(spec.url.as_bytes(), None, &self.config);
         *req.uri_mut() = admitted.map_err(|error| self.fail(&ledger, error))?;
-        self.original.dress(req);
+        self.original.dress(req, &self.config.withheld);
         ledger.target = Target::Cancel;
         Ok(ledger)
     }
@@ -87,15 +86,19 @@ impl<D: Dialect> Follower<D> {
     /// layer's bounds, which are checked before anything is sent.
     pub(super) fn adopt(&mut self, token: &ResumeToken) -> Result<Ledger<D::Monitor>, Error> {
         let resumption = token.resumption(&self.dialect)?;
-        self.original
-            .adopt(resumption.method, resumption.uri, resumption.headers);
+        self.original.adopt(
+            resumption.method,
+            resumption.uri,
+            resumption.headers,
+            &self.config.withheld,
+        );
         self.clock.rewind(resumption.elapsed);
         // The URL's own error (its kind, the URL) is the cause; this error says where it was.
         let untrusted = |e: Error| {
             let why = "a URL in the token is refused by this layer's origin policy";
             Error::new(ErrorKind::InvalidResumeToken, why).with_source(Box::new(e))
         };
-        let policy = &self.config.origins;
+        let policy = &self.config;
         let url = self
             .original
             .admit_reference(resumption.monitor_url.to_string().as_bytes(), None, policy)
@@ -146,7 +149,12 @@ impl<D: Dialect> Follower<D> {
         if error.is_operation_error() {
             return error;
         }
-        let token = ledger.token(&self.dialect, &self.original, self.clock.elapsed());
+        let token = ledger.token(
+            &self.dialect,
+            &self.original,
+            &self.config,
+            self.clock.elapsed(),
+        );
         error.with_resume_token(token)
     }
 
@@ -176,7 +184,7 @@ impl<D: Dialect> Follower<D> {
             operation: ledger.info(elapsed),
             next_poll_in,
             finished,
-            resume_token: ledger.token(&self.dialect, &self.original, elapsed),
+            resume_token: ledger.token(&self.dialect, &self.original, &self.config, elapsed),
         };
         sender.send(progress);
     }
@@ -206,9 +214,7 @@ impl<D: Dialect> Follower<D> {
         &mut self,
         follow: Follow<'_, D::Monitor>,
     ) -> Result<Ledger<D::Monitor>, Error> {
-        let url = self
-            .original
-            .admit(&follow.poll_at, None, &self.config.origins)?;
+        let url = self.original.admit(&follow.poll_at, None, &self.config)?;
         let reference = match follow.poll_at {
             PollAt::Reference(reference) | PollAt::FromOriginal(reference) => {
                 Some(reference.into_owned())
@@ -237,7 +243,7 @@ impl<D: Dialect> Follower<D> {
             };
             let mut response = Response::from_parts(parts, body);
             let elapsed = self.clock.elapsed();
-            let token = ledger.token(&self.dialect, &self.original, elapsed);
+            let token = ledger.token(&self.dialect, &self.original, &self.config, elapsed);
             response.extensions_mut().insert(token);
             response.extensions_mut().insert(ledger.info(elapsed));
             return Begin::Finish(Ok(response));

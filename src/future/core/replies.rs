@@ -174,9 +174,7 @@ impl<D: Dialect> Follower<D> {
         at: &PollAt<'_>,
     ) -> Result<(), Error> {
         ledger.retries = 0;
-        let uri = self
-            .original
-            .admit(at, Some(&ledger.url), &self.config.origins)?;
+        let uri = self.original.admit(at, Some(&ledger.url), &self.config)?;
         ledger.target = Target::Final(uri);
         Ok(())
     }
@@ -201,9 +199,9 @@ impl<D: Dialect> Follower<D> {
         // Servers repeat the header on every answer: only a new value is admitted again.
         if let Some(moved) = moved.filter(|moved| ledger.reference.as_deref() != Some(*moved)) {
             // A relative reference is relative to the URL this answer came from.
-            let uri =
-                self.original
-                    .admit_reference(moved, Some(&ledger.url), &self.config.origins)?;
+            let uri = self
+                .original
+                .admit_reference(moved, Some(&ledger.url), &self.config)?;
             ledger.url = uri;
             ledger.reference = Some(moved.to_vec());
         }
