@@ -141,6 +141,74 @@ async fn a_transient_outcome_is_polled_again() {
     assert_eq!(server.count(&Method::GET), 4);
 }
 
+/// A client that polls too often gets `429` + `Retry-After` with an `OperationOutcome` of any
+/// code (IG v2.0.0): the same GET again, not a failure.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_poll_is_polled_again_whatever_its_outcome_says() {
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(202, &[("content-location", "/status/1")], ""),
+        1 => reply(
+            429,
+            &[("content-type", "application/fhir+json"), ("retry-after", "7")],
+            r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing"}]}"#,
+        ),
+        2 => reply(202, &[("x-progress", "50% complete")], ""),
+        _ => reply(200, &[("content-type", "application/json")], r#"{"output":[]}"#),
+    })
+    .await;
+    let req = Request::get(server.url(EXPORT))
+        .body(Full::default())
+        .unwrap();
+    let response = fhir().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, r#"{"output":[]}"#);
+    assert_eq!(server.count(&Method::GET), 4);
+    let seen = server.seen();
+    assert!(
+        seen[2].at - seen[1].at >= Duration::from_secs(7),
+        "the 429's Retry-After"
+    );
+}
+
+/// `Prefer: respond-async, separate-export-status` (IG 3.0.0): every status answer is a `200`,
+/// the export's status in `X-Export-Status`. A failed export is `Failed`, never the `200`.
+#[tokio::test(start_paused = true)]
+async fn a_separate_export_status_is_followed_to_its_failure() {
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(202, &[("content-location", "/status/1")], ""),
+        1 => reply(
+            200,
+            &[("x-export-status", "202 Accepted"), ("x-progress", "in progress")],
+            "",
+        ),
+        _ => reply(
+            200,
+            &[
+                ("x-export-status", "500 Internal Server Error"),
+                ("content-type", "application/fhir+json"),
+            ],
+            r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"the export failed"}]}"#,
+        ),
+    })
+    .await;
+    let req = Request::get(server.url(EXPORT))
+        .header("prefer", "respond-async, separate-export-status")
+        .body(Full::default())
+        .unwrap();
+    let error = fhir().oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Failed);
+    assert_eq!(error.code(), Some("exception"));
+    assert_eq!(error.message(), Some("the export failed"));
+    assert_eq!(error.status(), Some(StatusCode::OK));
+    let headers = error.headers().unwrap();
+    assert_eq!(headers["x-export-status"], "500 Internal Server Error");
+    assert_eq!(server.count(&Method::GET), 3);
+    assert_eq!(
+        server.seen()[0].headers["prefer"],
+        "respond-async, separate-export-status"
+    );
+}
+
 async fn accepted(sim: &Simulator) -> ResumeToken {
     let mut req = kick_off(sim);
     req.extensions_mut().insert(Polling::AcceptOnly);

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use http::header::CONTENT_LOCATION;
+use http::header::{CONTENT_LOCATION, RETRY_AFTER};
 use http::{response, HeaderMap, HeaderName, Method, StatusCode, Uri};
 use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -29,13 +29,24 @@ use crate::protocol::json::{detail_text, text};
 /// - `X-Progress` (free text) is the operation's [`state`](crate::OperationInfo::state), its
 ///   first [`MAX_PROGRESS`] bytes (cut at a character boundary); a leading percentage
 ///   (`"40% complete"`) is also its [`percent_complete`](crate::OperationInfo::percent_complete).
-/// - A `4xx`/`5xx` with an `OperationOutcome` is [`Failed`](crate::ErrorKind::Failed):
+/// - `408`, `429`, and a `503` with a `Retry-After`, are a poll to repeat (within the layer's
+///   retry bounds) whatever their body says: the IG answers a client that polls too often with
+///   `429` and, optionally, an `OperationOutcome` of any code (servers send `processing` or
+///   `too-costly`).
+/// - Any other `4xx`/`5xx` with an `OperationOutcome` is [`Failed`](crate::ErrorKind::Failed):
 ///   [`Error::code`](crate::Error::code) is `issue[0].code`,
 ///   [`Error::message`](crate::Error::message) its `diagnostics` (else `details.text`). An
 ///   `issue[0].code` that says "try later" (`transient`, `lock-error`, `no-store`, `timeout`,
-///   `throttled`: the IG's "transient code") is a poll to repeat, within the layer's retry bounds.
-///   Without an `OperationOutcome`, 408, 429, 500, 502, 503 and 504 are repeated too; anything
-///   else is [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus).
+///   `throttled`: the IG's "transient code") is a poll to repeat too. Without an
+///   `OperationOutcome`, 500, 502, 503 and 504 are repeated; anything else is
+///   [`UnexpectedStatus`](crate::ErrorKind::UnexpectedStatus).
+/// - A caller that asks for `Prefer: respond-async, separate-export-status` (IG 3.0.0) gets a
+///   `200` to every status request, the export's own status in its `X-Export-Status`
+///   (`202 Accepted` while it runs): a `200` with an `X-Export-Status` is judged as the status
+///   that header starts with would be (the progress of a `202`, the manifest of a `200`, the
+///   `OperationOutcome` of a `4xx`/`5xx`, the error then carrying the `200` and its headers),
+///   and one that does not start with a status code is
+///   [`MalformedStatus`](crate::ErrorKind::MalformedStatus).
 /// - Cancel: `DELETE` of the status URL (`202`), noted in the monitor (it travels in resume
 ///   tokens). The status URL answers `404` (or `410`) once the export is deleted: after an
 ///   accepted cancel that is [`Canceled`](crate::ErrorKind::Canceled), with the
@@ -79,6 +90,10 @@ pub const MAX_PROGRESS: usize = 256;
 /// `X-Progress`: the status request's progress report, free text.
 const X_PROGRESS: HeaderName = HeaderName::from_static("x-progress");
 
+/// `X-Export-Status`: with `Prefer: separate-export-status`, the export's own status on a
+/// status answer that is always `200` (`202 Accepted` while it runs).
+const X_EXPORT_STATUS: HeaderName = HeaderName::from_static("x-export-status");
+
 impl Dialect for FhirBulkData {
     type Monitor = FhirBulkDataMonitor;
 
@@ -108,18 +123,9 @@ impl Dialect for FhirBulkData {
         monitor: &FhirBulkDataMonitor,
         response: &'a response::Parts,
     ) -> StatusHead<'a> {
-        match response.status.as_u16() {
-            // The export is gone after the cancel its monitor noted; the layer reads the
-            // `OperationOutcome` for the code and message.
-            404 | 410 if monitor.canceling => {
-                StatusHead::Judged(Verdict::Canceled(ErrorDetail::default()))
-            }
-            // Read for its head's progress, which only `status_body` may record; it is empty.
-            202 => StatusHead::ReadBody,
-            200 => StatusHead::Judged(Verdict::Done),
-            // An `OperationOutcome` says whether to try again.
-            400..=599 => StatusHead::ReadBody,
-            _ => StatusHead::Judged(Verdict::Unexpected),
+        match export_status(response) {
+            Ok(status) => judge_head(status, monitor, &response.headers),
+            Err(why) => StatusHead::Judged(Verdict::Malformed(why)),
         }
     }
 
@@ -131,7 +137,11 @@ impl Dialect for FhirBulkData {
         body: &'a [u8],
         seen: &mut Observer<'_>,
     ) -> Verdict<'a> {
-        if response.status == StatusCode::ACCEPTED {
+        let status = match export_status(response) {
+            Ok(status) => status,
+            Err(why) => return Verdict::Malformed(why),
+        };
+        if status == StatusCode::ACCEPTED {
             if let Some(progress) = response.headers.get(X_PROGRESS) {
                 let text = progress_text(progress.as_bytes());
                 seen.state(text);
@@ -141,7 +151,7 @@ impl Dialect for FhirBulkData {
             }
             return Verdict::Running { moved: None };
         }
-        failure(response.status, body)
+        failure(status, &response.headers, body)
     }
 
     fn error_detail<'a>(&self, headers: &'a HeaderMap, body: Option<&'a [u8]>) -> ErrorDetail<'a> {
@@ -162,9 +172,69 @@ impl Dialect for FhirBulkData {
     }
 }
 
-/// What a `4xx`/`5xx` status answer says: its `OperationOutcome` decides; without one, the
-/// status.
-fn failure(status: StatusCode, body: &[u8]) -> Verdict<'_> {
+/// The status a status answer stands for: its own, or, on a `200` that carries one, the
+/// `X-Export-Status` the caller asked for with `Prefer: separate-export-status` (IG 3.0.0). An
+/// `X-Export-Status` that does not start with a status code cannot be judged.
+fn export_status(response: &response::Parts) -> Result<StatusCode, String> {
+    let Some(value) = response.headers.get(X_EXPORT_STATUS) else {
+        return Ok(response.status);
+    };
+    if response.status != StatusCode::OK {
+        return Ok(response.status);
+    }
+    let leading = value
+        .as_bytes()
+        .split(u8::is_ascii_whitespace)
+        .find(|part| !part.is_empty())
+        .unwrap_or_default();
+    match StatusCode::from_bytes(leading) {
+        Ok(status) => Ok(status),
+        Err(_) => Err(format!(
+            "X-Export-Status {:?} does not start with a status code",
+            String::from_utf8_lossy(&value.as_bytes()[..value.len().min(MAX_PROGRESS)])
+        )),
+    }
+}
+
+/// A status answer judged by the status it stands for ([`export_status`]) and its headers.
+fn judge_head<'a>(
+    status: StatusCode,
+    monitor: &FhirBulkDataMonitor,
+    headers: &HeaderMap,
+) -> StatusHead<'a> {
+    match status.as_u16() {
+        // The export is gone after the cancel its monitor noted; the layer reads the
+        // `OperationOutcome` for the code and message.
+        404 | 410 if monitor.canceling => {
+            StatusHead::Judged(Verdict::Canceled(ErrorDetail::default()))
+        }
+        // Read for its head's progress, which only `status_body` may record; it is empty.
+        202 => StatusHead::ReadBody,
+        200 => StatusHead::Judged(Verdict::Done),
+        _ if is_retry_later(status, headers) => StatusHead::Judged(Verdict::Transient),
+        // An `OperationOutcome` says whether to try again.
+        400..=599 => StatusHead::ReadBody,
+        _ => StatusHead::Judged(Verdict::Unexpected),
+    }
+}
+
+/// Whether the status alone says "come back later", whatever the `OperationOutcome` says:
+/// "too many requests" and "timed out" (the IG's `429` carries one optionally, with any code:
+/// servers send `processing` or `too-costly`), and an unavailable server that says when.
+fn is_retry_later(status: StatusCode, headers: &HeaderMap) -> bool {
+    match status.as_u16() {
+        408 | 429 => true,
+        503 => headers.contains_key(RETRY_AFTER),
+        _ => false,
+    }
+}
+
+/// What a `4xx`/`5xx` status answer says: its status when that says "later"
+/// ([`is_retry_later`]), else its `OperationOutcome`; without one, the status.
+fn failure<'a>(status: StatusCode, headers: &HeaderMap, body: &'a [u8]) -> Verdict<'a> {
+    if is_retry_later(status, headers) {
+        return Verdict::Transient;
+    }
     match first_issue(body) {
         Some(issue) if issue.code.as_deref().is_some_and(is_transient_code) => Verdict::Transient,
         Some(issue) => {
@@ -340,20 +410,48 @@ mod tests {
     #[test]
     fn status_heads() -> Result<(), http::Error> {
         let fhir = FhirBulkData::new();
-        for (status, expected) in [
-            (202, "read"),
-            (200, "done"),
-            (404, "read"),
-            (410, "read"),
-            (500, "read"),
-            (503, "read"),
-            (201, "unexpected"),
-            (204, "unexpected"),
-            (303, "unexpected"),
-        ] {
-            let response = testing::response_head(status, &[])?;
+        let export = |status| [("x-export-status", status)];
+        #[rustfmt::skip]
+        let rows: &[(u16, &[(&str, &str)], &str)] = &[
+            (202, &[], "read"),
+            (200, &[], "done"),
+            (404, &[], "read"),
+            (410, &[], "read"),
+            (500, &[], "read"),
+            (503, &[], "read"),
+            // "Later", whatever the body says: never read.
+            (408, &[], "transient"),
+            (429, &[], "transient"),
+            (429, &[("retry-after", "120")], "transient"),
+            (503, &[("retry-after", "120")], "transient"),
+            (201, &[], "unexpected"),
+            (204, &[], "unexpected"),
+            (303, &[], "unexpected"),
+            // `Prefer: separate-export-status`: a `200` stands for its `X-Export-Status`.
+            (200, &export("202 Accepted"), "read"),
+            (200, &export("  202  Accepted "), "read"),
+            (200, &export("200 OK"), "done"),
+            (200, &export("200"), "done"),
+            (200, &export("500 Internal Server Error"), "read"),
+            (200, &export("404 Not Found"), "read"),
+            (200, &export("429 Too Many Requests"), "transient"),
+            (200, &export("408"), "transient"),
+            (200, &[("x-export-status", "503"), ("retry-after", "9")], "transient"),
+            (200, &export("201 Created"), "unexpected"),
+            (200, &export("Accepted"), "malformed"),
+            (200, &export("2O2 Accepted"), "malformed"),
+            (200, &export("2020"), "malformed"),
+            (200, &export("20"), "malformed"),
+            (200, &export(""), "malformed"),
+            // Only a `200` stands for another status.
+            (202, &export("500"), "read"),
+            (500, &export("202 Accepted"), "read"),
+            (429, &export("200 OK"), "transient"),
+        ];
+        for (status, headers, expected) in rows {
+            let response = testing::response_head(*status, headers)?;
             let head = fhir.status_head(&FhirBulkDataMonitor::default(), &response);
-            assert_eq!(table::status_head(&head), expected, "{status}");
+            assert_eq!(table::status_head(&head), *expected, "{status} {headers:?}");
         }
         Ok(())
     }
@@ -364,19 +462,21 @@ mod tests {
         let mut monitor = FhirBulkDataMonitor::default();
         fhir.cancel_accepted(&mut monitor);
         assert!(monitor.canceling);
-        for (status, expected) in [
-            (404, "canceled -/-/-"),
-            (410, "canceled -/-/-"),
+        for (status, headers, expected) in [
+            (404, &[][..], "canceled -/-/-"),
+            (410, &[][..], "canceled -/-/-"),
+            (200, &[("x-export-status", "404 Not Found")][..], "canceled -/-/-"),
             // Deleting, or done before the cancel took: as without one.
-            (202, "read"),
-            (200, "done"),
-            (400, "read"),
-            (500, "read"),
-            (204, "unexpected"),
+            (202, &[][..], "read"),
+            (200, &[][..], "done"),
+            (400, &[][..], "read"),
+            (500, &[][..], "read"),
+            (429, &[][..], "transient"),
+            (204, &[][..], "unexpected"),
         ] {
-            let response = testing::response_head(status, &[])?;
+            let response = testing::response_head(status, headers)?;
             let head = fhir.status_head(&monitor, &response);
-            assert_eq!(table::status_head(&head), expected, "{status}");
+            assert_eq!(table::status_head(&head), expected, "{status} {headers:?}");
         }
         Ok(())
     }
@@ -477,6 +577,59 @@ mod tests {
         ];
         for (code, body, expected) in rows {
             assert_eq!(status(*code, &[], body)?.0, *expected, "{code} {body}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn later_by_its_status_whatever_the_outcome_says() -> Result<(), http::Error> {
+        let processing = outcome("processing", "slow down");
+        let costly = outcome("too-costly", "later");
+        let retry = ("retry-after", "30");
+        #[rustfmt::skip]
+        let rows: &[(u16, &[(&str, &str)], &str, &str)] = &[
+            (429, &[retry], &processing, "transient"),
+            (429, &[], &costly, "transient"),
+            (408, &[], &processing, "transient"),
+            (503, &[retry], &processing, "transient"),
+            // Unavailable without saying when: its outcome decides.
+            (503, &[], &processing, "failed -/processing/slow down"),
+            (400, &[retry], &processing, "failed -/processing/slow down"),
+        ];
+        for (code, headers, body, expected) in rows {
+            assert_eq!(status(*code, headers, body)?.0, *expected, "{code} {headers:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_separate_export_status_is_judged_as_that_status() -> Result<(), http::Error> {
+        let running = status(
+            200,
+            &[("x-export-status", "202 Accepted"), ("x-progress", "40% complete")],
+            "",
+        )?;
+        assert_eq!(
+            running,
+            ("running".into(), Some("40% complete".into()), Some(40.0))
+        );
+        let failed = outcome("processing", "the export failed");
+        let transient = outcome("transient", "busy");
+        let export = |status| [("x-export-status", status)];
+        #[rustfmt::skip]
+        let rows: &[(&[(&str, &str)], &str, &str)] = &[
+            (&export("500 Internal Server Error"), &failed, "failed -/processing/the export failed"),
+            (&export("400"), &failed, "failed -/processing/the export failed"),
+            (&export("500"), &transient, "transient"),
+            (&export("429 Too Many Requests"), &failed, "transient"),
+            (&export("502 Bad Gateway"), "", "transient"),
+            (&export("401"), "", "unexpected"),
+            (&export("202"), &failed, "running"),
+            (&export("Failed"), &failed, "malformed"),
+            (&export("5OO"), "", "malformed"),
+        ];
+        for (headers, body, expected) in rows {
+            assert_eq!(status(200, headers, body)?.0, *expected, "{headers:?} {body}");
         }
         Ok(())
     }
