@@ -274,8 +274,10 @@ async fn an_anthropic_batch_whose_requests_failed_still_ends_ok_with_its_counts(
     assert_eq!(body["request_counts"]["errored"], 100);
 }
 
+/// A batch ends `ended` however it ended; one whose `cancel_initiated_at` is set was canceled,
+/// and its object stays readable in the error (the requests that ended first keep their results).
 #[tokio::test(start_paused = true)]
-async fn a_canceled_anthropic_batch_ends_with_its_cancel_recorded() {
+async fn a_canceled_anthropic_batch_is_canceled_with_its_batch_object() {
     let sim = support::simulator().await;
     sim.add(
         Scenario::new(Method::POST, MESSAGE_BATCHES, Monitor::AnthropicBatch)
@@ -288,11 +290,20 @@ async fn a_canceled_anthropic_batch_ends_with_its_cancel_recorded() {
     let buffered = ServiceBuilder::new()
         .buffer(4)
         .service(jobs(JsonJob::anthropic()));
-    let response = buffered.oneshot(token.into_cancel_request()).await.unwrap();
-    assert_eq!(info(&response).state.as_deref(), Some("ended"));
-    let body: serde_json::Value = serde_json::from_str(&text(response).await).unwrap();
+    let error = buffered
+        .oneshot(token.into_cancel_request())
+        .await
+        .unwrap_err()
+        .downcast::<tower_lro::Error>()
+        .unwrap();
+    assert_eq!(error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.operation().unwrap().state.as_deref(), Some("ended"));
+    assert!(error.resume_token().is_none(), "the batch has ended");
+    let body: serde_json::Value = serde_json::from_slice(error.body().unwrap()).unwrap();
+    assert_eq!(body["processing_status"], "ended");
     assert!(body["cancel_initiated_at"].is_string(), "{body}");
     assert_eq!(body["request_counts"]["canceled"], 100);
+    assert!(body["results_url"].is_string(), "{body}");
     assert_eq!(
         sim.count(&Method::POST, "/v1/messages/batches/msgbatch_0001/cancel"),
         1

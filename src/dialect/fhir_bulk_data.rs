@@ -369,6 +369,8 @@ mod tests {
 
     const KICK_OFF: &str = "https://fhir.example/r4/$export?_type=Patient";
 
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+
     #[test]
     fn a_202_with_a_content_location_is_followed_whatever_the_method() -> Result<(), http::Error> {
         let fhir = FhirBulkData::new();
@@ -412,7 +414,7 @@ mod tests {
         let fhir = FhirBulkData::new();
         let export = |status| [("x-export-status", status)];
         #[rustfmt::skip]
-        let rows: &[(u16, &[(&str, &str)], &str)] = &[
+        let rows: &[(u16, Headers<'_>, &str)] = &[
             (202, &[], "read"),
             (200, &[], "done"),
             (404, &[], "read"),
@@ -465,7 +467,11 @@ mod tests {
         for (status, headers, expected) in [
             (404, &[][..], "canceled -/-/-"),
             (410, &[][..], "canceled -/-/-"),
-            (200, &[("x-export-status", "404 Not Found")][..], "canceled -/-/-"),
+            (
+                200,
+                &[("x-export-status", "404 Not Found")][..],
+                "canceled -/-/-",
+            ),
             // Deleting, or done before the cancel took: as without one.
             (202, &[][..], "read"),
             (200, &[][..], "done"),
@@ -587,7 +593,7 @@ mod tests {
         let costly = outcome("too-costly", "later");
         let retry = ("retry-after", "30");
         #[rustfmt::skip]
-        let rows: &[(u16, &[(&str, &str)], &str, &str)] = &[
+        let rows: &[(u16, Headers<'_>, &str, &str)] = &[
             (429, &[retry], &processing, "transient"),
             (429, &[], &costly, "transient"),
             (408, &[], &processing, "transient"),
@@ -597,7 +603,11 @@ mod tests {
             (400, &[retry], &processing, "failed -/processing/slow down"),
         ];
         for (code, headers, body, expected) in rows {
-            assert_eq!(status(*code, headers, body)?.0, *expected, "{code} {headers:?}");
+            assert_eq!(
+                status(*code, headers, body)?.0,
+                *expected,
+                "{code} {headers:?}"
+            );
         }
         Ok(())
     }
@@ -606,7 +616,10 @@ mod tests {
     fn a_separate_export_status_is_judged_as_that_status() -> Result<(), http::Error> {
         let running = status(
             200,
-            &[("x-export-status", "202 Accepted"), ("x-progress", "40% complete")],
+            &[
+                ("x-export-status", "202 Accepted"),
+                ("x-progress", "40% complete"),
+            ],
             "",
         )?;
         assert_eq!(
@@ -617,7 +630,7 @@ mod tests {
         let transient = outcome("transient", "busy");
         let export = |status| [("x-export-status", status)];
         #[rustfmt::skip]
-        let rows: &[(&[(&str, &str)], &str, &str)] = &[
+        let rows: &[(Headers<'_>, &str, &str)] = &[
             (&export("500 Internal Server Error"), &failed, "failed -/processing/the export failed"),
             (&export("400"), &failed, "failed -/processing/the export failed"),
             (&export("500"), &transient, "transient"),
@@ -629,7 +642,11 @@ mod tests {
             (&export("5OO"), "", "malformed"),
         ];
         for (headers, body, expected) in rows {
-            assert_eq!(status(200, headers, body)?.0, *expected, "{headers:?} {body}");
+            assert_eq!(
+                status(200, headers, body)?.0,
+                *expected,
+                "{headers:?} {body}"
+            );
         }
         Ok(())
     }

@@ -164,6 +164,29 @@ impl JsonJobBuilder {
         self
     }
 
+    /// A job in a succeeded state whose member at `pointer` is present and not `null` was
+    /// canceled: [`Canceled`](crate::ErrorKind::Canceled), the job object kept in the error
+    /// ([`Error::body`](crate::Error::body)), as for a job in a canceled state. For an API whose
+    /// canceled jobs end in the same state as finished ones, and say so elsewhere (Anthropic's
+    /// `ended` batch with its `cancel_initiated_at` set). By default a succeeded state is
+    /// success.
+    ///
+    /// ```
+    /// use tower_lro::JsonJob;
+    ///
+    /// let batches = JsonJob::builder("acme-batch")
+    ///     .running(["running"])
+    ///     .succeeded(["ended"])
+    ///     .canceled_when_set("/canceled_at")
+    ///     .build()?;
+    /// # let _ = batches;
+    /// # Ok::<(), tower_lro::dialect::json_job::InvalidJobDescription>(())
+    /// ```
+    pub fn canceled_when_set(mut self, pointer: &str) -> Self {
+        self.rules.canceled_when_set = Some(pointer.to_owned());
+        self
+    }
+
     /// The final response is a `GET` of the URL the succeeded job object names at `pointer`,
     /// instead of that job object itself (the default). A succeeded job without that URL is
     /// [`MalformedStatus`](crate::ErrorKind::MalformedStatus).
@@ -211,6 +234,7 @@ impl Rules {
         pointers.extend(&self.error_code);
         pointers.extend(&self.error_message);
         pointers.extend(self.result.iter());
+        pointers.extend(self.canceled_when_set.iter());
         if let Some((pointer, values)) = &self.kind {
             pointers.push(pointer);
             if values.is_empty() {
@@ -301,6 +325,7 @@ mod tests {
             (b().poll_at("urls.get"), "\"urls.get\" is not"),
             (b().cancel_at("x"), "\"x\" is not"),
             (b().result_at("x"), "\"x\" is not"),
+            (b().canceled_when_set("x"), "\"x\" is not"),
             (b().kind("/object", Vec::<String>::new()), "lists no values"),
             (b().kind("object", ["batch"]), "\"object\" is not"),
             (b().poll_path("{path}/status"), "has no `{id}`"),

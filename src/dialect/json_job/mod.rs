@@ -131,6 +131,7 @@ struct Rules {
     progress: Option<Progress>,
     cancel: Option<Locate>,
     result: Option<String>,
+    canceled_when_set: Option<String>,
 }
 
 fn strings<const N: usize>(values: [&str; N]) -> Vec<String> {
@@ -155,6 +156,7 @@ impl Rules {
             progress: None,
             cancel: Some(Locate::Template("{poll}/cancel".into())),
             result: None,
+            canceled_when_set: None,
         }
     }
 
@@ -195,6 +197,7 @@ impl JsonJob {
     /// | succeeded | `succeeded`, `completed` |
     /// | failed | `failed` |
     /// | canceled | `canceled`, `cancelled` |
+    /// | canceled when set | none |
     /// | error code | `/error/code` |
     /// | error message | `/error/message`, else `/error` when it is a string |
     /// | progress | none |
@@ -289,6 +292,7 @@ impl JsonJob {
     ///     .state("/processing_status")
     ///     .running(["in_progress", "canceling"])
     ///     .succeeded(["ended"])
+    ///     .canceled_when_set("/cancel_initiated_at")
     ///     .build()?;
     /// assert_eq!(anthropic, JsonJob::anthropic());
     /// # Ok::<(), tower_lro::dialect::json_job::InvalidJobDescription>(())
@@ -296,17 +300,22 @@ impl JsonJob {
     ///
     /// Polled at `GET /v1/messages/batches/{id}`, canceled by `POST …/{id}/cancel`. A batch has
     /// no failed state: a finished, canceled or expired batch is `ended`, and each of its
-    /// requests succeeded, errored, was canceled or expired on its own. So the final response
-    /// is the `ended` batch object itself, `Ok`: its `request_counts` say how many requests
-    /// ended which way, `cancel_initiated_at` whether it was canceled, and its `results_url`
-    /// is where the per-request results are (JSON Lines, up to 100 000 of them: read them with
-    /// a streaming `GET` of your own, rather than through the layer's bounded final response).
+    /// requests succeeded, errored, was canceled or expired on its own. An `ended` batch whose
+    /// `cancel_initiated_at` is set (a timestamp; `null` otherwise) was canceled:
+    /// [`Canceled`](crate::ErrorKind::Canceled), the batch object in the error
+    /// ([`Error::body`](crate::Error::body)) for its `request_counts` and `results_url`, since
+    /// the requests that ended before the cancel keep their results. Any other `ended` batch is
+    /// the final response, `Ok`: its `request_counts` say how many requests ended which way,
+    /// and its `results_url` is where the per-request results are (JSON Lines, up to 100 000 of
+    /// them: read them with a streaming `GET` of your own, rather than through the layer's
+    /// bounded final response).
     pub fn anthropic() -> Self {
         let mut rules = Rules::shape();
         rules.kind = Some(("/type".into(), strings(["message_batch"])));
         rules.state = "/processing_status".into();
         rules.running = strings(["in_progress", "canceling"]);
         rules.succeeded = strings(["ended"]);
+        rules.canceled_when_set = Some("/cancel_initiated_at".into());
         JsonJob {
             name: "anthropic-batch",
             rules: Arc::new(rules),
@@ -323,7 +332,7 @@ impl JsonJob {
     ///     .running(["starting", "processing"])
     ///     .succeeded(["succeeded"])
     ///     .failed(["failed"])
-    ///     .canceled(["canceled"])
+    ///     .canceled(["canceled", "aborted"])
     ///     .cancel_at("/urls/cancel")
     ///     .build()?;
     /// assert_eq!(replicate, JsonJob::replicate());
@@ -332,15 +341,16 @@ impl JsonJob {
     ///
     /// The `201` names its URLs: polled at `urls.get`, canceled by `POST urls.cancel`. A failed
     /// prediction's `error` (a string) is the message (the default `/error` place); it has no
-    /// code. The final response is
-    /// the succeeded prediction, its `output` included.
+    /// code. A prediction interrupted before it completed (its `Cancel-After` deadline passed,
+    /// say) is `aborted`: [`Canceled`](crate::ErrorKind::Canceled), as a `canceled` one. The
+    /// final response is the succeeded prediction, its `output` included.
     pub fn replicate() -> Self {
         let mut rules = Rules::shape();
         rules.poll = Locate::Member("/urls/get".into());
         rules.running = strings(["starting", "processing"]);
         rules.succeeded = strings(["succeeded"]);
         rules.failed = strings(["failed"]);
-        rules.canceled = strings(["canceled"]);
+        rules.canceled = strings(["canceled", "aborted"]);
         rules.cancel = Some(Locate::Member("/urls/cancel".into()));
         JsonJob {
             name: "replicate-prediction",
@@ -544,7 +554,16 @@ impl Rules {
         if is(&self.running) {
             Ok(Judged::Running)
         } else if is(&self.succeeded) {
-            Ok(Judged::Succeeded)
+            let canceled = self
+                .canceled_when_set
+                .as_ref()
+                .and_then(|pointer| job.pointer(pointer))
+                .is_some_and(|member| !member.is_null());
+            if canceled {
+                Ok(Judged::Canceled(self.detail(job, state)))
+            } else {
+                Ok(Judged::Succeeded)
+            }
         } else if is(&self.failed) {
             Ok(Judged::Failed(self.detail(job, state)))
         } else if is(&self.canceled) {

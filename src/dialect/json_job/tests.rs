@@ -265,6 +265,15 @@ fn anthropic() {
             r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"failed"}"#,
             "malformed",
         ),
+        // Already ended: canceled, or the result.
+        (
+            r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","cancel_initiated_at":"2024-08-20T18:37:24Z"}"#,
+            "canceled ended/-/-",
+        ),
+        (
+            r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","cancel_initiated_at":null}"#,
+            "final",
+        ),
     ] {
         assert_eq!(initial(&anthropic, batches, body).0, expected, "{body}");
     }
@@ -282,8 +291,18 @@ fn anthropic() {
                 "done",
             ),
             (
-                r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","cancel_initiated_at":"2024-08-20T18:37:24Z"}"#,
+                r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","cancel_initiated_at":null,"ended_at":"2024-08-21T18:37:24Z"}"#,
                 "done",
+            ),
+            // Ended after a cancel: canceled, whatever its requests did.
+            (
+                r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","request_counts":{"processing":0,"succeeded":1,"errored":0,"canceled":1,"expired":0},"cancel_initiated_at":"2024-08-20T18:37:24Z"}"#,
+                "canceled ended/-/-",
+            ),
+            // Set is set: whatever the API puts there but `null`.
+            (
+                r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"ended","cancel_initiated_at":""}"#,
+                "canceled ended/-/-",
             ),
             (
                 r#"{"id":"msgbatch_01","type":"message_batch","processing_status":"failed"}"#,
@@ -341,8 +360,13 @@ fn replicate() {
             r#"{"id":{"x":1},"status":"starting","urls":{"get":"g"}}"#,
             "malformed",
         ),
+        // Interrupted before completion (a `Cancel-After` deadline).
         (
-            r#"{"id":"p1","status":"aborted","urls":{"get":"g"}}"#,
+            r#"{"id":"p1","status":"aborted","error":null,"urls":{"get":"g"}}"#,
+            "canceled aborted/-/-",
+        ),
+        (
+            r#"{"id":"p1","status":"timed_out","urls":{"get":"g"}}"#,
             "malformed",
         ),
         // A model, not a prediction: no state.
@@ -380,8 +404,61 @@ fn replicate() {
                 r#"{"id":"p1","status":"canceled"}"#,
                 "canceled canceled/-/-",
             ),
+            (r#"{"id":"p1","status":"aborted"}"#, "canceled aborted/-/-"),
             (r#"{"id":"p1","status":"cancelled"}"#, "malformed"),
         ],
+    );
+}
+
+#[test]
+fn a_succeeded_state_with_its_cancel_member_set_is_canceled() {
+    let batches = JsonJob::builder("acme-batch")
+        .running(["running"])
+        .succeeded(["ended"])
+        .failed(["broken"])
+        .canceled_when_set("/canceled/at")
+        .result_at("/result")
+        .build()
+        .unwrap();
+    polls(
+        &batches,
+        &[
+            // Canceled before its result is fetched: no result to fetch.
+            (
+                r#"{"status":"ended","canceled":{"at":1724178000},"result":"/r","error":{"code":"by_user","message":"asked"}}"#,
+                "canceled ended/by_user/asked",
+            ),
+            (
+                r#"{"status":"ended","canceled":{"at":false}}"#,
+                "canceled ended/-/-",
+            ),
+            (
+                r#"{"status":"ended","canceled":{"at":null},"result":"/r"}"#,
+                "fetch ref /r",
+            ),
+            (
+                r#"{"status":"ended","canceled":{},"result":"/r"}"#,
+                "fetch ref /r",
+            ),
+            (
+                r#"{"status":"ended","canceled":"yes","result":"/r"}"#,
+                "fetch ref /r",
+            ),
+            // Only a succeeded state is read that way.
+            (r#"{"status":"running","canceled":{"at":1}}"#, "running"),
+            (
+                r#"{"status":"broken","canceled":{"at":1}}"#,
+                "failed broken/-/-",
+            ),
+        ],
+    );
+    // Without the rule, a set member changes nothing.
+    polls(
+        &JsonJob::new(),
+        &[(
+            r#"{"status":"completed","cancel_initiated_at":"2024-08-20T18:37:24Z"}"#,
+            "done",
+        )],
     );
 }
 
