@@ -391,3 +391,45 @@ async fn reqwests_default_redirects_would_bypass_the_origin_policy() {
     let _ = stack.oneshot(reqwest_start(&sim)).await;
     assert_eq!(blob.count(&Method::GET, RESULT), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_200_whose_status_says_failed_is_failed_never_ok() {
+    let server = support::RawServer::start(|n, _| match n {
+        0 => answer(202, &[("location", "/status")], ""),
+        1 => answer(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"status":"In progress"}"#,
+        ),
+        _ => answer(
+            200,
+            &[("content-type", "application/json")],
+            r#"{"status":"Failed","error":{"code":"Quota","message":"over the quota"}}"#,
+        ),
+    })
+    .await;
+    let req = request(Method::POST, &server.url(WORK), "{}");
+    let error = stack(reply_layer()).oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Failed);
+    assert_eq!(error.code(), Some("Quota"));
+    assert_eq!(error.message(), Some("over the quota"));
+    assert_eq!(error.status(), Some(StatusCode::OK));
+    assert_eq!(
+        error.operation().and_then(|o| o.state.as_deref()),
+        Some("Failed")
+    );
+    assert_eq!(server.count(&Method::GET), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_200_whose_status_says_canceled_is_canceled() {
+    let server = support::RawServer::start(|n, _| match n {
+        0 => answer(202, &[("location", "/status")], ""),
+        _ => answer(200, &[], r#"{"status":"Cancelled"}"#),
+    })
+    .await;
+    let req = request(Method::POST, &server.url(WORK), "{}");
+    let error = stack(reply_layer()).oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled);
+    assert_eq!(server.count(&Method::GET), 1);
+}

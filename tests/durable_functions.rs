@@ -321,3 +321,52 @@ async fn without_a_terminate_url_cancel_is_unsupported() {
     assert_eq!(error.kind(), ErrorKind::CancelUnsupported);
     assert_eq!(server.count(&Method::POST), 1, "only the start");
 }
+
+/// `WaitForCompletionOrCreateCheckStatusResponseAsync` of an orchestration that ended before the
+/// starter answered: `200` with its instance status, no `Location`.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_starter_that_answers_a_failed_instance_is_failed_never_ok() {
+    let server = support::RawServer::start(|_, _| {
+        answer(
+            200,
+            r#"{"name":"Hello","instanceId":"abc","runtimeStatus":"Failed","output":"Orchestrator function 'Hello' failed: boom"}"#,
+        )
+    })
+    .await;
+    let req = request(Method::POST, &server.url(STARTER), "{}");
+    let error = durable().oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Failed);
+    assert_eq!(
+        error.message(),
+        Some("Orchestrator function 'Hello' failed: boom")
+    );
+    assert_eq!(error.status(), Some(StatusCode::OK));
+    assert_eq!(server.seen().len(), 1, "nothing to poll");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_starter_that_answers_a_terminated_instance_with_500_is_canceled() {
+    let server = support::RawServer::start(|_, _| {
+        answer(
+            500,
+            r#"{"instanceId":"abc","runtimeStatus":"Terminated","output":"by an operator"}"#,
+        )
+    })
+    .await;
+    let req = request(Method::POST, &server.url(STARTER), "{}");
+    let error = durable().oneshot(req).await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Canceled);
+    assert_eq!(error.message(), Some("by an operator"));
+    assert_eq!(server.seen().len(), 1, "never retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_starter_that_answers_a_completed_instance_is_ok_with_its_body() {
+    const COMPLETED: &str = r#"{"name":"Hello","instanceId":"abc","runtimeStatus":"Completed","output":["Hello Tokyo!"]}"#;
+    let server = support::RawServer::start(|_, _| answer(200, COMPLETED)).await;
+    let req = request(Method::POST, &server.url(STARTER), "{}");
+    let response = durable().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, COMPLETED);
+    assert_eq!(server.seen().len(), 1);
+}

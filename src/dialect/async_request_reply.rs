@@ -24,12 +24,14 @@ const PENDING_BODY_LIMIT: u64 = 64 * 1024;
 /// `202`, or `200` with a pending body such as `{"status": "In progress"}`, while the work runs,
 /// and when it is done a redirect (`302`/`303`) to the result — often a SAS URL in blob storage,
 /// on another origin — or a `200` carrying the result itself. A failure is a `4xx`/`5xx` at the
-/// status URL.
+/// status URL, or a `200` whose status says so (`{"status": "Failed"}`).
 ///
 /// | answer of the status URL | verdict |
 /// |---|---|
 /// | `202` | running; a `Location` on it moves the status URL |
 /// | `200`, pending (the rule below) | running |
+/// | `200`, failed (the rule below) | [`Failed`](crate::ErrorKind::Failed), code and message as for a `4xx` below |
+/// | `200`, canceled (the rule below) | [`Canceled`](crate::ErrorKind::Canceled), code and message read the same way |
 /// | `200`, anything else; another `2xx` | done: this response is the result |
 /// | `301`, `302`, `303`, `307`, `308` with `Location` | done: the result is a `GET` of `Location` |
 /// | `408`, `429`, `500`, `502`, `503`, `504` | retried, within the layer's bounds |
@@ -37,24 +39,30 @@ const PENDING_BODY_LIMIT: u64 = 64 * 1024;
 ///
 /// # Pending or result: the exact rule
 ///
-/// A `200` from the status URL is **pending** exactly when all of these hold; anything else is
-/// the **result**:
+/// A `200` from the status URL is **pending**, **failed** or **canceled** exactly when all of
+/// these hold; anything else is the **result**:
 ///
 /// 1. its `Content-Type` is JSON (`application/json`, `text/json`, `…+json`) or absent, and its
 ///    declared `Content-Length`, if any, is at most 64 KiB;
 /// 2. its body is a JSON object;
 /// 3. that object has a member named `status` (the [status member](Self::status_member),
 ///    compared ASCII case-insensitively) whose value is a string;
-/// 4. that string is one of the [pending statuses](Self::pending_statuses) once both are
-///    lowercased and stripped of whitespace, `-` and `_` (so `In progress`, `in-progress`,
-///    `IN_PROGRESS` and `InProgress` are the same word). By default the one word of the
-///    pattern's sample: `In progress`.
+/// 4. once both are lowercased and stripped of whitespace, `-` and `_` (so `In progress`,
+///    `in-progress`, `IN_PROGRESS` and `InProgress` are the same word), that string is one of
+///    the [pending statuses](Self::pending_statuses) (by default the one word of the pattern's
+///    sample: `In progress`): **pending**; else one of the
+///    [failed statuses](Self::failed_statuses) (by default `Failed`, `Error`): **failed**, with
+///    the body's `{"error": {"code", "message"}}` or `{"code", "message"}` as code and message
+///    and the string as the operation's [`state`](crate::OperationInfo::state); else one of the
+///    [canceled statuses](Self::canceled_statuses) (by default `Canceled`, `Cancelled`):
+///    **canceled**.
 ///
 /// A result `200` whose own body happens to match (a resource with `"status": "In progress"`)
-/// would be taken for pending until [`max_polls`](crate::LongRunningLayer::max_polls): choose the words
-/// for your API. A result `200` with a JSON body longer than the layer's `max_status_body` and
-/// no `Content-Length` is [`StatusBodyTooLarge`](crate::ErrorKind::StatusBodyTooLarge): raise
-/// the bound, or have the server redirect to the result.
+/// would be taken for pending until [`max_polls`](crate::LongRunningLayer::max_polls), and one
+/// with `"status": "Failed"` for a failure: choose the words for your API. A result `200` with
+/// a JSON body longer than the layer's `max_status_body` and no `Content-Length` is
+/// [`StatusBodyTooLarge`](crate::ErrorKind::StatusBodyTooLarge): raise the bound, or have the
+/// server redirect to the result.
 ///
 /// # Redirects
 ///
@@ -81,8 +89,10 @@ const PENDING_BODY_LIMIT: u64 = 64 * 1024;
 #[derive(Clone, PartialEq, Eq)]
 pub struct AsyncRequestReply {
     member: Arc<str>,
-    /// Normalised ([`word`]).
+    /// Normalised ([`word`]), as are the two below.
     pending: Arc<[String]>,
+    failed: Arc<[String]>,
+    canceled: Arc<[String]>,
 }
 
 impl Default for AsyncRequestReply {
@@ -90,6 +100,8 @@ impl Default for AsyncRequestReply {
         AsyncRequestReply {
             member: Arc::from("status"),
             pending: Arc::from([word("In progress")]),
+            failed: Arc::from([word("Failed"), word("Error")]),
+            canceled: Arc::from([word("Canceled"), word("Cancelled")]),
         }
     }
 }
@@ -99,12 +111,15 @@ impl fmt::Debug for AsyncRequestReply {
         f.debug_struct("AsyncRequestReply")
             .field("status_member", &self.member)
             .field("pending_statuses", &self.pending)
+            .field("failed_statuses", &self.failed)
+            .field("canceled_statuses", &self.canceled)
             .finish()
     }
 }
 
 impl AsyncRequestReply {
-    /// The dialect, with the pattern sample's pending test: `{"status": "In progress"}`.
+    /// The dialect, with the pattern sample's pending test (`{"status": "In progress"}`), and
+    /// `Failed`, `Error` as failed and `Canceled`, `Cancelled` as canceled statuses.
     pub fn new() -> Self {
         AsyncRequestReply::default()
     }
@@ -128,6 +143,45 @@ impl AsyncRequestReply {
         self
     }
 
+    /// The values of the status member that mean the operation failed (rule 4 of
+    /// [the exact rule](Self#pending-or-result-the-exact-rule)), replacing the default `Failed`,
+    /// `Error`. With none, no `200` is a failure. A value that is also pending is pending.
+    ///
+    /// ```
+    /// use tower_lro::AsyncRequestReply;
+    ///
+    /// let dialect = AsyncRequestReply::new().failed_statuses(["Failed", "Faulted"]);
+    /// # let _ = dialect;
+    /// ```
+    pub fn failed_statuses<I>(mut self, statuses: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.failed = statuses.into_iter().map(|s| word(s.as_ref())).collect();
+        self
+    }
+
+    /// The values of the status member that mean the operation was canceled (rule 4 of
+    /// [the exact rule](Self#pending-or-result-the-exact-rule)), replacing the default
+    /// `Canceled`, `Cancelled`. With none, no `200` is a cancellation. A value that is also
+    /// pending or failed is that.
+    ///
+    /// ```
+    /// use tower_lro::AsyncRequestReply;
+    ///
+    /// let dialect = AsyncRequestReply::new().canceled_statuses(["Aborted"]);
+    /// # let _ = dialect;
+    /// ```
+    pub fn canceled_statuses<I>(mut self, statuses: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.canceled = statuses.into_iter().map(|s| word(s.as_ref())).collect();
+        self
+    }
+
     /// The member of a `200`'s JSON object that holds the status (rule 3), instead of `status`.
     ///
     /// ```
@@ -143,16 +197,35 @@ impl AsyncRequestReply {
         self
     }
 
-    /// Whether a `200` body is pending (rules 2–4), recording the status it reports.
-    fn is_pending(&self, body: &[u8], seen: &mut Observer<'_>) -> bool {
+    /// What a `200` body says (rules 2–4), recording the status it reports unless it is the
+    /// result.
+    fn judge<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        body: &'a [u8],
+        seen: &mut Observer<'_>,
+    ) -> Verdict<'a> {
         let Some(status) = status_of(body, &self.member) else {
-            return false;
+            return Verdict::Done;
         };
-        let pending = self.pending.contains(&word(&status));
-        if pending {
-            seen.state(&status);
-        }
-        pending
+        let compared = word(&status);
+        let verdict = if self.pending.contains(&compared) {
+            Verdict::Running { moved: None }
+        } else if self.failed.contains(&compared) {
+            let detail = self.error_detail(headers, Some(body));
+            Verdict::Failed(
+                ErrorDetail::reported(status.clone()).with_detail(detail.code, detail.message),
+            )
+        } else if self.canceled.contains(&compared) {
+            let detail = self.error_detail(headers, Some(body));
+            Verdict::Canceled(
+                ErrorDetail::reported(status.clone()).with_detail(detail.code, detail.message),
+            )
+        } else {
+            return Verdict::Done;
+        };
+        seen.state(&status);
+        verdict
     }
 }
 
@@ -197,19 +270,15 @@ impl Dialect for AsyncRequestReply {
         &self,
         _: &mut (),
         _: &RequestHead<'_>,
-        _: &'a response::Parts,
+        response: &'a response::Parts,
         body: &'a [u8],
         seen: &mut Observer<'_>,
     ) -> Verdict<'a> {
-        if self.is_pending(body, seen) {
-            Verdict::Running { moved: None }
-        } else {
-            Verdict::Done
-        }
+        self.judge(&response.headers, body, seen)
     }
 }
 
-/// Rule 1: whether a `200` may carry a pending body, and so is worth reading.
+/// Rule 1: whether a `200` may carry a pending, failed or canceled body, and so is worth reading.
 fn may_be_pending(headers: &HeaderMap) -> bool {
     headers::may_be_json(headers)
         && headers::content_length(headers).is_none_or(|len| len <= PENDING_BODY_LIMIT)
@@ -458,13 +527,84 @@ mod tests {
         ] {
             let (verdict, state) = judge(&default, body)?;
             assert_eq!(verdict, expected, "{body}");
-            let expected_state = (expected == "running").then_some(());
+            let expected_state = (expected != "done").then_some(());
             assert_eq!(state.map(|_| ()), expected_state, "{body}");
         }
         assert_eq!(
             judge(&default, r#"{"status":"In progress"}"#)?.1.as_deref(),
             Some("In progress")
         );
+        Ok(())
+    }
+
+    #[test]
+    fn failed_and_canceled_statuses() -> Result<(), http::Error> {
+        let default = AsyncRequestReply::new();
+        for (body, expected) in [
+            (r#"{"status":"Failed"}"#, "failed Failed/-/-"),
+            (
+                r#"{"status":"Failed","error":{"code":"Quota","message":"over the quota"}}"#,
+                "failed Failed/Quota/over the quota",
+            ),
+            (
+                r#"{"code":"Quota","message":"over the quota","status":"Error"}"#,
+                "failed Error/Quota/over the quota",
+            ),
+            // The same normalisation and member as the pending words.
+            (r#"{"STATUS":" failed "}"#, "failed  failed /-/-"),
+            (r#"{"Status":"ERROR"}"#, "failed ERROR/-/-"),
+            (r#"{"status":"Canceled"}"#, "canceled Canceled/-/-"),
+            (r#"{"status":"cancelled"}"#, "canceled cancelled/-/-"),
+            (
+                r#"{"status":"Canceled","message":"by the user"}"#,
+                "canceled Canceled/-/by the user",
+            ),
+            // Anything else is the result, as before.
+            (r#"{"status":"Failed!"}"#, "done"),
+            (r#"{"status":"Failure"}"#, "done"),
+            (r#"{"state":"Failed"}"#, "done"),
+            (r#"{"data":{"status":"Failed"}}"#, "done"),
+            (r#"{"status":["Failed"]}"#, "done"),
+            (r#"[{"status":"Failed"}]"#, "done"),
+            (r#"{"status":"Failed"} trailing"#, "done"),
+            ("Failed", "done"),
+        ] {
+            let (verdict, state) = judge(&default, body)?;
+            assert_eq!(verdict, expected, "{body}");
+            let expected_state = (expected != "done").then_some(());
+            assert_eq!(state.map(|_| ()), expected_state, "{body}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_failed_and_canceled_words_are_configurable() -> Result<(), http::Error> {
+        let custom = AsyncRequestReply::new()
+            .status_member("state")
+            .failed_statuses(["Faulted"])
+            .canceled_statuses(["Aborted"]);
+        for (body, expected) in [
+            (r#"{"state":"faulted"}"#, "failed faulted/-/-"),
+            (r#"{"state":"ABORTED"}"#, "canceled ABORTED/-/-"),
+            // Replaced, not added to.
+            (r#"{"state":"Failed"}"#, "done"),
+            (r#"{"state":"Canceled"}"#, "done"),
+            (r#"{"status":"Faulted"}"#, "done"),
+            (r#"{"state":"In progress"}"#, "running"),
+        ] {
+            assert_eq!(judge(&custom, body)?.0, expected, "{body}");
+        }
+        let none = AsyncRequestReply::new()
+            .failed_statuses(Vec::<String>::new())
+            .canceled_statuses(Vec::<String>::new());
+        assert_eq!(judge(&none, r#"{"status":"Failed"}"#)?.0, "done");
+        assert_eq!(judge(&none, r#"{"status":"Canceled"}"#)?.0, "done");
+        // A word in two sets is the first of pending, failed, canceled.
+        let both = AsyncRequestReply::new()
+            .pending_statuses(["Failed"])
+            .canceled_statuses(["Error"]);
+        assert_eq!(judge(&both, r#"{"status":"Failed"}"#)?.0, "running");
+        assert_eq!(judge(&both, r#"{"status":"Error"}"#)?.0, "failed Error/-/-");
         Ok(())
     }
 

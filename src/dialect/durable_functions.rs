@@ -40,8 +40,17 @@ const TERMINATE_REASON: &str = "canceled by tower-lro";
 /// - A `500` (with `returnInternalServerErrorOnFailure=true`) or `400` whose body reports
 ///   `Failed` or `Terminated` ended the orchestration: it is `Failed` or `Canceled` like the
 ///   `200`, never retried as a server error. Their body is read only when it may be JSON.
-/// - Cancel: `POST` of the start body's `terminatePostUri`, its `{text}` placeholder replaced
-///   by the URL-encoded reason `canceled by tower-lro`. The extension answers `202`; a `410
+/// - A starter that waits (`WaitForCompletionOrCreateCheckStatusResponseAsync`) answers `200`
+///   (or, with `returnInternalServerErrorOnFailure=true`, `500`) with the instance status once
+///   the orchestration ended, without a `Location`. Such an answer whose body may be JSON is
+///   read: an instance status (string `instanceId` and `runtimeStatus`) that reports
+///   `Completed` is returned as it is, `Failed` is [`Failed`](crate::ErrorKind::Failed) and
+///   `Terminated` or `Canceled` is [`Canceled`](crate::ErrorKind::Canceled) (the output as
+///   above), any other `runtimeStatus` is [`MalformedStatus`](crate::ErrorKind::MalformedStatus);
+///   a body that is not an instance status (the starter's own answer), or one that cannot be
+///   read whole, is returned as it is.
+/// - Cancel: `POST` of the start body's `terminatePostUri`, its `{text}` placeholder (or the
+///   isolated worker's `{{text}}`) replaced by the URL-encoded reason `canceled by tower-lro`. The extension answers `202`; a `410
 ///   Gone` (the instance already finished) is taken as accepted too, so the layer polls once
 ///   more and returns how it really ended. Without a `terminatePostUri` in the start body,
 ///   cancel is [`CancelUnsupported`](crate::ErrorKind::CancelUnsupported).
@@ -106,12 +115,18 @@ impl Dialect for DurableFunctions {
         _: &RequestHead<'_>,
         response: &'a response::Parts,
     ) -> InitialHead<'a, DurableMonitor> {
+        match response.status.as_u16() {
+            // `WaitForCompletionOrCreateCheckStatusResponseAsync` answers an orchestration that
+            // already ended with its instance status: a failed one must not pass as a result.
+            200 | 500 if headers::may_be_json(&response.headers) => {
+                return InitialHead::ReadBody { otherwise: None }
+            }
+            202 => {}
+            _ => return InitialHead::NotLongRunning,
+        }
         let Some(location) = response.headers.get(header::LOCATION) else {
             return InitialHead::NotLongRunning;
         };
-        if response.status != StatusCode::ACCEPTED {
-            return InitialHead::NotLongRunning;
-        }
         let follow = Follow::new(DurableMonitor::default(), PollAt::url(location));
         if headers::may_be_json(&response.headers) {
             // The body names the terminate URL; unreadable, the orchestration is still followed.
@@ -131,8 +146,9 @@ impl Dialect for DurableFunctions {
         otherwise: Option<Follow<'a, DurableMonitor>>,
         seen: &mut Observer<'_>,
     ) -> InitialBody<'a, DurableMonitor> {
+        // Without a status URL to follow, the body is a starter's `200`/`500` (PROTOCOL §13).
         let Some(follow) = otherwise else {
-            return InitialBody::Final;
+            return ended(body, seen);
         };
         let links = parse_links(body);
         if let Some(id) = &links.id {
@@ -164,10 +180,12 @@ impl Dialect for DurableFunctions {
         let terminate = monitor.terminate.as_deref()?;
         let reason: String =
             url::form_urlencoded::byte_serialize(TERMINATE_REASON.as_bytes()).collect::<String>();
-        Some(CancelRequest::new(
-            Method::POST,
-            terminate.replace("{text}", &reason),
-        ))
+        // The isolated worker's payload doubles the braces (`reason={{text}}`): replaced
+        // first, or the inner `{text}` would leave `{…}` around the reason.
+        let url = terminate
+            .replace("{{text}}", &reason)
+            .replace("{text}", &reason);
+        Some(CancelRequest::new(Method::POST, url))
     }
 
     fn cancel_head(&self, _: &DurableMonitor, status: StatusCode) -> CancelHead {
@@ -256,6 +274,36 @@ fn judge<'a>(status: StatusCode, body: &'a [u8], seen: &mut Observer<'_>) -> Ver
             "a {status} answer reports the instance {reported:?}"
         )),
         _ => error_status(status),
+    }
+}
+
+/// What a starter's `200` or `500` says: an instance status that reports the orchestration
+/// ended (`WaitForCompletionOrCreateCheckStatusResponseAsync`) is judged like a poll's answer;
+/// any other body is the starter's own answer, returned as it is.
+fn ended<'a, M>(body: &'a [u8], seen: &mut Observer<'_>) -> InitialBody<'a, M> {
+    let Ok(Instance {
+        id: Some(id),
+        runtime_status: Some(reported),
+        output,
+    }) = parse_status(body)
+    else {
+        return InitialBody::Final;
+    };
+    seen.operation_id(&id);
+    seen.state(&reported);
+    match runtime(&reported) {
+        Some(Runtime::Completed) => InitialBody::Final,
+        Some(Runtime::Failed) => {
+            let (code, message) = failure(output);
+            InitialBody::Failed(ErrorDetail::reported(reported).with_detail(code, message))
+        }
+        Some(Runtime::Terminated) => {
+            let message = output.and_then(output_text);
+            InitialBody::Canceled(ErrorDetail::reported(reported).with_detail(None, message))
+        }
+        Some(Runtime::Running) | None => InitialBody::Malformed(format!(
+            "a starter's answer reports the instance {reported:?} without a status URL"
+        )),
     }
 }
 
@@ -435,10 +483,34 @@ mod tests {
                 format!("follow {monitor} ref {STATUS}"),
             ),
             (Method::POST, 202, &[json][..], "pass".into()),
-            // `WaitForCompletionOrCreateCheckStatusResponseAsync`: the output itself.
-            (Method::POST, 200, &[json, location][..], "pass".into()),
+            // `WaitForCompletionOrCreateCheckStatusResponseAsync`: the instance status of an
+            // orchestration that ended, which may report a failure.
+            (Method::POST, 200, &[json][..], "read, else pass".into()),
+            (
+                Method::POST,
+                200,
+                &[json, location][..],
+                "read, else pass".into(),
+            ),
+            (Method::GET, 200, &[][..], "read, else pass".into()),
+            (Method::POST, 500, &[json][..], "read, else pass".into()),
+            (Method::POST, 500, &[location][..], "read, else pass".into()),
+            // Bodies that cannot be an instance status.
+            (
+                Method::POST,
+                200,
+                &[("content-type", "text/html")][..],
+                "pass".into(),
+            ),
+            (
+                Method::POST,
+                500,
+                &[("content-type", "text/plain")][..],
+                "pass".into(),
+            ),
             (Method::POST, 201, &[location][..], "pass".into()),
-            (Method::POST, 500, &[location][..], "pass".into()),
+            (Method::POST, 400, &[json, location][..], "pass".into()),
+            (Method::POST, 204, &[][..], "pass".into()),
         ] {
             let request = Request::builder()
                 .method(method.clone())
@@ -498,6 +570,82 @@ mod tests {
             r#"{"id":"abc","terminatePostUri":"#,
         ] {
             assert_eq!(start(body)?, (DurableMonitor::default(), None), "{body}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_starter_answer_of_an_ended_orchestration() -> Result<(), http::Error> {
+        let status = |runtime: &str, output: &str| {
+            format!(
+                r#"{{"name":"Hello","instanceId":"abc","runtimeStatus":"{runtime}","input":null,"customStatus":null,"output":{output},"createdTime":"2024-01-01T00:00:00Z","lastUpdatedTime":"2024-01-01T00:00:05Z"}}"#
+            )
+        };
+        for (code, body, expected) in [
+            (200, status("Completed", r#"["Hello Tokyo!"]"#), "final"),
+            // The handler never writes it; a 500 returned as it is is no `Ok` of the layer's.
+            (500, status("Completed", "null"), "final"),
+            (
+                200,
+                status("Failed", r#""Orchestrator function 'Hello' failed: boom""#),
+                "failed Failed/-/Orchestrator function 'Hello' failed: boom",
+            ),
+            (
+                200,
+                status("Failed", r#"{"ErrorType":"E","ErrorMessage":"boom"}"#),
+                "failed Failed/E/boom",
+            ),
+            (200, status("Failed", "null"), "failed Failed/-/-"),
+            (500, status("Failed", r#""boom""#), "failed Failed/-/boom"),
+            (
+                200,
+                status("Terminated", r#""stop""#),
+                "canceled Terminated/-/stop",
+            ),
+            (200, status("Canceled", "null"), "canceled Canceled/-/-"),
+            (500, status("Terminated", "null"), "canceled Terminated/-/-"),
+            // An instance status that does not say the instance ended, with no status URL.
+            (200, status("Running", "null"), "malformed"),
+            (200, status("Pending", "null"), "malformed"),
+            (200, status("Unknown", "null"), "malformed"),
+            (200, status("failed", "null"), "malformed"),
+            (500, status("Running", "null"), "malformed"),
+            // Anything else is the starter's own answer: the orchestration's output (older
+            // extensions), another function's result, a server error.
+            (200, r#"["Hello Tokyo!"]"#.into(), "final"),
+            (200, r#""done""#.into(), "final"),
+            (200, r#"{"runtimeStatus":"Failed"}"#.into(), "final"),
+            (200, r#"{"instanceId":"abc"}"#.into(), "final"),
+            (
+                200,
+                r#"{"instanceId":7,"runtimeStatus":"Failed"}"#.into(),
+                "final",
+            ),
+            (
+                200,
+                r#"{"instanceId":"abc","runtimeStatus":null}"#.into(),
+                "final",
+            ),
+            (
+                200,
+                r#"{"instanceId":"abc","runtimeStatus":"Failed"} trailing"#.into(),
+                "final",
+            ),
+            (200, String::new(), "final"),
+            (200, "<html>".into(), "final"),
+            (500, r#"{"Message":"Something went wrong"}"#.into(), "final"),
+        ] {
+            let request = request()?;
+            let response = testing::response_head(code, &[])?;
+            let mut seen = Recorder::new();
+            let verdict = DurableFunctions::new().initial_body(
+                &testing::request_head(&request),
+                &response,
+                body.as_bytes(),
+                None,
+                &mut seen.observer(),
+            );
+            assert_eq!(table::initial_body(&verdict), expected, "{code} {body}");
         }
         Ok(())
     }
@@ -656,6 +804,22 @@ mod tests {
             "https://app.example/runtime/webhooks/durabletask/instances/abc/terminate?reason=canceled+by+tower-lro&taskHub=h&connection=Storage&code=KEY"
         );
         assert_eq!(cancel.body(), "");
+        // The isolated worker's payload doubles the placeholder's braces.
+        for terminate in [
+            "https://app.example/instances/abc/terminate?reason={{text}}&code=KEY",
+            "https://app.example/instances/abc/terminate?reason={text}&code=KEY",
+        ] {
+            let monitor = DurableMonitor {
+                id: Some("abc".into()),
+                terminate: Some(terminate.into()),
+            };
+            let cancel = DurableFunctions::new().cancel(&monitor, &polled).unwrap();
+            assert_eq!(
+                cancel.url(),
+                "https://app.example/instances/abc/terminate?reason=canceled+by+tower-lro&code=KEY",
+                "{terminate}"
+            );
+        }
         assert_eq!(
             DurableFunctions::new().cancel(&DurableMonitor::default(), &polled),
             None
