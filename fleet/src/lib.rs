@@ -113,10 +113,11 @@
 //! - **A database that goes away**: the worker starts a new apalis worker every
 //!   [`restart_delay`](FleetBuilder::restart_delay) until it is back; its jobs come back to the
 //!   queue after the lease.
-//! - **Finished rows**: each operation has exactly one live job row, but apalis keeps every
-//!   finished step's row (about 2 KB with its indexes) until it is deleted: SQLite stores offer
-//!   apalis's `Vacuum`; on PostgreSQL, delete `apalis.jobs` rows with status `Done` older than you
-//!   care to keep.
+//! - **Finished rows**: each operation has exactly one live job row; apalis keeps every finished
+//!   step's row (about 2 KB with its indexes) for inspection, and the workers prune them once
+//!   older than [`retention`](FleetBuilder::retention) (7 days by default): one background task
+//!   per fleet and worker process, in batches of 1,000 with pauses, touching only the `Done`
+//!   rows of the fleet's queue. Waiting, running and failed jobs stay until removed on purpose.
 //! - **TLS to a remote PostgreSQL** is your choice: enable `sqlx/tls-rustls` (or another TLS
 //!   feature of sqlx) in your own manifest.
 //!
@@ -139,6 +140,7 @@ pub struct ReadmeDoctests;
 mod delivery;
 mod error;
 mod job;
+mod retention;
 mod settings;
 mod store;
 mod worker;
@@ -146,6 +148,7 @@ mod worker;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,6 +186,8 @@ struct Shared<S, H, ReqBody, D> {
     layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
+    /// Whether a worker of this fleet in this process runs the pruner.
+    pruning: Arc<AtomicBool>,
     _body: PhantomData<fn(ReqBody)>,
 }
 
@@ -216,6 +221,7 @@ impl<S, H, ReqBody, D: fmt::Debug> fmt::Debug for Fleet<S, H, ReqBody, D> {
 /// | [`step_retries`](Self::step_retries), [`step_retry_delay`](Self::step_retry_delay) | 5, 30 s doubling | an unreachable server is given about 15 minutes beyond the layer's own retries |
 /// | [`job_attempts`](Self::job_attempts), [`retry_backoff`](Self::retry_backoff) | 10, 1 s – 60 s | a failing handler (or store) is retried for a few minutes |
 /// | [`restart_delay`](Self::restart_delay) | 1 s | a worker whose database went away tries again every second |
+/// | [`retention`](Self::retention), [`prune_interval`](Self::prune_interval) | 7 days, 60 s | finished steps' rows are kept a week for inspection, then pruned in the background |
 ///
 /// ```
 /// use std::time::Duration;
@@ -308,6 +314,32 @@ impl FleetBuilder {
         self
     }
 
+    /// How long the row of a finished step is kept (from when it finished) before the pruner
+    /// deletes it. Every worker process prunes its fleet's queue in the background: one task
+    /// per fleet and process, in batches of 1,000 rows with a pause after each, so stepping
+    /// never waits on it. Only finished (`Done`) rows of the fleet's queue are deleted; waiting,
+    /// running and failed jobs, and rows set aside as bad, stay until removed on purpose.
+    /// `Duration::MAX` keeps every row.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # async fn run(store: tower_lro_fleet::Store) {
+    /// let builder = tower_lro_fleet::FleetBuilder::new(store)
+    ///     .retention(Duration::from_secs(24 * 3600)); // a day
+    /// # }
+    /// ```
+    pub fn retention(mut self, age: Duration) -> Self {
+        self.settings.retention = age;
+        self
+    }
+
+    /// How often the pruner looks for finished rows older than the [`retention`](Self::retention)
+    /// age (it goes on at once, with pauses, while it finds full batches).
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.settings.prune_interval = interval;
+        self
+    }
+
     /// The fleet: steps go through `layer` over `inner` (the same stack `LongRunningLayer` would
     /// wrap), deliveries to `handler`. The layer's dialect is the fleet's: any
     /// `LongRunningLayer<D>` (`LongRunningLayer::new()` for Azure,
@@ -337,6 +369,7 @@ impl FleetBuilder {
                 layer,
                 inner,
                 handler,
+                pruning: Arc::new(AtomicBool::new(false)),
                 _body: PhantomData,
             }),
         })
@@ -439,8 +472,19 @@ where
     /// after `restart_delay`, for as long as it takes: it never gives up while `shutdown` is
     /// pending. Dropping the future stops the worker at once, as a crash would (its jobs come
     /// back after the lease).
+    ///
+    /// The first worker of the fleet running in this process also prunes the rows of finished
+    /// steps, in the background (see [`FleetBuilder::retention`]).
     pub async fn run_worker(&self, name: impl Into<String>, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let _pruner = retention::claim(&self.shared.pruning).map(|claim| {
+            retention::spawn(
+                claim,
+                self.shared.store.inner.clone(),
+                self.shared.settings.clone(),
+                stopped.clone(),
+            )
+        });
         let supervisor = worker::supervise(
             self.shared.clone(),
             self.shared.store.inner.clone(),

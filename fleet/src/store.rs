@@ -81,6 +81,9 @@ impl Store {
         PostgresStorage::setup(&pool)
             .await
             .map_err(|e| FleetError::store("cannot set up the PostgreSQL schema", e))?;
+        crate::retention::setup_postgres(&pool)
+            .await
+            .map_err(|e| FleetError::store("cannot create the index of finished jobs", e))?;
         Ok(Store {
             inner: Inner::Postgres(pool),
         })

@@ -301,8 +301,7 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 /// What the test knows of one started operation.
 #[derive(Debug)]
-struct Started1 {
-    kind: Kind,
+struct Operation {
     method: Method,
     path: String,
     /// The path its polls go to, as its token names it.
@@ -358,7 +357,7 @@ async fn a_worker_killed_mid_run_loses_no_operation_of_any_dialect() {
         )
         .unwrap();
 
-    let mut started: HashMap<String, Started1> = HashMap::new();
+    let mut started: HashMap<String, Operation> = HashMap::new();
     for (k, kind) in Kind::ALL.into_iter().enumerate() {
         for j in 0..PER_KIND {
             let n = k * PER_KIND + j;
@@ -397,8 +396,7 @@ async fn a_worker_killed_mid_run_loses_no_operation_of_any_dialect() {
             let monitor: http::Uri = token.monitor_url().parse().unwrap();
             started.insert(
                 key,
-                Started1 {
-                    kind,
+                Operation {
                     method,
                     path,
                     monitor: monitor.path().to_owned(),
