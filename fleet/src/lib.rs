@@ -50,7 +50,10 @@
 //! names it. Tokens are resumed only by a layer of the dialect that issued them, so a token of
 //! another dialect given to [`Fleet::track`] is delivered as an
 //! [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken) error. For operations of
-//! several dialects, build one fleet per dialect, each on its own [`queue`](FleetBuilder::queue).
+//! several dialects, build one fleet whose dialect is their [`Dialect::or`] when their initial
+//! answers differ (Azure, Google, FHIR Bulk Data and the `JsonJob` presets do), and one fleet per
+//! dialect, each on its own [`queue`](FleetBuilder::queue), for dialects that start alike (Durable
+//! Functions, Request-Reply and OData all answer `202` with a `Location`, as Azure may).
 //!
 //! ```no_run
 //! # use bytes::Bytes;
