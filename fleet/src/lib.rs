@@ -136,9 +136,11 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod backend;
 mod delivery;
 mod error;
 mod job;
+mod quarantine;
 mod settings;
 mod store;
 mod worker;
@@ -161,9 +163,11 @@ use tower_lro::{
 pub use delivery::Delivery;
 pub use error::{FleetError, FleetErrorKind};
 pub use job::OperationId;
+pub use quarantine::Quarantined;
 pub use store::Store;
 
 use job::Job;
+use quarantine::Quarantine;
 use settings::Settings;
 use tower_lro::Step;
 
@@ -183,6 +187,7 @@ struct Shared<S, H, ReqBody, D> {
     layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
+    quarantine: Arc<Quarantine>,
     _body: PhantomData<fn(ReqBody)>,
 }
 
@@ -337,6 +342,7 @@ impl FleetBuilder {
                 layer,
                 inner,
                 handler,
+                quarantine: Arc::default(),
                 _body: PhantomData,
             }),
         })
@@ -369,6 +375,22 @@ impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
     /// The lease: how long the jobs of a worker that stopped heartbeating stay with it.
     pub fn lease(&self) -> Duration {
         self.shared.settings.lease()
+    }
+
+    /// How many rows this fleet's workers moved to the quarantine since the fleet was built:
+    /// rows in its queue they could not step (see [`Quarantined`]). Each row counts once, in
+    /// the process whose worker claimed it; a metric to export and alert on.
+    pub fn quarantined(&self) -> u64 {
+        self.shared.quarantine.count()
+    }
+
+    /// The quarantined rows of the fleet's queue (whichever process quarantined them), oldest
+    /// first, at most `limit`. They stay until you delete them from the quarantine table.
+    pub async fn quarantined_rows(&self, limit: usize) -> Result<Vec<Quarantined>, FleetError> {
+        self.shared
+            .store
+            .quarantined(&self.shared.settings.queue, limit)
+            .await
     }
 
     /// Tracks the operation `token` describes under your `key`, from now on: a worker takes its
@@ -445,6 +467,7 @@ where
             self.shared.clone(),
             self.shared.store.inner.clone(),
             self.shared.settings.clone(),
+            self.shared.quarantine.clone(),
             name.into(),
             stopped,
         );

@@ -150,7 +150,10 @@ async fn real_operations_finish_beside(store: Store, poisons: &[Poison]) -> Test
                 .retry_after(RetryAfter::Millis(20))
                 .completes_after_polls(2),
         );
-        let started = fleet.start(path.clone(), request(sim.url(&path))).await.unwrap();
+        let started = fleet
+            .start(path.clone(), request(sim.url(&path)))
+            .await
+            .unwrap();
         assert!(matches!(started, Started::Tracked { .. }));
     }
 
@@ -195,7 +198,64 @@ async fn real_operations_finish_beside(store: Store, poisons: &[Poison]) -> Test
     for record in &records {
         assert_eq!(record.result, Ok(200), "{record:?}");
     }
+    assert_quarantined(&fleet, poisons).await;
     fleet
+}
+
+/// Every poisoned row was reported once and is kept, byte for byte, with its reason.
+async fn assert_quarantined(fleet: &TestFleet, poisons: &[Poison]) {
+    assert_eq!(fleet.quarantined(), poisons.len() as u64);
+    let rows = fleet.quarantined_rows(100).await.unwrap();
+    assert_eq!(rows.len(), poisons.len(), "{rows:#?}");
+    for poison in poisons {
+        let row = rows
+            .iter()
+            .find(|row| row.id == poison.id)
+            .unwrap_or_else(|| panic!("{} was not quarantined: {rows:#?}", poison.name));
+        assert_eq!(row.queue, "tower-lro-fleet");
+        assert_eq!(
+            row.payload.as_deref(),
+            Some(&poison.payload[..]),
+            "{}",
+            poison.name
+        );
+        let expected = match poison.name {
+            "id not a ULID" => "not a ULID",
+            "payload of another version" => "version 2",
+            name if name.starts_with("metadata") => "metadata",
+            _ => "not a fleet job",
+        };
+        assert!(
+            row.reason.contains(expected),
+            "{}: {}",
+            poison.name,
+            row.reason
+        );
+        assert!(
+            row.worker.starts_with('a') || row.worker.starts_with('b'),
+            "{row:?}"
+        );
+        let columns: serde_json::Value = serde_json::from_str(&row.row).unwrap();
+        assert_eq!(columns["id"], poison.id.as_str(), "{}", poison.name);
+    }
+}
+
+/// Whether a job with `id` is still in apalis's table.
+async fn in_jobs_table(store: &Store, id: &str) -> bool {
+    let count: i64 = if let Some(pool) = store.postgres_pool() {
+        sqlx::query_scalar("SELECT count(*) FROM apalis.jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    } else {
+        sqlx::query_scalar("SELECT count(*) FROM Jobs WHERE id = ?1")
+            .bind(id)
+            .fetch_one(store.sqlite_pool().unwrap())
+            .await
+            .unwrap()
+    };
+    count > 0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,7 +269,15 @@ async fn postgres_poisoned_rows_are_quarantined_and_stop_nothing() {
         metadata: Some("trace => NULL"),
     }]);
     poison_postgres(&store, &poisons).await;
-    let _fleet = real_operations_finish_beside(store, &poisons).await;
+    let fleet = real_operations_finish_beside(store.clone(), &poisons).await;
+    for poison in &poisons {
+        assert!(!in_jobs_table(&store, &poison.id).await, "{}", poison.name);
+    }
+    // The hstore's NULL is kept as the row held it.
+    let rows = fleet.quarantined_rows(100).await.unwrap();
+    let metadata = rows.iter().find(|r| r.reason.contains("metadata")).unwrap();
+    let columns: serde_json::Value = serde_json::from_str(&metadata.row).unwrap();
+    assert_eq!(columns["metadata"], serde_json::json!({"trace": null}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,5 +291,8 @@ async fn sqlite_poisoned_rows_are_quarantined_and_stop_nothing() {
         metadata: Some("{not json"),
     }]);
     poison_sqlite(&store, &poisons).await;
-    let _fleet = real_operations_finish_beside(store, &poisons).await;
+    let _fleet = real_operations_finish_beside(store.clone(), &poisons).await;
+    for poison in &poisons {
+        assert!(!in_jobs_table(&store, &poison.id).await, "{}", poison.name);
+    }
 }
