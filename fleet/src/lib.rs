@@ -108,17 +108,37 @@
 //!   second at or after the time the server asked for: rounded up, never early.
 //! - **Bad rows**: a stored token that is corrupt or foreign (another version, another origin,
 //!   another dialect) becomes an [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken)
-//!   delivery for its operation; a row that is not a fleet job at all is skipped with a warning,
-//!   and the workers go on.
-//! - **A database that goes away**: the worker starts a new apalis worker every
-//!   [`restart_delay`](FleetBuilder::restart_delay) until it is back; its jobs come back to the
-//!   queue after the lease.
+//!   delivery for its operation. A row the fleet cannot step at all (a job id that is not a
+//!   ULID, metadata the engine cannot decode, a payload that is not a fleet job: foreign, not
+//!   JSON, truncated, or of another payload version) is moved, in the transaction that claimed
+//!   it, to a quarantine table and reported once: a warning, [`Fleet::quarantined`] (a count)
+//!   and [`Fleet::quarantined_rows`] (the rows, payload byte for byte). Every other job of the
+//!   batch is stepped as usual. The fleet claims with the engine's own claim and decodes the
+//!   rows itself because apalis's stores decode a batch all or nothing: one such row failed
+//!   every fetch (or, for a NULL hstore value, panicked apalis-postgres 1.0), and no good job
+//!   was stepped again.
+//! - **A database that goes away**: apalis's `Monitor` restarts the worker; the new one (with a
+//!   fresh name) waits [`restart_delay`](FleetBuilder::restart_delay) before it touches the
+//!   store, and so on until the database is back; its jobs come back to the queue after the
+//!   lease. `Store::postgres` waits for a server that is not up yet (up to 30 s, or
+//!   `Store::postgres_within`).
+//! - **The store must keep what it acknowledged**: "no operation is lost" holds only if a
+//!   commit the database acknowledged survives its crash. Keep PostgreSQL's durable defaults
+//!   (`fsync`, `synchronous_commit`, `full_page_writes` on; the fleet's tests run with them)
+//!   and SQLite's (`synchronous` not `OFF`). With `synchronous_commit=off`, an immediate
+//!   PostgreSQL stop lost operations that `start` had reported tracked.
 //! - **Finished rows**: each operation has exactly one live job row, but apalis keeps every
 //!   finished step's row (about 2 KB with its indexes) until it is deleted: SQLite stores offer
 //!   apalis's `Vacuum`; on PostgreSQL, delete `apalis.jobs` rows with status `Done` older than you
 //!   care to keep.
 //! - **TLS to a remote PostgreSQL** is your choice: enable `sqlx/tls-rustls` (or another TLS
 //!   feature of sqlx) in your own manifest.
+//!
+//! # Features
+//!
+//! One per store, so an application builds only the driver it uses: `sqlite` (the default:
+//! `Store::sqlite`) and `postgres` (`Store::postgres`). A PostgreSQL-only fleet:
+//! `tower-lro-fleet = { version = "0.1", default-features = false, features = ["postgres"] }`.
 //!
 //! Throughput and memory at 1,000 to 100,000 operations in flight: `docs/PERFORMANCE.md` in the
 //! repository.
