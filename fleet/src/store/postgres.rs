@@ -265,14 +265,17 @@ impl Persistence for PgTable {
             match read.task() {
                 Ok(task) => tasks.push(task),
                 Err(reason) => {
-                    sqlx::query(QUARANTINE)
+                    let moved = sqlx::query(QUARANTINE)
                         .bind(&id)
                         .bind(&reason)
                         .bind(worker.name())
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreFailure::from)?;
-                    quarantined.push((id, reason));
+                    // Reported only once it is really out of the jobs table.
+                    if moved.rows_affected() == 1 {
+                        quarantined.push((id, reason));
+                    }
                 }
             }
         }

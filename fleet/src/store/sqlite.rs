@@ -268,12 +268,15 @@ impl Persistence for SqliteTable {
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreFailure::from)?;
-                    sqlx::query("DELETE FROM Jobs WHERE ROWID = ?1")
+                    let moved = sqlx::query("DELETE FROM Jobs WHERE ROWID = ?1")
                         .bind(rowid)
                         .execute(&mut *tx)
                         .await
                         .map_err(StoreFailure::from)?;
-                    quarantined.push((id, reason));
+                    // Reported only once it is really out of the jobs table.
+                    if moved.rows_affected() == 1 {
+                        quarantined.push((id, reason));
+                    }
                 }
             }
         }
