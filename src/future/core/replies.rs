@@ -219,6 +219,7 @@ impl<D: Dialect> Follower<D> {
         if hint.is_none() {
             ledger.unhinted_waits = ledger.unhinted_waits.saturating_add(1);
         }
+        ledger.hinted = hint.is_some();
         #[cfg(feature = "tracing")]
         tracing::debug!(
             parent: &self.span,
@@ -270,6 +271,7 @@ impl<D: Dialect> Follower<D> {
             self.config
                 .delays
                 .retry(hint, ledger.retries, crate::protocol::schedule::jitter());
+        ledger.hinted = hint.is_some();
         #[cfg(feature = "tracing")]
         tracing::warn!(
             parent: &self.span,
