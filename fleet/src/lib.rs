@@ -91,6 +91,20 @@
 //!   then the job stays in the store as failed, token included.
 //! - **Duplicate polls are bounded**: only a step that was running when its worker died is
 //!   polled again, once, after the lease.
+//! - **A retried start never forks an operation** when it names the operation: with an id of
+//!   yours ([`OperationId::generate`], kept with your own record), [`Fleet::start_as`] sends
+//!   the request only if the store holds no step of that operation (else
+//!   [`Started::AlreadyTracked`]), and [`Fleet::track_as`] enqueues nothing new. This assumes
+//!   the store acknowledges only durable commits (the databases' defaults: keep
+//!   `synchronous_commit` on); two calls with one id at the same moment may both send.
+//! - **No poll before the server's hint**: the first step waits for the initial response's
+//!   hint ([`ResumeToken::next_poll_in`]) as every later step waits for its poll's, rounded
+//!   up to the store's whole second; [jitter](FleetBuilder::jitter) only ever adds to a hint.
+//! - **A cancel is sent once**: [`Fleet::cancel`] marks the operation's waiting step, and the
+//!   worker that takes it marks it sent in the store before sending the dialect's cancel
+//!   request through the layer; a worker that dies after that mark leaves it unsent rather
+//!   than sent twice. The outcome (`Canceled`, or the final response if the operation
+//!   completed first) reaches the handler as any other.
 //!
 //! # Errors that carry a token
 //!
@@ -105,7 +119,17 @@
 //! # Operating a fleet
 //!
 //! - **Scheduling**: the stores schedule in whole seconds, so a step runs at the first whole
-//!   second at or after the time the server asked for: rounded up, never early.
+//!   second at or after the time the server asked for: rounded up, never early. The first
+//!   step is due when the token says ([`ResumeToken::next_poll_in`]: the initial response's
+//!   hint, else the layer's first delay). Each wait is spread by
+//!   [`jitter`](FleetBuilder::jitter) (±10 % by default; a server's hint only grows), so
+//!   operations started together do not poll together.
+//! - **Seeing and steering**: [`Fleet::status`] (last reported state, percent complete, polls,
+//!   when the next step is due, the runs of its job, the last error, a cancel's state),
+//!   [`Fleet::in_flight`] (the operations in flight, a page at a time, by id) and
+//!   [`Fleet::cancel`]. They read the store (any process that reaches it can ask); on
+//!   PostgreSQL the fleet adds one index (`tower_lro_fleet_chains`) to find an operation's
+//!   steps by its id.
 //! - **Bad rows**: a stored token that is corrupt or foreign (another version, another origin,
 //!   another dialect) becomes an [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken)
 //!   delivery for its operation; a row that is not a fleet job at all is skipped with a warning,
@@ -796,6 +820,9 @@ where
 }
 
 /// Where one step left the operation: [`Step`], with what the fleet keeps of it.
+// Returned once per step and matched at once, as the core's `Step` is: a box would be an
+// allocation per step.
+#[allow(clippy::large_enum_variant)]
 enum Stepped<R> {
     Done(R),
     Running {
