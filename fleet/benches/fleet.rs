@@ -2,8 +2,8 @@
 //! finish (and 1,000,000 when asked), stepped by M workers in this process against a simulator
 //! in a child process (so its request log is not in the figures). For each stage: the workers'
 //! resident set size, polls per second and per CPU-second of this process, the store's rows and
-//! bytes per operation (finished steps pruned as they finish: retention 0 s, a pass every
-//! second), and the database's size. Run by hand (it takes a few minutes and starts its own
+//! bytes per operation (finished steps pruned as soon as the fleet allows: retention 0 s, so
+//! three leases, 30 s; a pass every second), and the database's size. Run by hand (it takes a few minutes and starts its own
 //! PostgreSQL 15; the settings it runs with are printed first):
 //!
 //! ```text
@@ -131,8 +131,8 @@ async fn run(workers: usize, stages: &[usize]) {
         .fetch_interval(Duration::from_millis(100))
         .batch_size(100)
         .concurrency(256)
-        // Every finished step's row goes at the next pass: the rows left are those in flight
-        // and those finished within the last second or so.
+        // Every finished step's row goes as soon as the fleet allows (three leases, 30 s): the
+        // rows left are those in flight and those finished within the last 30 s or so.
         .retention(Duration::ZERO)
         .prune_interval(Duration::from_secs(1))
         .build(layer, counted, Recorder::default().handler())
@@ -150,9 +150,10 @@ async fn run(workers: usize, stages: &[usize]) {
     }
     println!(
         "{workers} workers, one tokio runtime on {} threads; PostgreSQL 15 on 127.0.0.1 ({}); \
-         retention 0 s, pruned every 1 s",
+         retention 0 s (three leases: {:?}), pruned every 1 s",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        durability.join(", ")
+        durability.join(", "),
+        fleet.lease() * 3,
     );
     println!("| in flight | worker RSS | polls/s | polls per CPU-second | job rows per operation (live / all) | jobs table bytes per operation | database |");
     println!("|---|---|---|---|---|---|---|");

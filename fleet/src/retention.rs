@@ -22,6 +22,17 @@ const BATCH: i64 = 1_000;
 /// takes at most about half of the store's time even when far behind.
 const MIN_PAUSE: Duration = Duration::from_millis(10);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// Rows are kept at least this many leases, whatever the retention: a step whose worker died
+/// before acknowledging it runs again about a lease later, and must then still find its
+/// successor's idempotency key, or it would enqueue that step a second time (a fork).
+const LEASES_KEPT: u32 = 3;
+
+/// The age past which a finished row goes: the retention, but never less than three leases.
+pub(crate) fn age(settings: &Settings) -> Duration {
+    settings
+        .retention
+        .max(settings.lease().saturating_mul(LEASES_KEPT))
+}
 
 /// Claims the one pruner of a fleet in this process: `None` if another worker of it runs one.
 /// Dropping the claim lets the next worker take over.
@@ -68,7 +79,7 @@ async fn run(_claim: Claim, store: Inner, settings: Settings, mut stop: watch::R
         }
         'pass: loop {
             let began = Instant::now();
-            match prune_batch(&store, &settings.queue, settings.retention).await {
+            match prune_batch(&store, &settings.queue, age(&settings)).await {
                 Ok(deleted) if deleted >= BATCH => {
                     let pause = began.elapsed().clamp(MIN_PAUSE, MAX_PAUSE);
                     tokio::select! {
@@ -101,6 +112,7 @@ async fn prune_batch(store: &Inner, queue: &str, age: Duration) -> Result<i64, s
         return Ok(0);
     };
     let deleted = match store {
+        #[cfg(feature = "sqlite")]
         Inner::Sqlite(pool) => {
             // `done_at` is whole seconds (the second it finished began then): strictly before
             // the cutoff's second, so no row goes before its age.
@@ -119,6 +131,7 @@ async fn prune_batch(store: &Inner, queue: &str, age: Duration) -> Result<i64, s
             .await?
             .rows_affected()
         }
+        #[cfg(feature = "postgres")]
         Inner::Postgres(pool) => {
             // `SKIP LOCKED`: the pruners of several processes take different rows, never
             // waiting for each other.
@@ -137,22 +150,4 @@ async fn prune_batch(store: &Inner, queue: &str, age: Duration) -> Result<i64, s
         }
     };
     Ok(i64::try_from(deleted).unwrap_or(i64::MAX))
-}
-
-/// Creates the PostgreSQL index the pruner's query walks (finished rows by queue and age; apalis's
-/// own indexes cover only the rows waiting to run). Workers starting together take turns under
-/// a transaction-scoped advisory lock: two concurrent `CREATE INDEX IF NOT EXISTS` of one name
-/// can fail.
-pub(crate) async fn setup_postgres(pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tower-lro-fleet: setup'))")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "CREATE INDEX IF NOT EXISTS tower_lro_fleet_done_at \
-         ON apalis.jobs (job_type, done_at) WHERE status = 'Done'",
-    )
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await
 }

@@ -20,6 +20,7 @@ pub(crate) struct Settings {
     pub(crate) restart_delay: Duration,
     pub(crate) retention: Duration,
     pub(crate) prune_interval: Duration,
+    pub(crate) jitter: f64,
 }
 
 impl Default for Settings {
@@ -38,6 +39,7 @@ impl Default for Settings {
             restart_delay: Duration::from_secs(1),
             retention: Duration::from_secs(7 * 24 * 3600),
             prune_interval: Duration::from_secs(60),
+            jitter: 0.1,
         }
     }
 }
@@ -68,6 +70,9 @@ impl Settings {
         let (min, max) = self.retry_backoff;
         if min.is_zero() || min > max {
             return bad("retry_backoff needs 0 < min <= max");
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return bad("jitter must be a fraction in [0, 1)");
         }
         if self.queue.is_empty() {
             return bad("the queue name must not be empty");
@@ -110,13 +115,18 @@ mod tests {
             let error = settings.check().unwrap_err();
             assert_eq!(error.kind(), FleetErrorKind::Config, "{name}");
         }
-        // A retention of zero prunes at once, and `Duration::MAX` keeps everything: both valid.
+        // A retention of zero prunes as soon as it may, and `Duration::MAX` keeps everything.
         for retention in [zero, Duration::MAX] {
             let settings = Settings {
                 retention,
                 ..Settings::default()
             };
             assert!(settings.check().is_ok());
+            // Never before three leases: a re-run step must find its successor's key.
+            assert_eq!(
+                crate::retention::age(&settings),
+                retention.max(3 * settings.lease())
+            );
         }
     }
 }

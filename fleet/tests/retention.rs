@@ -1,6 +1,7 @@
 //! Retention on the real engines (SQLite in a temporary file, PostgreSQL 15): the rows of
-//! finished steps go once older than the fleet's retention age; rows still waiting or running,
-//! jobs kept as failed, and the rows of a queue with a longer retention stay.
+//! finished steps go once older than the fleet's retention age (here 0 s, so three leases: 6 s);
+//! rows still waiting or running, jobs kept as failed, and the rows of a queue with a longer
+//! retention stay.
 
 mod support;
 
@@ -164,11 +165,11 @@ async fn finished_rows_are_pruned_and_the_rest_kept(store: Store) {
     assert_eq!(delivered.len(), 6, "{delivered:#?}");
     assert_eq!(kept.wait_for(2, Duration::from_secs(30)).await.len(), 2);
     // Every finished step of the pruning queues goes.
-    let after = wait_rows(&store, "pruned", Duration::from_secs(15), |r| {
+    let after = wait_rows(&store, "pruned", Duration::from_secs(30), |r| {
         r.done == 0 && r.live == 2
     })
     .await;
-    let broken_rows = wait_rows(&store, "broken", Duration::from_secs(15), |r| {
+    let broken_rows = wait_rows(&store, "broken", Duration::from_secs(30), |r| {
         r.done == 0 && r.failed == 1
     })
     .await;
