@@ -1,7 +1,8 @@
 //! Two worker processes share one PostgreSQL database; one is killed with SIGKILL mid-run. Every
 //! operation still reaches its right outcome (succeeded, failed or canceled, as the server
-//! ended it), every initial request reached the server once, workers sent nothing but GETs, and
-//! the polls sent twice are bounded by what the killed worker had in flight.
+//! ended it, or canceled when the caller asked with `Fleet::cancel`), every initial request
+//! reached the server once, workers sent nothing but GETs and the cancels asked for (each once),
+//! and the polls sent twice are bounded by what the killed worker had in flight.
 //!
 //! Every built-in dialect takes part. Azure (its four monitor shapes), Google, FHIR Bulk Data and
 //! the three job-API presets go through one fleet whose dialect is their [`Dialect::or`]: their
@@ -98,6 +99,8 @@ enum End {
     Succeeded,
     Failed,
     Canceled,
+    /// Running until the caller cancels it with `Fleet::cancel`, before the workers start.
+    CanceledByCaller,
 }
 
 impl Kind {
@@ -198,11 +201,25 @@ impl Kind {
         }
     }
 
-    /// How the `j`th operation of this kind ends on the server.
-    fn end(j: usize) -> End {
+    /// Whether its dialect cancels with no help (Azure's and Request-Reply's cancels are
+    /// the caller's `CancelVia`, which a fleet's `cancel` does not take).
+    fn cancels(self) -> bool {
+        !matches!(
+            self,
+            Kind::AzureAsyncOperation
+                | Kind::AzureOperationLocation
+                | Kind::AzureLocation
+                | Kind::AzureResource
+                | Kind::AsyncRequestReply
+        )
+    }
+
+    /// How the `j`th operation of this kind ends.
+    fn end(self, j: usize) -> End {
         match j {
             0 => End::Failed,
             1 => End::Canceled,
+            2 if self.cancels() => End::CanceledByCaller,
             _ => End::Succeeded,
         }
     }
@@ -230,7 +247,7 @@ impl Kind {
                 | Kind::ODataAsync,
                 End::Canceled,
             ) => failed,
-            (_, End::Canceled) => canceled,
+            (_, End::Canceled | End::CanceledByCaller) => canceled,
         }
     }
 }
@@ -309,13 +326,14 @@ struct Operation {
     expected: String,
 }
 
-/// Starts `request` on `fleet` and returns its token (the operation must be tracked).
+/// Starts `request` on `fleet` and returns its id and token (the operation must be tracked).
 macro_rules! start {
     ($fleet:expr, $key:expr, $request:expr) => {
         match $fleet.start($key, $request).await.unwrap() {
-            Started::Tracked { response, .. } => {
-                response.extensions().get::<ResumeToken>().cloned().unwrap()
-            }
+            Started::Tracked { id, response } => (
+                id,
+                response.extensions().get::<ResumeToken>().cloned().unwrap(),
+            ),
             other => panic!("{} was not tracked: {other:?}", $key),
         }
     };
@@ -358,25 +376,31 @@ async fn a_worker_killed_mid_run_loses_no_operation_of_any_dialect() {
         .unwrap();
 
     let mut started: HashMap<String, Operation> = HashMap::new();
+    let mut cancels = 0;
     for (k, kind) in Kind::ALL.into_iter().enumerate() {
         for j in 0..PER_KIND {
             let n = k * PER_KIND + j;
             let (method, path, monitor) = kind.start(n);
-            let end = Kind::end(j);
+            let end = kind.end(j);
             let ending = match end {
-                End::Succeeded => Ending::Succeeded,
+                End::Succeeded | End::CanceledByCaller => Ending::Succeeded,
                 End::Failed => Ending::Failed {
                     code: "Conflict".into(),
                     message: "it failed, as told".into(),
                 },
                 End::Canceled => Ending::Canceled,
             };
+            // From 1 to 6 polls: whenever the victim dies, some operations are mid-way. One to
+            // be canceled runs until it is.
+            let polls = match end {
+                End::CanceledByCaller => 1_000,
+                _ => u32::try_from((j + k) % 6).unwrap() + 1,
+            };
             sim.add(
                 Scenario::new(method.clone(), &path, monitor)
                     .retry_after(RetryAfter::Millis(10))
                     .ending(ending)
-                    // From 1 to 6 polls: whenever the victim dies, some operations are mid-way.
-                    .completes_after_polls(u32::try_from((j + k) % 6).unwrap() + 1),
+                    .completes_after_polls(polls),
             );
             let key = format!("{kind:?}-{j}");
             let request = Request::builder()
@@ -385,12 +409,23 @@ async fn a_worker_killed_mid_run_loses_no_operation_of_any_dialect() {
                 .header("content-type", "application/json")
                 .body(Full::from("{}"))
                 .unwrap();
-            let token = match kind.queue() {
+            let (id, token) = match kind.queue() {
                 Queue::Mixed => start!(mixed_starter, key.clone(), request),
                 Queue::Durable => start!(durable_starter, key.clone(), request),
                 Queue::Reply => start!(reply_starter, key.clone(), request),
                 Queue::OData => start!(odata_starter, key.clone(), request),
             };
+            if end == End::CanceledByCaller {
+                // Asked now; the first worker to take its step sends the cancel, once.
+                let asked = match kind.queue() {
+                    Queue::Mixed => mixed_starter.cancel(&id).await,
+                    Queue::Durable => durable_starter.cancel(&id).await,
+                    Queue::Reply => reply_starter.cancel(&id).await,
+                    Queue::OData => odata_starter.cancel(&id).await,
+                };
+                assert!(asked.is_ok(), "{key}: {asked:?}");
+                cancels += 1;
+            }
             // Each operation was taken by its own dialect, even through the combined one.
             assert_eq!(token.dialect(), kind.dialect(), "{key}");
             let monitor: http::Uri = token.monitor_url().parse().unwrap();
@@ -469,13 +504,23 @@ async fn a_worker_killed_mid_run_loses_no_operation_of_any_dialect() {
     );
 
     let requests = sim.requests();
-    // Workers only resume tokens: every request that is not a GET is an initial one.
-    let not_get: Vec<String> = requests
+    // Workers only resume tokens: every request that is not a GET is an initial one, or one
+    // of the cancels asked for, each sent once.
+    let mut not_get: Vec<String> = requests
         .iter()
         .filter(|r| r.method != Method::GET)
         .map(|r| format!("{} {}", r.method, r.uri.path()))
         .collect();
-    assert_eq!(not_get.len(), OPERATIONS, "{not_get:#?}");
+    assert_eq!(not_get.len(), OPERATIONS + cancels, "{not_get:#?}");
+    let initial: Vec<String> = started
+        .values()
+        .map(|o| format!("{} {}", o.method, o.path))
+        .collect();
+    not_get.retain(|r| !initial.contains(r));
+    let mut once = not_get.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(once.len(), cancels, "cancels: {not_get:#?}");
     let mut deliveries: HashMap<&str, Vec<&Line>> = HashMap::new();
     for line in &lines {
         deliveries.entry(line.key.as_str()).or_default().push(line);
