@@ -154,6 +154,7 @@ impl Store {
     #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => Some(pool),
             #[cfg(feature = "postgres")]
             Inner::Postgres(_) => None,
@@ -164,6 +165,7 @@ impl Store {
     #[cfg(feature = "postgres")]
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.inner {
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => Some(pool),
             #[cfg(feature = "sqlite")]
             Inner::Sqlite(_) => None,
@@ -274,8 +276,10 @@ impl Row {
 }
 
 // The queries below are built from these constants only; every value is bound.
+#[cfg(feature = "sqlite")]
 const SQLITE_COLUMNS: &str =
     "status, attempts, max_attempts, run_at, last_result, job, idempotency_key";
+#[cfg(feature = "postgres")]
 const POSTGRES_COLUMNS: &str = "status, attempts::bigint, max_attempts::bigint, \
      EXTRACT(EPOCH FROM run_at)::bigint, last_result::text, job, idempotency_key";
 
@@ -295,6 +299,7 @@ impl Store {
         let (from, to) = chain_range(id);
         // Step numbers are decimal: a longer key is a later step, then byte order.
         let row: Option<RawRow> = match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => {
                 let sql = format!(
                     "SELECT {SQLITE_COLUMNS} FROM Jobs WHERE job_type = ?1 \
@@ -308,6 +313,7 @@ impl Store {
                     .fetch_optional(pool)
                     .await
             }
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => {
                 let sql = format!(
                     "SELECT {POSTGRES_COLUMNS} FROM apalis.jobs WHERE job_type = $1 \
@@ -338,6 +344,7 @@ impl Store {
         let from = after.map(|id| chain_range(id).1).unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows: Vec<RawRow> = match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => {
                 let sql = format!(
                     "SELECT {SQLITE_COLUMNS} FROM Jobs WHERE job_type = ?1 \
@@ -352,6 +359,7 @@ impl Store {
                     .fetch_all(pool)
                     .await
             }
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => {
                 let sql = format!(
                     "SELECT {POSTGRES_COLUMNS} FROM apalis.jobs WHERE job_type = $1 \
@@ -381,6 +389,7 @@ impl Store {
     ) -> Result<bool, FleetError> {
         let payload = job.encode();
         let done = match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => sqlx::query(
                 "UPDATE Jobs SET job = ?1, run_at = min(run_at, strftime('%s', 'now')) \
                  WHERE job_type = ?2 AND idempotency_key = ?3 AND status = 'Pending'",
@@ -391,6 +400,7 @@ impl Store {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()),
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => sqlx::query(
                 "UPDATE apalis.jobs SET job = $1, run_at = LEAST(run_at, now()) \
                  WHERE job_type = $2 AND idempotency_key = $3 AND status = 'Pending'",
@@ -417,6 +427,7 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, FleetError> {
         let payload = job.encode();
         let old: Option<(Vec<u8>,)> = match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => {
                 let mut tx = pool.begin().await.map_err(store_error)?;
                 let old = sqlx::query_as(
@@ -439,6 +450,7 @@ impl Store {
                 tx.commit().await.map_err(store_error)?;
                 old
             }
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => {
                 let mut tx = pool.begin().await.map_err(store_error)?;
                 let old = sqlx::query_as(
