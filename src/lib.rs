@@ -127,6 +127,7 @@ mod protocol;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod service;
+pub mod telemetry;
 mod token;
 
 #[cfg(doc)]
