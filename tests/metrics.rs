@@ -19,7 +19,7 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use metrics_util::MetricKind;
 use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 use tower_lro::telemetry::{OPERATIONS, OPERATIONS_ACTIVE, OPERATION_DURATION, POLLS, WAIT};
-use tower_lro::{ErrorKind, LongRunning, LongRunningLayer};
+use tower_lro::{ErrorKind, LongRunning, LongRunningLayer, Polling, ResumeToken, Step};
 
 type Inner =
     tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, BoxError>;
@@ -330,4 +330,58 @@ async fn a_request_that_is_no_operation_records_nothing() {
         got.counters.is_empty() && got.gauges.is_empty() && got.histograms.is_empty(),
         "{got:#?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn steps_count_one_operation_whose_duration_spans_them() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let service = service(LongRunningLayer::new(), |n| match n {
+        0 => started(),
+        1 => status("InProgress"),
+        2 => status("Succeeded"),
+        _ => reply(200, &[], r#"{"name":"d"}"#),
+    });
+    let mut accept = put();
+    accept.extensions_mut().insert(Polling::AcceptOnly);
+    let accepted = service.clone().oneshot(accept).await;
+    let token = accepted
+        .ok()
+        .and_then(|r| r.extensions().get::<ResumeToken>().cloned())
+        .expect("an accepted operation carries a token");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let Ok(Step::Running(next)) = service.step::<Full<Bytes>, _>(token).await else {
+        panic!("the first step is still running");
+    };
+    let mut got = Recorded::default();
+    got.take(&snapshotter);
+    // A step that stops at a wait has no outcome, and is no longer active.
+    assert!(got.counters.keys().all(|k| k.1 != OPERATIONS), "{got:#?}");
+    assert_eq!(got.gauge(OPERATIONS_ACTIVE, &AZURE), Some(0.0), "{got:#?}");
+
+    tokio::time::sleep(next.poll_in()).await;
+    let done = service.step::<Full<Bytes>, _>(next.token().clone()).await;
+    assert!(matches!(done, Ok(Step::Done(_))));
+    got.take(&snapshotter);
+    let succeeded = with("lro.outcome=succeeded");
+    assert_eq!(got.counter(OPERATIONS, &succeeded), 1, "{got:#?}");
+    // The token carries the time before each step: 10 s to the first poll, 5 s to the second.
+    assert_eq!(
+        got.histogram(OPERATION_DURATION, &succeeded),
+        [15.0],
+        "{got:#?}"
+    );
+    assert_eq!(
+        got.counter(POLLS, &with("lro.poll.result=running")),
+        1,
+        "{got:#?}"
+    );
+    assert_eq!(
+        got.counter(POLLS, &with("lro.poll.result=done")),
+        1,
+        "{got:#?}"
+    );
+    assert_eq!(got.gauge(OPERATIONS_ACTIVE, &AZURE), Some(0.0), "{got:#?}");
 }
