@@ -254,8 +254,9 @@ impl OperationMetrics {
         histogram(WAIT, &self.labels.operation).record(delay.as_secs_f64());
     }
 
-    /// The operation ended with `outcome`, `duration` after its original request. Counted once:
-    /// a second call records nothing.
+    /// The future ended with `outcome`, `duration` after the operation's original request. An
+    /// operation that runs on (a step that stopped at a wait, one handed back) is no longer
+    /// active here but has no outcome yet. Counted once: a second call records nothing.
     pub(crate) fn ended(&mut self, outcome: Outcome, duration: Duration) {
         let Some(active) = self.active.take() else {
             return;
@@ -267,6 +268,7 @@ impl OperationMetrics {
             Outcome::Canceled => 2,
             Outcome::TimedOut => 3,
             Outcome::Error => 4,
+            Outcome::Running | Outcome::NotLongRunning => return,
         };
         let labels = &self.labels.outcomes[i];
         counter(OPERATIONS, labels).increment(1);
@@ -353,7 +355,7 @@ mod tests {
             op.ended(Outcome::Succeeded, Duration::from_secs(95));
         });
         let outcome = labels(&[D, K, ("lro.outcome", "succeeded")]);
-        let poll = |r| labels(&[D, K, ("lro.poll.result", r)]);
+        let poll = |r: PollResult| labels(&[D, K, ("lro.poll.result", r.as_str())]);
         let want: Recorded = [
             (
                 (MetricKind::Gauge, OPERATIONS_ACTIVE, labels(&[D, K])),
@@ -364,15 +366,15 @@ mod tests {
                 Value::Histogram(vec![1.5, 3.0, 3.0]),
             ),
             (
-                (MetricKind::Counter, POLLS, poll("transient")),
+                (MetricKind::Counter, POLLS, poll(PollResult::Transient)),
                 Value::Counter(1),
             ),
             (
-                (MetricKind::Counter, POLLS, poll("running")),
+                (MetricKind::Counter, POLLS, poll(PollResult::Running)),
                 Value::Counter(2),
             ),
             (
-                (MetricKind::Counter, POLLS, poll("done")),
+                (MetricKind::Counter, POLLS, poll(PollResult::Done)),
                 Value::Counter(1),
             ),
             (
@@ -400,6 +402,8 @@ mod tests {
             (Outcome::Error, "error"),
         ];
         for (outcome, label) in outcomes {
+            // The spans' `lro.outcome` and the metrics' are the same words.
+            assert_eq!(outcome.as_str(), label);
             let got = recorded(|| {
                 OperationMetrics::followed("google", "google")
                     .ended(outcome, Duration::from_secs(2))
@@ -423,6 +427,8 @@ mod tests {
             let running = OperationMetrics::followed("azure", "location");
             let mut ended = OperationMetrics::followed("azure", "location");
             drop(OperationMetrics::followed("azure", "location"));
+            // A step that stopped at a wait: no longer active, no outcome.
+            OperationMetrics::followed("azure", "location").ended(Outcome::Running, Duration::ZERO);
             ended.ended(Outcome::Failed, Duration::from_secs(1));
             // Counted once: the drop after the end leaves the gauge alone.
             ended.ended(Outcome::Failed, Duration::from_secs(1));
