@@ -222,77 +222,93 @@ async fn a_succeeded_operation_records_every_instrument() {
     }
 }
 
+/// An operation that ends with `outcome`: the answer to every poll, how it ends, its duration
+/// and its polls by result.
+struct Case {
+    outcome: &'static str,
+    answer: Answer,
+    ended: ErrorKind,
+    duration: f64,
+    polls: (&'static str, u64),
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_outcome_is_counted_once_with_its_duration() {
-    let layer = || LongRunningLayer::new().timeout(Duration::from_secs(30));
-    let cases: [(&str, Answer, Result<StatusCode, ErrorKind>, f64); 4] = [
-        (
-            "failed",
-            |n| if n == 0 { started() } else { status("Failed") },
-            Err(ErrorKind::Failed),
-            10.0,
-        ),
-        (
-            "canceled",
-            |n| {
+    let cases = [
+        Case {
+            outcome: "failed",
+            answer: |n| if n == 0 { started() } else { status("Failed") },
+            ended: ErrorKind::Failed,
+            duration: 10.0,
+            polls: ("done", 1),
+        },
+        Case {
+            outcome: "canceled",
+            answer: |n| {
                 if n == 0 {
                     started()
                 } else {
                     status("Canceled")
                 }
             },
-            Err(ErrorKind::Canceled),
-            10.0,
-        ),
-        (
-            "timed_out",
-            |n| {
+            ended: ErrorKind::Canceled,
+            duration: 10.0,
+            polls: ("done", 1),
+        },
+        // Polled at 10, 15, 20, 25 and 30 s; the deadline passes during the next wait.
+        Case {
+            outcome: "timed_out",
+            answer: |n| {
                 if n == 0 {
                     started()
                 } else {
                     status("InProgress")
                 }
             },
-            Err(ErrorKind::TimedOut),
-            30.0,
-        ),
-        (
-            "error",
-            |n| {
+            ended: ErrorKind::TimedOut,
+            duration: 30.0,
+            polls: ("running", 5),
+        },
+        Case {
+            outcome: "error",
+            answer: |n| {
                 if n == 0 {
                     started()
                 } else {
                     reply(404, &[], "")
                 }
             },
-            Err(ErrorKind::UnexpectedStatus),
-            10.0,
-        ),
+            ended: ErrorKind::UnexpectedStatus,
+            duration: 10.0,
+            polls: ("unexpected", 1),
+        },
     ];
-    for (outcome, answer, ended, duration) in cases {
-        let (got, result) = run(layer(), answer).await;
-        assert_eq!(result, ended, "{outcome}");
-        let labels = with(&format!("lro.outcome={outcome}"))
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>();
-        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
-        assert_eq!(got.counter(OPERATIONS, &labels), 1, "{outcome}: {got:#?}");
+    for case in cases {
+        let layer = LongRunningLayer::new().timeout(Duration::from_secs(30));
+        let (got, result) = run(layer, case.answer).await;
+        let outcome = case.outcome;
+        assert_eq!(result, Err(case.ended), "{outcome}");
+        let ended = format!("lro.outcome={outcome}");
+        let ended = with(&ended);
+        assert_eq!(got.counter(OPERATIONS, &ended), 1, "{outcome}: {got:#?}");
+        let outcomes = got.counters.keys().filter(|k| k.1 == OPERATIONS).count();
+        assert_eq!(outcomes, 1, "{outcome}: {got:#?}");
+        let duration = got.histogram(OPERATION_DURATION, &ended);
+        assert_eq!(duration, [case.duration], "{outcome}: {got:#?}");
+        let (result, count) = case.polls;
+        let polled = format!("lro.poll.result={result}");
         assert_eq!(
-            got.counters.keys().filter(|k| k.1 == OPERATIONS).count(),
-            1,
+            got.counter(POLLS, &with(&polled)),
+            count,
             "{outcome}: {got:#?}"
         );
-        assert_eq!(
-            got.histogram(OPERATION_DURATION, &labels),
-            [duration],
-            "{outcome}: {got:#?}"
-        );
-        assert_eq!(
-            got.gauge(OPERATIONS_ACTIVE, &AZURE),
-            Some(0.0),
-            "{outcome}: {got:#?}"
-        );
+        let polls: u64 = (got.counters.iter())
+            .filter(|(k, _)| k.1 == POLLS)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(polls, count, "{outcome}: {got:#?}");
+        let active = got.gauge(OPERATIONS_ACTIVE, &AZURE);
+        assert_eq!(active, Some(0.0), "{outcome}: {got:#?}");
     }
 }
 
@@ -367,10 +383,11 @@ async fn steps_count_one_operation_whose_duration_spans_them() {
     got.take(&snapshotter);
     let succeeded = with("lro.outcome=succeeded");
     assert_eq!(got.counter(OPERATIONS, &succeeded), 1, "{got:#?}");
-    // The token carries the time before each step: 10 s to the first poll, 5 s to the second.
+    // As the tokens count it: the first step's token carries the 5 s wait before the second
+    // (the second step itself takes no time; the accepted token carried nothing).
     assert_eq!(
         got.histogram(OPERATION_DURATION, &succeeded),
-        [15.0],
+        [5.0],
         "{got:#?}"
     );
     assert_eq!(

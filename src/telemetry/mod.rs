@@ -167,6 +167,10 @@ pub(crate) struct Telemetry {
     /// The dialect's name, for the metrics' labels.
     #[cfg(feature = "metrics")]
     dialect: &'static str,
+    /// Whether the request in flight is the final GET, which `lro.client.polls` does not count
+    /// (as `OperationInfo::polls` does not).
+    #[cfg(feature = "metrics")]
+    final_get: bool,
     /// From when the operation is known.
     #[cfg(feature = "metrics")]
     metrics: Option<metrics::OperationMetrics>,
@@ -188,6 +192,8 @@ impl Telemetry {
             #[cfg(feature = "metrics")]
             dialect,
             #[cfg(feature = "metrics")]
+            final_get: false,
+            #[cfg(feature = "metrics")]
             metrics: None,
         }
     }
@@ -204,6 +210,8 @@ impl Telemetry {
             pending: false,
             #[cfg(feature = "metrics")]
             dialect: "",
+            #[cfg(feature = "metrics")]
+            final_get: false,
             #[cfg(feature = "metrics")]
             metrics: None,
         }
@@ -249,6 +257,10 @@ impl Telemetry {
     /// A poll (`final_get` false, `attempt` its number) or the final GET is about to be sent.
     pub(crate) fn request_sent(&mut self, attempt: u32, final_get: bool) {
         self.pending = true;
+        #[cfg(feature = "metrics")]
+        {
+            self.final_get = final_get;
+        }
         #[cfg(feature = "tracing")]
         {
             self.request = spans::poll(&self.operation, attempt, final_get);
@@ -277,7 +289,7 @@ impl Telemetry {
             return;
         }
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !self.final_get) {
             metrics.poll(result);
         }
         #[cfg(feature = "tracing")]
