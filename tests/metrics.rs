@@ -1,7 +1,8 @@
 //! The metrics of whole operations (feature `metrics`), read from a real recorder
 //! (metrics-util's `DebuggingRecorder`, installed per test on its thread, so tests run in
 //! parallel): every instrument's values and labels after an operation that succeeded, failed, was
-//! canceled, timed out, ended in an error, or was dropped unfinished.
+//! canceled, timed out, ended in an error, or was dropped unfinished; and the names, units and
+//! attributes of docs/OBSERVABILITY.md's metric rows, which are the ones recorded.
 //!
 //! The server is an in-memory `tower::service_fn` script of the Azure protocol on tokio's paused
 //! clock (current-thread: the whole operation runs on the thread the recorder is installed on),
@@ -401,4 +402,82 @@ async fn steps_count_one_operation_whose_duration_spans_them() {
         "{got:#?}"
     );
     assert_eq!(got.gauge(OPERATIONS_ACTIVE, &AZURE), Some(0.0), "{got:#?}");
+}
+
+/// docs/OBSERVABILITY.md's metric rows: (kind, name) → (unit, attribute keys).
+fn documented() -> BTreeMap<(MetricKind, String), (String, Vec<String>)> {
+    let doc = include_str!("../docs/OBSERVABILITY.md");
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut rows = BTreeMap::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let kind = match cells.get(1) {
+            Some(&"counter") => MetricKind::Counter,
+            Some(&"up-down counter") => MetricKind::Gauge,
+            Some(&"histogram") => MetricKind::Histogram,
+            _ => continue,
+        };
+        let name = ticked(cells[2]).remove(0);
+        let unit = ticked(cells[3]).remove(0);
+        rows.insert((kind, name), (unit, ticked(cells[4])));
+    }
+    rows
+}
+
+#[tokio::test(start_paused = true)]
+async fn metric_names_units_and_attributes_are_the_documented_ones() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    tower_lro::telemetry::describe_metrics();
+    let result = service(LongRunningLayer::new(), |n| match n {
+        0 => started(),
+        1 => status("InProgress"),
+        _ => status("Succeeded"),
+    })
+    .oneshot(put())
+    .await;
+    assert!(result.is_ok());
+
+    let mut seen = BTreeMap::new();
+    for (key, unit, _, _) in snapshotter.snapshot().into_vec() {
+        let (kind, key) = key.into_parts();
+        let unit = match unit {
+            Some(metrics::Unit::Seconds) => "s",
+            Some(metrics::Unit::Count) => "count",
+            _ => "none",
+        };
+        let attributes: Vec<String> = key.labels().map(|l| l.key().to_owned()).collect();
+        seen.insert((kind, key.name().to_owned()), (unit, attributes));
+    }
+    let documented = documented();
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        documented.keys().collect::<Vec<_>>()
+    );
+    for (metric, (unit, attributes)) in &documented {
+        let (seen_unit, seen_attributes) = &seen[metric];
+        assert_eq!(seen_attributes, attributes, "{metric:?}");
+        // Seconds are `s`; a count is `{what}`, as OpenTelemetry writes it.
+        let counted = unit.starts_with('{') && unit.ends_with('}');
+        let want = if counted { "count" } else { unit.as_str() };
+        assert_eq!(*seen_unit, want, "{metric:?}");
+    }
+    // The public constants name the same instruments.
+    let names: Vec<&str> = documented.keys().map(|(_, name)| name.as_str()).collect();
+    for name in [
+        OPERATIONS_ACTIVE,
+        OPERATION_DURATION,
+        OPERATIONS,
+        POLLS,
+        WAIT,
+    ] {
+        assert!(names.contains(&name), "{name} is not documented");
+    }
 }

@@ -1,5 +1,6 @@
-//! What an operation tells the world while it runs: spans and events (feature `tracing`), and
-//! the names every span, field and metric is recorded under. The whole list, with what each
+//! What an operation tells the world while it runs: spans and events (feature `tracing`),
+//! metrics (feature `metrics`: `OPERATIONS_ACTIVE` and the rest, with their recommended
+//! `DURATION_BUCKETS`), and the names every span, field and metric is recorded under. The whole list, with what each
 //! means, is docs/OBSERVABILITY.md; a test keeps the two equal.
 //!
 //! Every URL recorded is redacted first (query values but `api-version` hidden, userinfo
@@ -25,6 +26,7 @@ use crate::protocol::redact;
 mod metrics;
 
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use self::metrics::{
     describe_metrics, DURATION_BUCKETS, OPERATIONS, OPERATIONS_ACTIVE, OPERATION_DURATION, POLLS,
     WAIT, WAIT_BUCKETS,
