@@ -108,16 +108,17 @@ const RESULT: &str = "lro.poll.result";
 const RESULTS: [&str; 4] = ["running", "done", "transient", "unexpected"];
 const OUTCOMES: [&str; 5] = ["succeeded", "failed", "canceled", "timed_out", "error"];
 
-/// The most label sets kept: past them, further dialect and kind pairs share [`OTHER`]. A
-/// program has a handful; the bound keeps a dialect that makes up names from growing the labels'
+/// The most key sets kept: past them, further dialect and kind pairs share [`OTHER`]. A program
+/// has a handful; the bound keeps a dialect that makes up names from growing the labels'
 /// cardinality and the memory they take without end.
 const MAX_LABEL_SETS: usize = 64;
 
+static OTHER_LABELS: Labels = Labels::new("other", "other");
 /// The pairs past [`MAX_LABEL_SETS`].
-static OTHER: Labels = Labels::new("other", "other");
+static OTHER: Keys = Keys::new(&OTHER_LABELS);
 
-/// The label sets made so far, each kept for the program's life.
-static KEPT: RwLock<Vec<&'static Labels>> = RwLock::new(Vec::new());
+/// The key sets made so far, each kept for the program's life.
+static KEPT: RwLock<Vec<&'static Keys>> = RwLock::new(Vec::new());
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 
@@ -155,18 +156,60 @@ impl Labels {
             ],
         }
     }
+}
+
+/// The key of every instrument and label combination of one dialect and monitor kind, hashed
+/// once: with no recorder installed, a call then costs the recorder's look-up and nothing else.
+struct Keys {
+    labels: &'static Labels,
+    active: Key,
+    wait: Key,
+    polls: [Key; 4],
+    operations: [Key; 5],
+    durations: [Key; 5],
+}
+
+impl Keys {
+    const fn new(labels: &'static Labels) -> Keys {
+        let (p, o) = (&labels.polls, &labels.outcomes);
+        Keys {
+            labels,
+            active: Key::from_static_parts(OPERATIONS_ACTIVE, &labels.operation),
+            wait: Key::from_static_parts(WAIT, &labels.operation),
+            polls: [
+                Key::from_static_parts(POLLS, &p[0]),
+                Key::from_static_parts(POLLS, &p[1]),
+                Key::from_static_parts(POLLS, &p[2]),
+                Key::from_static_parts(POLLS, &p[3]),
+            ],
+            operations: [
+                Key::from_static_parts(OPERATIONS, &o[0]),
+                Key::from_static_parts(OPERATIONS, &o[1]),
+                Key::from_static_parts(OPERATIONS, &o[2]),
+                Key::from_static_parts(OPERATIONS, &o[3]),
+                Key::from_static_parts(OPERATIONS, &o[4]),
+            ],
+            durations: [
+                Key::from_static_parts(OPERATION_DURATION, &o[0]),
+                Key::from_static_parts(OPERATION_DURATION, &o[1]),
+                Key::from_static_parts(OPERATION_DURATION, &o[2]),
+                Key::from_static_parts(OPERATION_DURATION, &o[3]),
+                Key::from_static_parts(OPERATION_DURATION, &o[4]),
+            ],
+        }
+    }
 
     /// The set of `dialect` and `kind`: made on their first operation, found after.
-    fn of(dialect: &'static str, kind: &'static str) -> &'static Labels {
-        Labels::kept_in(&KEPT, dialect, kind)
+    fn of(dialect: &'static str, kind: &'static str) -> &'static Keys {
+        Keys::kept_in(&KEPT, dialect, kind)
     }
 
     fn kept_in(
-        kept: &RwLock<Vec<&'static Labels>>,
+        kept: &RwLock<Vec<&'static Keys>>,
         dialect: &'static str,
         kind: &'static str,
-    ) -> &'static Labels {
-        let this = |set: &&&'static Labels| set.dialect == dialect && set.kind == kind;
+    ) -> &'static Keys {
+        let this = |set: &&&'static Keys| set.labels.dialect == dialect && set.labels.kind == kind;
         // Nothing panics while the lock is held: a poisoned list is still whole.
         if let Some(set) = kept
             .read()
@@ -183,7 +226,8 @@ impl Labels {
         if kept.len() >= MAX_LABEL_SETS {
             return &OTHER;
         }
-        let set: &'static Labels = Box::leak(Box::new(Labels::new(dialect, kind)));
+        let labels: &'static Labels = Box::leak(Box::new(Labels::new(dialect, kind)));
+        let set: &'static Keys = Box::leak(Box::new(Keys::new(labels)));
         kept.push(set);
         set
     }
@@ -202,25 +246,22 @@ const fn three(
     ]
 }
 
-fn counter(name: &'static str, labels: &'static [Label]) -> Counter {
-    let key = Key::from_static_labels(name, labels);
-    metrics::with_recorder(|recorder| recorder.register_counter(&key, &METADATA))
+fn counter(key: &Key) -> Counter {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA))
 }
 
-fn histogram(name: &'static str, labels: &'static [Label]) -> Histogram {
-    let key = Key::from_static_labels(name, labels);
-    metrics::with_recorder(|recorder| recorder.register_histogram(&key, &METADATA))
+fn histogram(key: &Key) -> Histogram {
+    metrics::with_recorder(|recorder| recorder.register_histogram(key, &METADATA))
 }
 
-fn gauge(name: &'static str, labels: &'static [Label]) -> Gauge {
-    let key = Key::from_static_labels(name, labels);
-    metrics::with_recorder(|recorder| recorder.register_gauge(&key, &METADATA))
+fn gauge(key: &Key) -> Gauge {
+    metrics::with_recorder(|recorder| recorder.register_gauge(key, &METADATA))
 }
 
 /// The metrics of one operation from the moment it is followed: counted in
 /// [`OPERATIONS_ACTIVE`] until it ends or is dropped, whichever comes first.
 pub(crate) struct OperationMetrics {
-    labels: &'static Labels,
+    keys: &'static Keys,
     /// Held while the operation counts as active: the recorder it was counted in is the one it
     /// leaves, on whatever thread the future ends.
     active: Option<Gauge>,
@@ -229,11 +270,11 @@ pub(crate) struct OperationMetrics {
 impl OperationMetrics {
     /// An operation of `dialect` (its name) with a monitor of `kind` is followed from now.
     pub(crate) fn followed(dialect: &'static str, kind: &'static str) -> OperationMetrics {
-        let labels = Labels::of(dialect, kind);
-        let active = gauge(OPERATIONS_ACTIVE, &labels.operation);
+        let keys = Keys::of(dialect, kind);
+        let active = gauge(&keys.active);
         active.increment(1.0);
         OperationMetrics {
-            labels,
+            keys,
             active: Some(active),
         }
     }
@@ -246,12 +287,12 @@ impl OperationMetrics {
             PollResult::Transient => 2,
             PollResult::Unexpected => 3,
         };
-        counter(POLLS, &self.labels.polls[i]).increment(1);
+        counter(&self.keys.polls[i]).increment(1);
     }
 
     /// The next poll is sent after `delay`.
     pub(crate) fn wait(&self, delay: Duration) {
-        histogram(WAIT, &self.labels.operation).record(delay.as_secs_f64());
+        histogram(&self.keys.wait).record(delay.as_secs_f64());
     }
 
     /// The future ended with `outcome`, `duration` after the operation's original request. An
@@ -270,9 +311,8 @@ impl OperationMetrics {
             Outcome::Error => 4,
             Outcome::Running | Outcome::NotLongRunning => return,
         };
-        let labels = &self.labels.outcomes[i];
-        counter(OPERATIONS, labels).increment(1);
-        histogram(OPERATION_DURATION, labels).record(duration.as_secs_f64());
+        counter(&self.keys.operations[i]).increment(1);
+        histogram(&self.keys.durations[i]).record(duration.as_secs_f64());
     }
 }
 
@@ -455,10 +495,13 @@ mod tests {
 
     #[test]
     fn label_sets_are_kept_once_per_pair() {
-        let a = Labels::of("test-once", "a");
-        assert!(std::ptr::eq(a, Labels::of("test-once", "a")));
-        assert!(!std::ptr::eq(a, Labels::of("test-once", "b")));
-        assert_eq!(a.operation[1].value(), "a");
+        let a = Keys::of("test-once", "a");
+        assert!(std::ptr::eq(a, Keys::of("test-once", "a")));
+        assert!(!std::ptr::eq(a, Keys::of("test-once", "b")));
+        assert_eq!(a.labels.operation[1].value(), "a");
+        let labels: Vec<_> = a.durations[3].labels().map(|l| l.value()).collect();
+        assert_eq!(labels, ["test-once", "a", "timed_out"]);
+        assert_eq!(a.durations[3].name(), OPERATION_DURATION);
     }
 
     #[test]
@@ -470,11 +513,11 @@ mod tests {
         let mut last = None;
         for i in 0..=MAX_LABEL_SETS {
             let kind: &'static str = Box::leak(format!("made-up-{i}").into_boxed_str());
-            last = Some(Labels::kept_in(&kept, "test-bound", kind));
+            last = Some(Keys::kept_in(&kept, "test-bound", kind));
         }
         assert!(last.is_some_and(|set| std::ptr::eq(set, &OTHER)));
         assert_eq!(kept.read().map(|k| k.len()).ok(), Some(MAX_LABEL_SETS));
-        assert_eq!(OTHER.outcomes[3][2].value(), "timed_out");
+        assert_eq!(OTHER.labels.outcomes[3][2].value(), "timed_out");
     }
 
     /// Allocations are counted on a thread only while it is [`counting`]: other tests of this
