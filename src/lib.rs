@@ -67,6 +67,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `tracing` | on | an `INFO` span per operation and per poll, a warning per transient retry (docs/OBSERVABILITY.md) |
+//! | `metrics` | off | operation metrics through the `metrics` facade (0.24): operations in flight, their durations and outcomes, polls, waits (docs/OBSERVABILITY.md) |
 //! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
 //!

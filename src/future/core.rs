@@ -557,8 +557,9 @@ impl<D: Dialect> Follower<D> {
             Next::Wait { drain } => {
                 if let Some(output) = M::wait(|| self.next_step(ledger)) {
                     let observed = &ledger.observed;
+                    let elapsed = self.clock.elapsed();
                     self.telemetry
-                        .ended(Outcome::Running, None, ledger.polls, observed);
+                        .ended(Outcome::Running, None, ledger.polls, observed, elapsed);
                     return Some(output);
                 }
                 self.enter_wait(stage, wait, drain);

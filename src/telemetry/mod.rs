@@ -1,5 +1,6 @@
-//! What an operation tells the world while it runs: spans and events (feature `tracing`), and
-//! the names every span, field and metric is recorded under. The whole list, with what each
+//! What an operation tells the world while it runs: spans and events (feature `tracing`),
+//! metrics (feature `metrics`: `OPERATIONS_ACTIVE` and the rest, with their recommended
+//! `DURATION_BUCKETS`), and the names every span, field and metric is recorded under. The whole list, with what each
 //! means, is docs/OBSERVABILITY.md; a test keeps the two equal.
 //!
 //! Every URL recorded is redacted first (query values but `api-version` hidden, userinfo
@@ -20,6 +21,16 @@ use crate::dialect::Observed;
 use crate::error::{Error, ErrorKind};
 #[cfg(feature = "tracing")]
 use crate::protocol::redact;
+
+#[cfg(feature = "metrics")]
+mod metrics;
+
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::metrics::{
+    describe_metrics, DURATION_BUCKETS, OPERATIONS, OPERATIONS_ACTIVE, OPERATION_DURATION, POLLS,
+    WAIT, WAIT_BUCKETS,
+};
 
 /// The span of one operation, from the original request to the final response or error
 /// (`INFO`). A resumed operation's span is one too, with `lro.resumed = true`.
@@ -155,6 +166,16 @@ pub(crate) struct Telemetry {
     followed: bool,
     /// Whether a poll or final GET was sent and its answer is not judged yet.
     pending: bool,
+    /// The dialect's name, for the metrics' labels.
+    #[cfg(feature = "metrics")]
+    dialect: &'static str,
+    /// Whether the request in flight is the final GET, which `lro.client.polls` does not count
+    /// (as `OperationInfo::polls` does not).
+    #[cfg(feature = "metrics")]
+    final_get: bool,
+    /// From when the operation is known.
+    #[cfg(feature = "metrics")]
+    metrics: Option<metrics::OperationMetrics>,
 }
 
 impl Telemetry {
@@ -170,6 +191,12 @@ impl Telemetry {
             request: tracing::Span::none(),
             followed: false,
             pending: false,
+            #[cfg(feature = "metrics")]
+            dialect,
+            #[cfg(feature = "metrics")]
+            final_get: false,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -183,6 +210,12 @@ impl Telemetry {
             request: tracing::Span::none(),
             followed: false,
             pending: false,
+            #[cfg(feature = "metrics")]
+            dialect: "",
+            #[cfg(feature = "metrics")]
+            final_get: false,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -205,6 +238,10 @@ impl Telemetry {
     /// sent before.
     pub(crate) fn followed(&mut self, kind: &'static str, monitor_url: &Uri, polls: u32) {
         self.followed = true;
+        #[cfg(feature = "metrics")]
+        if self.metrics.is_none() {
+            self.metrics = Some(metrics::OperationMetrics::followed(self.dialect, kind));
+        }
         #[cfg(feature = "tracing")]
         {
             let span = &self.operation;
@@ -222,6 +259,10 @@ impl Telemetry {
     /// A poll (`final_get` false, `attempt` its number) or the final GET is about to be sent.
     pub(crate) fn request_sent(&mut self, attempt: u32, final_get: bool) {
         self.pending = true;
+        #[cfg(feature = "metrics")]
+        {
+            self.final_get = final_get;
+        }
         #[cfg(feature = "tracing")]
         {
             self.request = spans::poll(&self.operation, attempt, final_get);
@@ -249,6 +290,10 @@ impl Telemetry {
         if !std::mem::take(&mut self.pending) {
             return;
         }
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| !self.final_get) {
+            metrics.poll(result);
+        }
         #[cfg(feature = "tracing")]
         {
             let span = &self.request;
@@ -272,6 +317,10 @@ impl Telemetry {
     /// judged otherwise was a "running" one.
     pub(crate) fn waiting(&mut self, hint: Option<Duration>, delay: Duration, observed: &Observed) {
         self.poll_result(PollResult::Running, observed);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics.wait(delay);
+        }
         #[cfg(feature = "tracing")]
         {
             // The wait follows the answer of the request in flight, or the initial response.
@@ -326,19 +375,27 @@ impl Telemetry {
         let _ = (attempt, error, delay);
     }
 
-    /// The future ends with `outcome` after `polls` polls; `error` when it is one.
+    /// The future ends with `outcome` after `polls` polls, `elapsed` into the operation (earlier
+    /// steps included); `error` when it is one.
     pub(crate) fn ended(
         &mut self,
         outcome: Outcome,
         error: Option<&Error>,
         polls: u32,
         observed: &Observed,
+        elapsed: Duration,
     ) {
         let answered = match outcome {
             Outcome::Succeeded | Outcome::Failed | Outcome::Canceled => PollResult::Done,
             _ => PollResult::Unexpected,
         };
         self.poll_result(answered, observed);
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &mut self.metrics {
+            metrics.ended(outcome, elapsed);
+        }
+        #[cfg(not(feature = "metrics"))]
+        let _ = elapsed;
         #[cfg(feature = "tracing")]
         {
             let span = &self.operation;

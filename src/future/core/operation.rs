@@ -150,8 +150,14 @@ impl<D: Dialect> Follower<D> {
             Err(error) => Outcome::of_error(error),
         };
         let observed = Default::default();
-        self.telemetry
-            .ended(outcome, result.as_ref().err().copied(), 0, &observed);
+        let elapsed = self.clock.elapsed();
+        self.telemetry.ended(
+            outcome,
+            result.as_ref().err().copied(),
+            0,
+            &observed,
+            elapsed,
+        );
     }
 
     /// Attaches what happened so far to an error that ends the operation and, unless the
@@ -212,8 +218,9 @@ impl<D: Dialect> Follower<D> {
         result: &Result<Response<B>, Error>,
     ) {
         let (outcome, error) = (Outcome::of(result), result.as_ref().err());
+        let elapsed = self.clock.elapsed();
         self.telemetry
-            .ended(outcome, error, ledger.polls, &ledger.observed);
+            .ended(outcome, error, ledger.polls, &ledger.observed, elapsed);
         self.observe(ledger, None, true);
     }
 
