@@ -117,6 +117,7 @@ impl<D: Dialect> Follower<D> {
         ledger.unhinted_waits = resumption.unhinted_waits;
         ledger.observed.state = resumption.state;
         ledger.carried_cancel = resumption.cancel;
+        ledger.trace = resumption.trace;
         self.trace(&ledger);
         if matches!(ledger.target, Target::Poll) {
             self.poll_budget(&ledger)
