@@ -22,9 +22,13 @@ const TRACESTATE: &str = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
 async fn every_step_of_a_job_keeps_the_trace_context_of_the_start() {
     let sim = Simulator::start().await.unwrap();
     sim.add(
-        Scenario::new(Method::POST, "/vms/traced/start", Monitor::AzureAsyncOperation)
-            .retry_after(RetryAfter::Millis(20))
-            .completes_after_polls(2),
+        Scenario::new(
+            Method::POST,
+            "/vms/traced/start",
+            Monitor::AzureAsyncOperation,
+        )
+        .retry_after(RetryAfter::Millis(20))
+        .completes_after_polls(2),
     );
     let accepted = {
         let mut req = Request::post(sim.url("/vms/traced/start"))
@@ -84,7 +88,12 @@ async fn every_step_of_a_job_keeps_the_trace_context_of_the_start() {
     for (job,) in rows {
         let job: serde_json::Value = serde_json::from_slice(&job).unwrap();
         let token = ResumeToken::from_json(&job["token"].to_string()).unwrap();
-        assert_eq!(token.traceparent(), Some(TRACEPARENT), "step {}", job["step"]);
+        assert_eq!(
+            token.traceparent(),
+            Some(TRACEPARENT),
+            "step {}",
+            job["step"]
+        );
         assert_eq!(token.tracestate(), Some(TRACESTATE), "step {}", job["step"]);
         steps.push(job["step"].as_u64().unwrap());
     }
