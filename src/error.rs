@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::info::OperationInfo;
+use crate::protocol::redact;
 use crate::token::{InvalidToken, ResumeToken};
 
 /// A boxed error, as tower uses for inner service errors.
@@ -291,7 +292,7 @@ impl fmt::Debug for Error {
         let mut d = f.debug_struct("tower_lro::Error");
         d.field("kind", &self.inner.kind);
         if !self.inner.context.is_empty() {
-            d.field("context", &self.inner.context);
+            d.field("context", &redact::text(&self.inner.context));
         }
         if let Some(status) = self.inner.status {
             d.field("status", &status);
@@ -300,15 +301,25 @@ impl fmt::Debug for Error {
             d.field("code", code);
         }
         if let Some(message) = &self.inner.message {
-            d.field("message", message);
+            d.field("message", &redact::text(message));
         }
         if let Some(operation) = &self.inner.operation {
             d.field("operation", operation);
         }
         if let Some(source) = &self.inner.source {
-            d.field("source", source);
+            // The inner service's error may name the URL it was sending to (reqwest's does).
+            d.field("source", &Shown(&redact::text(&format!("{source:?}"))));
         }
         d.finish()
+    }
+}
+
+/// Text shown as it is in `Debug` output, without quotes.
+struct Shown<'a>(&'a str);
+
+impl fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
     }
 }
 
@@ -319,10 +330,10 @@ impl fmt::Display for Error {
             write!(f, ": {code}")?;
         }
         if let Some(message) = &self.inner.message {
-            write!(f, ": {message}")?;
+            write!(f, ": {}", redact::text(message))?;
         }
         if !self.inner.context.is_empty() {
-            write!(f, " ({})", self.inner.context)?;
+            write!(f, " ({})", redact::text(&self.inner.context))?;
         }
         Ok(())
     }

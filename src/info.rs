@@ -1,8 +1,11 @@
 //! What happened during an operation, carried in the final response's extensions.
 
+use std::fmt;
 use std::time::Duration;
 
 use http::{StatusCode, Uri};
+
+use crate::protocol::redact;
 
 /// What the layer did to reach a response, found in the final response's extensions and in
 /// errors ([`Error::operation`](crate::Error::operation)).
@@ -17,7 +20,10 @@ use http::{StatusCode, Uri};
 /// }
 /// # }
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output redacts the URLs (see
+/// [`telemetry::set_redact_urls`](crate::telemetry::set_redact_urls)); the fields hold them whole.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct OperationInfo {
     /// The kind of monitor followed, as its dialect names it (Azure: `"azure-async-operation"`,
@@ -45,4 +51,22 @@ pub struct OperationInfo {
     pub operation_name: Option<String>,
     /// The URI of the final GET, when one was made.
     pub final_uri: Option<Uri>,
+}
+
+impl fmt::Debug for OperationInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |uri: &Uri| redact::url(&uri.to_string()).into_owned();
+        f.debug_struct("OperationInfo")
+            .field("monitor", &self.monitor)
+            .field("monitor_url", &shown(&self.monitor_url))
+            .field("polls", &self.polls)
+            .field("elapsed", &self.elapsed)
+            .field("state", &self.state)
+            .field("last_http_status", &self.last_http_status)
+            .field("percent_complete", &self.percent_complete)
+            .field("operation_id", &self.operation_id)
+            .field("operation_name", &self.operation_name)
+            .field("final_uri", &self.final_uri.as_ref().map(shown))
+            .finish()
+    }
 }

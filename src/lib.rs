@@ -66,7 +66,7 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `tracing` | on | a span per operation (method, URI, monitor), a debug event per poll, a warning per transient retry |
+//! | `tracing` | on | an `INFO` span per operation and per poll, a warning per transient retry (docs/OBSERVABILITY.md) |
 //! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
 //!
@@ -127,6 +127,7 @@ mod protocol;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod service;
+pub mod telemetry;
 mod token;
 
 #[cfg(doc)]

@@ -13,6 +13,7 @@ use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::error::BoxError;
+use crate::protocol::redact;
 
 /// A `reqwest::Client` (reqwest 0.13) as a `tower::Service<http::Request<reqwest::Body>>`, to put
 /// below [`LongRunningLayer`](crate::LongRunningLayer): no adapter code of your own.
@@ -113,10 +114,21 @@ impl Service<http::Request<Body>> for ReqwestService {
         let request = Request::try_from(request);
         let client = self.client.clone();
         Box::pin(async move {
-            let response = client.execute(request?).await?;
+            let response = client.execute(request?).await.map_err(redacted)?;
             Ok(http_response(response))
         })
     }
+}
+
+/// `error` with the URL it names redacted, as the layer shows URLs: a poll's URL may carry a
+/// credential, and reqwest's `Display` prints it.
+fn redacted(mut error: Error) -> Error {
+    if let Some(url) = error.url_mut() {
+        if let Ok(shown) = Url::parse(&redact::url(url.as_str())) {
+            *url = shown;
+        }
+    }
+    error
 }
 
 /// `response` as an `http::Response` that remembers its URL: `http::Response::from` alone drops

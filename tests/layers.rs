@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["error"],
     &["options", "progress"],
     &["config", "body"],
+    &["telemetry"],
     &["future"],
     &["service"],
     &["layer"],

@@ -108,17 +108,37 @@
 //!   second at or after the time the server asked for: rounded up, never early.
 //! - **Bad rows**: a stored token that is corrupt or foreign (another version, another origin,
 //!   another dialect) becomes an [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken)
-//!   delivery for its operation; a row that is not a fleet job at all is skipped with a warning,
-//!   and the workers go on.
-//! - **A database that goes away**: the worker starts a new apalis worker every
-//!   [`restart_delay`](FleetBuilder::restart_delay) until it is back; its jobs come back to the
-//!   queue after the lease.
+//!   delivery for its operation. A row the fleet cannot step at all (a job id that is not a
+//!   ULID, metadata the engine cannot decode, a payload that is not a fleet job: foreign, not
+//!   JSON, truncated, or of another payload version) is moved, in the transaction that claimed
+//!   it, to a quarantine table and reported once: a warning, [`Fleet::quarantined`] (a count)
+//!   and [`Fleet::quarantined_rows`] (the rows, payload byte for byte). Every other job of the
+//!   batch is stepped as usual. The fleet claims with the engine's own claim and decodes the
+//!   rows itself because apalis's stores decode a batch all or nothing: one such row failed
+//!   every fetch (or, for a NULL hstore value, panicked apalis-postgres 1.0), and no good job
+//!   was stepped again.
+//! - **A database that goes away**: apalis's `Monitor` restarts the worker; the new one (with a
+//!   fresh name) waits [`restart_delay`](FleetBuilder::restart_delay) before it touches the
+//!   store, and so on until the database is back; its jobs come back to the queue after the
+//!   lease. `Store::postgres` waits for a server that is not up yet (up to 30 s, or
+//!   `Store::postgres_within`).
+//! - **The store must keep what it acknowledged**: "no operation is lost" holds only if a
+//!   commit the database acknowledged survives its crash. Keep PostgreSQL's durable defaults
+//!   (`fsync`, `synchronous_commit`, `full_page_writes` on; the fleet's tests run with them)
+//!   and SQLite's (`synchronous` not `OFF`). With `synchronous_commit=off`, an immediate
+//!   PostgreSQL stop lost operations that `start` had reported tracked.
 //! - **Finished rows**: each operation has exactly one live job row, but apalis keeps every
 //!   finished step's row (about 2 KB with its indexes) until it is deleted: SQLite stores offer
 //!   apalis's `Vacuum`; on PostgreSQL, delete `apalis.jobs` rows with status `Done` older than you
 //!   care to keep.
 //! - **TLS to a remote PostgreSQL** is your choice: enable `sqlx/tls-rustls` (or another TLS
 //!   feature of sqlx) in your own manifest.
+//!
+//! # Features
+//!
+//! One per store, so an application builds only the driver it uses: `sqlite` (the default:
+//! `Store::sqlite`) and `postgres` (`Store::postgres`). A PostgreSQL-only fleet:
+//! `tower-lro-fleet = { version = "0.1", default-features = false, features = ["postgres"] }`.
 //!
 //! Throughput and memory at 1,000 to 100,000 operations in flight: `docs/PERFORMANCE.md` in the
 //! repository.
@@ -136,9 +156,11 @@
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+mod backend;
 mod delivery;
 mod error;
 mod job;
+mod quarantine;
 mod settings;
 mod store;
 mod worker;
@@ -161,9 +183,11 @@ use tower_lro::{
 pub use delivery::Delivery;
 pub use error::{FleetError, FleetErrorKind};
 pub use job::OperationId;
+pub use quarantine::Quarantined;
 pub use store::Store;
 
 use job::Job;
+use quarantine::Quarantine;
 use settings::Settings;
 use tower_lro::Step;
 
@@ -183,6 +207,7 @@ struct Shared<S, H, ReqBody, D> {
     layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
+    quarantine: Arc<Quarantine>,
     _body: PhantomData<fn(ReqBody)>,
 }
 
@@ -337,6 +362,7 @@ impl FleetBuilder {
                 layer,
                 inner,
                 handler,
+                quarantine: Arc::default(),
                 _body: PhantomData,
             }),
         })
@@ -369,6 +395,22 @@ impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
     /// The lease: how long the jobs of a worker that stopped heartbeating stay with it.
     pub fn lease(&self) -> Duration {
         self.shared.settings.lease()
+    }
+
+    /// How many rows this fleet's workers moved to the quarantine since the fleet was built:
+    /// rows in its queue they could not step (see [`Quarantined`]). Each row counts once, in
+    /// the process whose worker claimed it; a metric to export and alert on.
+    pub fn quarantined(&self) -> u64 {
+        self.shared.quarantine.count()
+    }
+
+    /// The quarantined rows of the fleet's queue (whichever process quarantined them), oldest
+    /// first, at most `limit`. They stay until you delete them from the quarantine table.
+    pub async fn quarantined_rows(&self, limit: usize) -> Result<Vec<Quarantined>, FleetError> {
+        self.shared
+            .store
+            .quarantined(&self.shared.settings.queue, limit)
+            .await
     }
 
     /// Tracks the operation `token` describes under your `key`, from now on: a worker takes its
@@ -445,6 +487,7 @@ where
             self.shared.clone(),
             self.shared.store.inner.clone(),
             self.shared.settings.clone(),
+            self.shared.quarantine.clone(),
             name.into(),
             stopped,
         );

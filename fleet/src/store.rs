@@ -1,26 +1,50 @@
 //! Where the jobs live: an SQLite file, or a PostgreSQL database a fleet of workers shares.
+//! Each store is a feature (`sqlite`, the default, and `postgres`): an application builds only
+//! the driver it uses.
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("tower-lro-fleet needs a store: enable its `sqlite` or `postgres` feature");
+
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis_core::backend::TaskSink;
 use apalis_core::task::builder::TaskBuilder;
+#[cfg(feature = "postgres")]
 use apalis_postgres::PostgresStorage;
+#[cfg(feature = "sqlite")]
 use apalis_sqlite::SqliteStorage;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+#[cfg(feature = "postgres")]
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+#[cfg(feature = "sqlite")]
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use crate::error::FleetError;
 use crate::job::Job;
+use crate::quarantine::Quarantined;
 
-/// The database the fleet's jobs live in, with apalis's schema set up.
+/// The database the fleet's jobs live in, with apalis's schema and the fleet's quarantine table
+/// set up.
 ///
-/// SQLite is the embedded default: one file, no server, for the workers of one machine (the
-/// processes sharing the file). PostgreSQL is for a fleet: any number of workers on any number of
-/// machines claim jobs from one database.
+/// SQLite (feature `sqlite`, the default) is the embedded store: one file, no server, for the
+/// workers of one machine (the processes sharing the file). PostgreSQL (feature `postgres`) is
+/// for a fleet: any number of workers on any number of machines claim jobs from one database.
+///
+/// **What the store must guarantee**: a commit it acknowledged is durable. The fleet answers
+/// [`Fleet::start`](crate::Fleet::start) only after the enqueue committed, and acknowledges a
+/// step only after its successor committed; a database that acknowledges commits it may lose
+/// (PostgreSQL with `fsync=off` or `synchronous_commit=off`, SQLite with `synchronous=OFF`)
+/// loses operations the fleet reported tracked when it crashes. The defaults of both are
+/// durable; keep them.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tower_lro_fleet::FleetError> {
 /// let local = tower_lro_fleet::Store::sqlite("/var/lib/gateway/operations.db").await?;
+/// # #[cfg(feature = "postgres")]
 /// let shared = tower_lro_fleet::Store::postgres("postgres://fleet@db.internal/fleet").await?;
 /// # Ok(()) }
 /// ```
@@ -31,7 +55,9 @@ pub struct Store {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Inner {
+    #[cfg(feature = "sqlite")]
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
@@ -39,8 +65,14 @@ pub(crate) enum Inner {
 /// away fails calls and worker generations promptly instead of holding them.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long [`Store::postgres`] waits for a database that is not up yet.
+#[cfg(feature = "postgres")]
+const CONNECT_WAIT: Duration = Duration::from_secs(30);
+
 impl Store {
-    /// Opens (creating it if needed) the SQLite database at `path` and sets up apalis's tables.
+    /// Opens (creating it if needed) the SQLite database at `path` and sets up apalis's tables
+    /// and the fleet's quarantine table.
+    #[cfg(feature = "sqlite")]
     pub async fn sqlite(path: impl AsRef<std::path::Path>) -> Result<Store, FleetError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -55,51 +87,103 @@ impl Store {
         Store::from_sqlite_pool(pool).await
     }
 
-    /// Uses an SQLite pool you configured, setting up apalis's tables in it.
+    /// Uses an SQLite pool you configured, setting up apalis's tables and the fleet's
+    /// quarantine table in it.
+    #[cfg(feature = "sqlite")]
     pub async fn from_sqlite_pool(pool: SqlitePool) -> Result<Store, FleetError> {
         SqliteStorage::setup(&pool)
             .await
             .map_err(|e| FleetError::store("cannot set up the SQLite schema", e))?;
+        sqlite::setup(&pool).await?;
         Ok(Store {
             inner: Inner::Sqlite(pool),
         })
     }
 
-    /// Connects to the PostgreSQL database at `url` and sets up apalis's schema (`apalis.*`).
-    /// The pool reconnects by itself when the server comes back after going away.
+    /// Connects to the PostgreSQL database at `url` and sets up apalis's schema (`apalis.*`)
+    /// and the fleet's quarantine table (`tower_lro_fleet.quarantine`). A server that is not up
+    /// yet (refusing connections, or starting) is waited for, up to 30 s; see
+    /// [`postgres_within`](Self::postgres_within). The pool reconnects by itself when the
+    /// server comes back after going away.
+    #[cfg(feature = "postgres")]
     pub async fn postgres(url: &str) -> Result<Store, FleetError> {
+        Store::postgres_within(url, CONNECT_WAIT).await
+    }
+
+    /// As [`postgres`](Self::postgres), waiting up to `wait` for the server to accept a
+    /// connection: connection attempts are repeated, backing off from 100 ms to 2 s, while the
+    /// server refuses connections, times out or says it is starting up. Anything else (a bad
+    /// URL, a refused password, a missing database) fails at once.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), tower_lro_fleet::FleetError> {
+    /// use std::time::Duration;
+    /// let store = tower_lro_fleet::Store::postgres_within(
+    ///     "postgres://fleet@db.internal/fleet",
+    ///     Duration::from_secs(120),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_within(url: &str, wait: Duration) -> Result<Store, FleetError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| FleetError::store("the PostgreSQL URL is not valid", e))?;
         let pool = PgPoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(|e| FleetError::store("cannot connect to PostgreSQL", e))?;
+            .connect_lazy_with(options);
+        postgres::wait_until_up(&pool, wait).await?;
         Store::from_postgres_pool(pool).await
     }
 
-    /// Uses a PostgreSQL pool you configured, setting up apalis's schema in it.
+    /// Uses a PostgreSQL pool you configured, setting up apalis's schema and the fleet's
+    /// quarantine table in it.
+    #[cfg(feature = "postgres")]
     pub async fn from_postgres_pool(pool: PgPool) -> Result<Store, FleetError> {
         PostgresStorage::setup(&pool)
             .await
             .map_err(|e| FleetError::store("cannot set up the PostgreSQL schema", e))?;
+        postgres::setup(&pool).await?;
         Ok(Store {
             inner: Inner::Postgres(pool),
         })
     }
 
     /// The SQLite pool, when this store is SQLite.
+    #[cfg(feature = "sqlite")]
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.inner {
             Inner::Sqlite(pool) => Some(pool),
+            #[cfg(feature = "postgres")]
             Inner::Postgres(_) => None,
         }
     }
 
     /// The PostgreSQL pool, when this store is PostgreSQL.
+    #[cfg(feature = "postgres")]
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.inner {
             Inner::Postgres(pool) => Some(pool),
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(_) => None,
         }
+    }
+
+    /// The rows of `queue` in the quarantine, oldest first, at most `limit`.
+    pub(crate) async fn quarantined(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<Vec<Quarantined>, FleetError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let listed = match &self.inner {
+            #[cfg(feature = "sqlite")]
+            Inner::Sqlite(pool) => sqlite::quarantined(pool, queue, limit).await,
+            #[cfg(feature = "postgres")]
+            Inner::Postgres(pool) => postgres::quarantined(pool, queue, limit).await,
+        };
+        listed.map_err(|e| FleetError::store("cannot list the quarantine", e))
     }
 
     /// Enqueues `job` to run `after` from now (rounded up to the store's whole seconds, so never
@@ -118,6 +202,7 @@ impl Store {
             .max_attempts(max_attempts)
             .build();
         match &self.inner {
+            #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => {
                 let config = apalis_sqlite::Config::default().queue(queue);
                 // SQLite's insert ignores a duplicate key itself (`ON CONFLICT DO NOTHING`).
@@ -127,6 +212,7 @@ impl Store {
                     .await
                     .map_err(|e| FleetError::store("cannot enqueue a step in SQLite", e))
             }
+            #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => {
                 let config = apalis_postgres::Config::default().queue(queue);
                 let pushed = PostgresStorage::<Job>::new(pool)

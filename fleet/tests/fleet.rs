@@ -424,6 +424,15 @@ async fn corrupt_and_foreign_tokens_are_typed_outcomes_and_junk_rows_stop_nothin
     // The foreign token's URL was never contacted (it is not on this machine anyway), and the
     // operation was started once.
     assert_eq!(sim.count(&Method::POST, "/vms/ok/start"), 1);
+    // The two rows that are not fleet jobs were quarantined, once each, and kept.
+    assert_eq!(fleet.quarantined(), 2);
+    let kept = fleet.quarantined_rows(10).await.unwrap();
+    assert_eq!(kept.len(), 2, "{kept:#?}");
+    assert!(
+        kept.iter()
+            .all(|row| row.reason.contains("not a fleet job")),
+        "{kept:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,7 @@ use crate::future::original::Original;
 use crate::future::{NextStep, Step};
 use crate::options::Polling;
 use crate::progress::ProgressSender;
+use crate::telemetry::{Outcome, Start, Telemetry};
 use crate::token::{Cancelling, ResumeToken, Resuming};
 
 mod operation;
@@ -237,8 +238,7 @@ struct Follower<D> {
     clock: Clock,
     polling: Polling,
     progress: Option<ProgressSender>,
-    #[cfg(feature = "tracing")]
-    span: tracing::Span,
+    telemetry: Telemetry,
 }
 
 impl<S, ReqBody, ResBody, D> Core<S, ReqBody, ResBody, D, ToTheEnd>
@@ -267,17 +267,26 @@ where
         if let Some(Resuming(token)) = extensions.remove::<Resuming>() {
             let mut follower = Follower::new(config, dialect, &mut req, Polling::Enabled);
             follower.progress = progress;
-            return Self::resumed(service, follower, &token);
+            return Self::resumed(service, follower, &token, Start::Resumed);
         }
-        if polling != Polling::Disabled {
+        let telemetry = if polling == Polling::Disabled {
+            Telemetry::none()
+        } else {
             // A method is an enum or a short shared string: cloning it costs nothing.
             let method = req.method().clone();
             dialect.prepare(&method, req.headers_mut());
-        }
+            Telemetry::start(dialect.name(), Start::Original, &method, req.uri())
+        };
         let original = Original::of(&mut req, polling);
-        let future = service.call(req);
+        let future = {
+            // Spans of the layers below nest under the operation's.
+            #[cfg(feature = "tracing")]
+            let _entered = telemetry.current().enter();
+            service.call(req)
+        };
         let mut follower = Follower::with(config, dialect, original, polling);
         follower.progress = progress;
+        follower.telemetry = telemetry;
         Self::with_state(service, follower, State::Initial { future })
     }
 }
@@ -294,7 +303,7 @@ where
     {
         let mut req = Request::new(ReqBody::default());
         let follower = Follower::new(config, dialect, &mut req, Polling::Enabled);
-        Self::resumed(service, follower, token)
+        Self::resumed(service, follower, token, Start::Step)
     }
 }
 
@@ -319,8 +328,8 @@ where
     }
 
     /// Continues the operation a token describes, polling at once.
-    fn resumed(service: S, mut follower: Follower<D>, token: &ResumeToken) -> Self {
-        let state = match follower.adopt(token) {
+    fn resumed(service: S, mut follower: Follower<D>, token: &ResumeToken, start: Start) -> Self {
+        let state = match follower.adopt(token, start) {
             Ok(ledger) => State::Following {
                 ledger,
                 stage: Stage::Ready,
@@ -340,7 +349,11 @@ where
     ) -> Self {
         let state = match follower.cancel(&token, &mut req) {
             Ok(ledger) => {
-                let future = service.call(req);
+                let future = {
+                    #[cfg(feature = "tracing")]
+                    let _entered = follower.telemetry.current().enter();
+                    service.call(req)
+                };
                 follower.clock.start_request();
                 State::Following {
                     ledger,
@@ -369,7 +382,7 @@ where
         let mut this = self.project();
         let (service, follower) = (this.service, this.follower);
         #[cfg(feature = "tracing")]
-        let _entered = follower.span.clone().entered();
+        let _entered = follower.telemetry.current().clone().entered();
         loop {
             let begin = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
@@ -407,6 +420,7 @@ where
                 }
                 StateProj::Rejected { error } => {
                     let error = error.take().unwrap_or_else(Follower::<D>::after_completion);
+                    follower.unfollowed_end(&Err::<(), _>(&error));
                     this.state.set(State::Done);
                     return Poll::Ready(M::finish(Err(error)));
                 }
@@ -416,6 +430,7 @@ where
             };
             match begin {
                 Begin::Finish(result) => {
+                    follower.unfollowed_end(&result.as_ref().map(|_| ()));
                     this.state.set(State::Done);
                     return Poll::Ready(M::finish(result));
                 }
@@ -487,17 +502,25 @@ impl<D: Dialect> Follower<D> {
                     }
                     Err(next) => next,
                 },
-                StageProj::Requesting { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => self.on_reply(ledger, response),
-                    Poll::Ready(Err(e)) => {
-                        let failure = Error::service_on(self.request_name(ledger), e);
-                        self.on_request_error(ledger, failure)
+                StageProj::Requesting { future } => {
+                    // What the layers below do while the request is in flight belongs to it.
+                    #[cfg(feature = "tracing")]
+                    let entered = self.telemetry.current().clone().entered();
+                    let polled = future.poll(cx);
+                    #[cfg(feature = "tracing")]
+                    drop(entered);
+                    match polled {
+                        Poll::Ready(Ok(response)) => self.on_reply(ledger, response),
+                        Poll::Ready(Err(e)) => {
+                            let failure = Error::service_on(self.request_name(ledger), e);
+                            self.on_request_error(ledger, failure)
+                        }
+                        Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
+                            Some(expired) => self.on_failed_request(ledger, expired),
+                            None => return Poll::Pending,
+                        },
                     }
-                    Poll::Pending => match self.clock.on_due(due.as_mut(), cx) {
-                        Some(expired) => self.on_failed_request(ledger, expired),
-                        None => return Poll::Pending,
-                    },
-                },
+                }
                 StageProj::Reading {
                     body, collector, ..
                 } => {
@@ -533,6 +556,9 @@ impl<D: Dialect> Follower<D> {
             Next::Finish(result) => return Some(M::finish(self.exit(ledger, result))),
             Next::Wait { drain } => {
                 if let Some(output) = M::wait(|| self.next_step(ledger)) {
+                    let observed = &ledger.observed;
+                    self.telemetry
+                        .ended(Outcome::Running, None, ledger.polls, observed);
                     return Some(output);
                 }
                 self.enter_wait(stage, wait, drain);
@@ -591,6 +617,9 @@ impl<D: Dialect> Follower<D> {
         Poll::Ready(match service.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 let request = self.next_request(ledger);
+                // Spans of the layers below nest under the request's.
+                #[cfg(feature = "tracing")]
+                let _entered = self.telemetry.current().enter();
                 Ok(service.call(request))
             }
             Poll::Ready(Err(e)) => {
@@ -682,11 +711,15 @@ impl<D: Dialect> Follower<D> {
 
     fn next_request<R: Default>(&mut self, ledger: &mut Ledger<D::Monitor>) -> Request<R> {
         let uri = match &ledger.target {
-            Target::Final(uri) => uri.clone(),
+            Target::Final(uri) => {
+                self.telemetry.request_sent(ledger.polls, true);
+                uri.clone()
+            }
             // A cancel is sent once, when the operation is taken over; after it, polls.
             Target::Poll | Target::Cancel => {
                 ledger.target = Target::Poll;
                 ledger.polls = ledger.polls.saturating_add(1);
+                self.telemetry.request_sent(ledger.polls, false);
                 ledger.url.clone()
             }
         };

@@ -3,6 +3,19 @@
 //! `X-Goog-Signature=`, a `token=`), and so can userinfo; neither is shown.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether URLs are redacted: a process-wide switch (`telemetry::set_redact_urls`), because
+/// `Debug` and `Display` have no configuration to read it from.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+pub(crate) fn set_enabled(redact: bool) {
+    ENABLED.store(redact, Ordering::Relaxed);
+}
+
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Query parameters whose values are shown: they say which API was called and hold no secret.
 const SHOWN: [&str; 1] = ["api-version"];
@@ -13,6 +26,9 @@ pub(crate) const HIDDEN: &str = "REDACTED";
 /// `url` with every query value but [`SHOWN`]'s replaced by [`HIDDEN`], userinfo dropped and the
 /// fragment dropped. Text with neither a query, userinfo nor a fragment is returned as it is.
 pub(crate) fn url(url: &str) -> Cow<'_, str> {
+    if !enabled() {
+        return Cow::Borrowed(url);
+    }
     let authority_start = url.find("://").map(|i| i + 3);
     let userinfo_end = authority_start.and_then(|start| {
         let authority_len = url[start..]
@@ -62,6 +78,55 @@ pub(crate) fn url(url: &str) -> Cow<'_, str> {
     Cow::Owned(shown)
 }
 
+/// `text` with every absolute `http`/`https` URL in it shown by [`url`]: for messages and
+/// errors that may quote one (a server's error message, a client's error naming its request).
+pub(crate) fn text(text: &str) -> Cow<'_, str> {
+    if !enabled() || !contains_scheme(text) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = find_scheme(rest) {
+        shown.push_str(&rest[..at]);
+        let candidate = &rest[at..];
+        // A URL ends where text that cannot be part of one begins.
+        let end = candidate
+            .find(|c: char| {
+                c.is_whitespace()
+                    || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']' | '}' | ',')
+            })
+            .unwrap_or(candidate.len());
+        shown.push_str(&url(&candidate[..end]));
+        rest = &candidate[end..];
+    }
+    shown.push_str(rest);
+    Cow::Owned(shown)
+}
+
+fn contains_scheme(text: &str) -> bool {
+    find_scheme(text).is_some()
+}
+
+/// Where the first `http://` or `https://` (ASCII case-insensitive) in `text` begins.
+fn find_scheme(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(colon) = text[from..].find("://").map(|i| from + i) {
+        for scheme in ["https", "http"] {
+            if let Some(start) = colon.checked_sub(scheme.len()) {
+                let named = bytes[start..colon].eq_ignore_ascii_case(scheme.as_bytes());
+                // `xhttps://` is not a URL this looks for; `(https://` is.
+                let bounded = start == 0 || !bytes[start - 1].is_ascii_alphanumeric();
+                if named && bounded {
+                    return Some(start);
+                }
+            }
+        }
+        from = colon + 3;
+    }
+    None
+}
+
 /// Every string in `value` that holds a URL's query or userinfo, shown by [`url`].
 pub(crate) fn json(value: &serde_json::Value) -> serde_json::Value {
     match value {
@@ -104,6 +169,30 @@ mod tests {
             ("not a url?secret=1", "not a url?secret=REDACTED"),
         ] {
             assert_eq!(url(given), shown, "{given}");
+        }
+    }
+
+    #[test]
+    fn urls_inside_text_are_hidden() {
+        for (given, shown) in [
+            ("no url here", "no url here"),
+            ("", ""),
+            (
+                "error sending request for url (https://a.example/op?sig=s3cr3t&api-version=1)",
+                "error sending request for url (https://a.example/op?sig=REDACTED&api-version=1)",
+            ),
+            (
+                "see HTTPS://u:p@a.example/x?code=k and http://b.example/y?token=t.",
+                "see HTTPS://a.example/x?code=REDACTED and http://b.example/y?token=REDACTED",
+            ),
+            (
+                "\"https://a.example/x?sig=1\",",
+                "\"https://a.example/x?sig=REDACTED\",",
+            ),
+            ("xhttps://a.example/x?sig=1", "xhttps://a.example/x?sig=1"),
+            ("://?sig=1 https://", "://?sig=1 https://"),
+        ] {
+            assert_eq!(text(given), shown, "{given}");
         }
     }
 

@@ -68,7 +68,9 @@ fn pg_bin() -> PathBuf {
 }
 
 /// A throwaway PostgreSQL server: a fresh cluster in a temporary directory, on 127.0.0.1 and a
-/// free port, trusting local connections, fsync off. Stopped (immediately) and deleted on drop.
+/// free port, trusting local connections, with the server's durable defaults (`fsync`,
+/// `synchronous_commit`, `full_page_writes` on: the fleet's guarantees assume a commit
+/// acknowledged is a commit kept). Stopped (immediately) and deleted on drop.
 ///
 /// PostgreSQL refuses to run as root: when the tests run as root (CI), the cluster belongs to
 /// the `postgres` user the package creates, and its commands run through `runuser`.
@@ -79,6 +81,14 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        let pg = Postgres::init();
+        pg.start_again();
+        pg
+    }
+
+    /// A fresh cluster on its own port, not started yet: [`start_again`](Self::start_again)
+    /// starts it.
+    pub fn init() -> Postgres {
         let bin = pg_bin();
         let dir = TempDir::new("pg");
         let data = dir.path().join("data");
@@ -100,15 +110,13 @@ impl Postgres {
             ])
             .arg(&data));
         let port = free_port();
-        let pg = Postgres { dir, port };
-        pg.start_again();
-        pg
+        Postgres { dir, port }
     }
 
     /// Starts the server again after [`stop`](Self::stop), on the same port and data.
     pub fn start_again(&self) {
         let options = format!(
-            "-p {} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-p {} -h 127.0.0.1 -k {} -c max_connections=200",
             self.port,
             self.dir.path().display()
         );

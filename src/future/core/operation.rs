@@ -22,6 +22,7 @@ use crate::future::original::Original;
 use crate::options::Polling;
 use crate::progress::Progress;
 use crate::protocol::headers;
+use crate::telemetry::{Outcome, Start, Telemetry};
 use crate::token::ResumeToken;
 
 use super::{Begin, Follower, OpeningBody, Sniffed, Unjudged};
@@ -50,8 +51,7 @@ impl<D: Dialect> Follower<D> {
             original,
             polling,
             progress: None,
-            #[cfg(feature = "tracing")]
-            span: tracing::Span::none(),
+            telemetry: Telemetry::none(),
         }
     }
 
@@ -67,7 +67,7 @@ impl<D: Dialect> Follower<D> {
         token: &ResumeToken,
         req: &mut Request<R>,
     ) -> Result<Ledger<D::Monitor>, Error> {
-        let mut ledger = self.adopt(token)?;
+        let mut ledger = self.adopt(token, Start::Cancel)?;
         let Some(spec) = token.cancel_spec() else {
             let why = "the operation's dialect has no cancel request, and none was attached";
             return Err(self.fail(&ledger, Error::new(ErrorKind::CancelUnsupported, why)));
@@ -84,7 +84,11 @@ impl<D: Dialect> Follower<D> {
     /// Takes over the operation a token describes. Its URLs pass this layer's origin policy,
     /// judged against the token's own original URI; its polls and time count against this
     /// layer's bounds, which are checked before anything is sent.
-    pub(super) fn adopt(&mut self, token: &ResumeToken) -> Result<Ledger<D::Monitor>, Error> {
+    pub(super) fn adopt(
+        &mut self,
+        token: &ResumeToken,
+        start: Start,
+    ) -> Result<Ledger<D::Monitor>, Error> {
         let resumption = token.resumption(&self.dialect)?;
         self.original.adopt(
             resumption.method,
@@ -92,6 +96,9 @@ impl<D: Dialect> Follower<D> {
             resumption.headers,
             &self.config.withheld,
         );
+        let name = self.dialect.name();
+        let (method, uri) = (&self.original.method, &self.original.uri);
+        self.telemetry = Telemetry::start(name, start, method, uri);
         self.clock.rewind(resumption.elapsed);
         // The URL's own error (its kind, the URL) is the cause; this error says where it was.
         let untrusted = |e: Error| {
@@ -130,17 +137,22 @@ impl<D: Dialect> Follower<D> {
         Ok(ledger)
     }
 
-    pub(super) fn trace(&mut self, _ledger: &Ledger<D::Monitor>) {
-        #[cfg(feature = "tracing")]
-        {
-            self.span = tracing::debug_span!(
-                "long_running_operation",
-                method = %self.original.method,
-                uri = %crate::protocol::redact::url(&self.original.uri.to_string()),
-                monitor = _ledger.kind,
-                monitor_url = %crate::protocol::redact::url(&_ledger.url.to_string()),
-            );
-        }
+    pub(super) fn trace(&mut self, ledger: &Ledger<D::Monitor>) {
+        self.telemetry
+            .followed(ledger.kind, &ledger.url, ledger.polls);
+    }
+
+    /// The future ends before following an operation to its end: a response that is not an
+    /// operation's, one handed back (`Polling::AcceptOnly`), or an error.
+    pub(super) fn unfollowed_end<T>(&mut self, result: &Result<T, &Error>) {
+        let outcome = match result {
+            Ok(_) if self.telemetry.is_following() => Outcome::Running,
+            Ok(_) => Outcome::NotLongRunning,
+            Err(error) => Outcome::of_error(error),
+        };
+        let observed = Default::default();
+        self.telemetry
+            .ended(outcome, result.as_ref().err().copied(), 0, &observed);
     }
 
     /// Attaches what happened so far to an error that ends the operation and, unless the
@@ -161,7 +173,7 @@ impl<D: Dialect> Follower<D> {
 
     /// The result of following the operation: an error gets the operation's details, once, here.
     pub(super) fn exit<B>(
-        &self,
+        &mut self,
         ledger: &Ledger<D::Monitor>,
         result: Result<Response<ResponseBody<B>>, Error>,
     ) -> Result<Response<ResponseBody<B>>, Error> {
@@ -192,21 +204,13 @@ impl<D: Dialect> Follower<D> {
 
     /// The future is about to complete with `result`.
     pub(super) fn conclude<B>(
-        &self,
+        &mut self,
         ledger: &Ledger<D::Monitor>,
         result: &Result<Response<B>, Error>,
     ) {
-        #[cfg(feature = "tracing")]
-        match result {
-            Ok(response) => {
-                tracing::debug!(parent: &self.span, polls = ledger.polls, status = %response.status(), "operation finished")
-            }
-            Err(error) => {
-                tracing::debug!(parent: &self.span, polls = ledger.polls, %error, "operation ended with an error")
-            }
-        }
-        #[cfg(not(feature = "tracing"))]
-        let _ = result;
+        let (outcome, error) = (Outcome::of(result), result.as_ref().err());
+        self.telemetry
+            .ended(outcome, error, ledger.polls, &ledger.observed);
         self.observe(ledger, None, true);
     }
 

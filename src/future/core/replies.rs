@@ -14,6 +14,7 @@ use crate::dialect::{
 use crate::error::{Error, ErrorKind};
 use crate::future::ledger::{Ledger, Target};
 use crate::protocol::json::detail_text;
+use crate::telemetry::PollResult;
 
 use super::operation::{reported, too_large};
 use super::{Answer, Follower, Next, Purpose};
@@ -35,6 +36,7 @@ impl<D: Dialect> Follower<D> {
             Target::Cancel => return self.on_cancel_head(ledger, parts, body),
         }
         ledger.last_http_status = Some(parts.status);
+        self.telemetry.answer_status(parts.status);
         let verdict = match self.dialect.status_head(&ledger.monitor, &parts) {
             StatusHead::ReadBody => return self.read(ledger, parts, body, Purpose::Verdict),
             StatusHead::Judged(verdict) => verdict,
@@ -113,6 +115,7 @@ impl<D: Dialect> Follower<D> {
         parts: response::Parts,
         body: B,
     ) -> Next<B> {
+        self.telemetry.answer_status(parts.status);
         match self.dialect.final_head(&ledger.monitor, parts.status) {
             FinalHead::Final => self.finish(ledger, parts, ResponseBody::streaming(body)),
             FinalHead::Transient if !self.transient_exhausted(ledger) => {
@@ -174,6 +177,8 @@ impl<D: Dialect> Follower<D> {
         at: &PollAt<'_>,
     ) -> Result<(), Error> {
         ledger.retries = 0;
+        let observed = &ledger.observed;
+        self.telemetry.poll_result(PollResult::Done, observed);
         let uri = self.original.admit(at, Some(&ledger.url), &self.config)?;
         ledger.target = Target::Final(uri);
         Ok(())
@@ -219,16 +224,7 @@ impl<D: Dialect> Follower<D> {
         if hint.is_none() {
             ledger.unhinted_waits = ledger.unhinted_waits.saturating_add(1);
         }
-        #[cfg(feature = "tracing")]
-        tracing::debug!(
-            parent: &self.span,
-            state = ledger.observed.state.as_deref(),
-            percent_complete = ledger.observed.percent_complete,
-            http_status = ledger.last_http_status.map(|s| s.as_u16()),
-            polls = ledger.polls,
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            "operation running"
-        );
+        self.telemetry.waiting(hint, delay, &ledger.observed);
         self.wait(ledger, delay)
     }
 
@@ -258,6 +254,8 @@ impl<D: Dialect> Follower<D> {
         drain: Option<B>,
     ) -> Next<B> {
         ledger.retries = ledger.retries.saturating_add(1);
+        let observed = &ledger.observed;
+        self.telemetry.poll_result(PollResult::Transient, observed);
         if ledger.retries > self.config.max_transient_retries {
             return Next::Finish(Err(failure(self)));
         }
@@ -270,14 +268,11 @@ impl<D: Dialect> Follower<D> {
             self.config
                 .delays
                 .retry(hint, ledger.retries, crate::protocol::schedule::jitter());
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            parent: &self.span,
-            attempt = ledger.retries,
-            error = %failure(self),
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            "transient failure while following an operation; retrying"
-        );
+        if self.telemetry.records_retries() {
+            let error = failure(self);
+            self.telemetry.retrying(ledger.retries, &error, delay);
+        }
+        self.telemetry.waiting(hint, delay, &ledger.observed);
         match self.wait(ledger, delay) {
             Ok(()) => Next::Wait { drain },
             Err(e) => Next::Finish(Err(e)),
