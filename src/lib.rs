@@ -67,6 +67,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `tracing` | on | an `INFO` span per operation and per poll, a warning per transient retry (docs/OBSERVABILITY.md) |
+//! | `opentelemetry` | off | the W3C trace context of an operation's start in its resume tokens, and links to it from the spans of the steps, resumptions and cancels that continue it, in any process (opentelemetry 0.33 through tracing-opentelemetry 0.34; enables `tracing`) |
 //! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
 //!
