@@ -27,8 +27,9 @@ use crate::protocol::{headers, redact};
 /// keep counting against the resuming layer's `max_polls` and `timeout`: resume a token from a
 /// [`TooManyPolls`](crate::ErrorKind::TooManyPolls) error with a layer that allows more), and
 /// the W3C trace context of the operation's start when there is one (see
-/// [`traceparent`](Self::traceparent)). It never holds credentials (`Authorization`, `Cookie`, `Proxy-Authorization`): the resuming
-/// stack must apply its own authentication, below the layer. Treat a token as you treat a request
+/// [`traceparent`](Self::traceparent)). It never holds credentials (`Authorization`, `Cookie`,
+/// `Proxy-Authorization`): the resuming stack must apply its own authentication, below the
+/// layer. Treat a token as you treat a request
 /// you build: it names the URLs the stack will call, so keep it where others cannot write.
 ///
 /// ```
@@ -68,6 +69,7 @@ impl fmt::Debug for ResumeToken {
             .field("polls", &t.polls)
             .field("elapsed_ms", &t.elapsed_ms)
             .field("traceparent", &t.traceparent)
+            .field("next_poll", &t.next_poll)
             .field(
                 "cancel",
                 &t.cancel
@@ -126,6 +128,19 @@ struct Fields {
         deserialize_with = "lenient_text"
     )]
     tracestate: Option<String>,
+    /// The wait before the next poll, as judged when the token was made; tokens without it
+    /// (older ones, an error's) still read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_poll: Option<NextPoll>,
+}
+
+/// When the next poll is due, from the moment the token was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct NextPoll {
+    in_ms: u64,
+    /// The wait is the server's hint (clamped to the layer's bounds).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    hinted: bool,
 }
 
 /// A string, or `None` for any other JSON value.
@@ -278,6 +293,7 @@ impl ResumeToken {
             cancel: s.cancel,
             traceparent: s.trace.map(TraceContext::traceparent),
             tracestate: s.trace.and_then(|t| t.tracestate().map(str::to_owned)),
+            next_poll: None,
         })
     }
 
@@ -417,6 +433,43 @@ impl ResumeToken {
     /// well-formed one.
     pub fn tracestate(&self) -> Option<&str> {
         self.0.tracestate.as_deref()
+    }
+
+    /// How long after the token was made its operation's next poll is due, as the layer that
+    /// made it judged: the server's hint (the dialect's
+    /// [`wait_hint`](crate::dialect::Dialect::wait_hint)), else the layer's delay schedule,
+    /// clamped to its bounds. Set on the token of a [`Polling::AcceptOnly`](crate::Polling)
+    /// response (the wait before the first poll), of a [`NextStep`](crate::NextStep) (the same
+    /// as its [`poll_in`](crate::NextStep::poll_in)) and of a
+    /// [`Progress`](crate::progress::Progress) update that has a `next_poll_in`; `None` on an
+    /// error's token and on tokens written before it existed. Resuming a token still polls at
+    /// once: waiting is the caller's part.
+    ///
+    /// ```
+    /// # async fn run(token: tower_lro::ResumeToken) {
+    /// // A queue of your own: resume no earlier than the server asked.
+    /// tokio::time::sleep(token.next_poll_in().unwrap_or_default()).await;
+    /// # }
+    /// ```
+    pub fn next_poll_in(&self) -> Option<Duration> {
+        self.0
+            .next_poll
+            .map(|next| Duration::from_millis(next.in_ms))
+    }
+
+    /// Whether [`next_poll_in`](Self::next_poll_in) is the server's own hint (`Retry-After`,
+    /// `retry-after-ms`, or the dialect's equivalent) rather than the layer's delay schedule or
+    /// a retry backoff: a wait the server asked for must not be shortened, while the layer's
+    /// own may be spread.
+    pub fn next_poll_hinted(&self) -> bool {
+        self.0.next_poll.is_some_and(|next| next.hinted)
+    }
+
+    /// The same token, its next poll due `wait` from now.
+    pub(crate) fn with_next_poll(mut self, wait: Duration, hinted: bool) -> ResumeToken {
+        let in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.0.next_poll = Some(NextPoll { in_ms, hinted });
+        self
     }
 
     /// The same token, `wait` further into the operation: a step's token, which counts the
@@ -613,6 +666,34 @@ mod tests {
             cancel: None,
             trace: None,
         })
+    }
+
+    #[test]
+    fn the_next_poll_rides_in_the_json_and_older_tokens_have_none() {
+        let plain = token();
+        assert_eq!(
+            (plain.next_poll_in(), plain.next_poll_hinted()),
+            (None, false)
+        );
+        assert!(
+            !plain.to_json().contains("next_poll"),
+            "{}",
+            plain.to_json()
+        );
+        for (wait, hinted, json) in [
+            (1_500, true, r#""next_poll":{"in_ms":1500,"hinted":true}"#),
+            (2_000, false, r#""next_poll":{"in_ms":2000}"#),
+            (0, true, r#""next_poll":{"in_ms":0,"hinted":true}"#),
+        ] {
+            let token = token().with_next_poll(Duration::from_millis(wait), hinted);
+            assert!(token.to_json().contains(json), "{}", token.to_json());
+            let back = ResumeToken::from_json(&token.to_json()).unwrap();
+            assert_eq!(back.next_poll_in(), Some(Duration::from_millis(wait)));
+            assert_eq!(back.next_poll_hinted(), hinted);
+            assert_eq!(back, token);
+        }
+        let huge = token().with_next_poll(Duration::MAX, false);
+        assert_eq!(huge.next_poll_in(), Some(Duration::from_millis(u64::MAX)));
     }
 
     #[test]

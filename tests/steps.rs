@@ -177,6 +177,53 @@ async fn each_step_is_one_poll_and_the_last_one_fetches_the_result() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn tokens_say_when_the_next_poll_is_due_and_whether_the_server_asked() {
+    let ms = Duration::from_millis;
+    for (hint, wait, hinted) in [
+        (Some(("retry-after", "2")), ms(2_000), true),
+        (Some(("retry-after", "1")), ms(1_000), true),
+        (Some(("retry-after-ms", "1500")), ms(1_500), true),
+        // No hint: the layer's first default delay, the one it would have waited itself.
+        (None, ms(1_000), false),
+    ] {
+        let script = Script::new(move |n, _, _| match n {
+            0 => reply(
+                201,
+                &[
+                    [("azure-asyncoperation", "/operations/1")].as_slice(),
+                    hint.as_slice(),
+                ]
+                .concat(),
+                "",
+            ),
+            1 => reply(200, &[("retry-after", "7")], r#"{"status":"Running"}"#),
+            _ => reply(503, &[], ""),
+        });
+        let service = script.service(LongRunningLayer::new());
+        let token = accepted(&service, None).await;
+        assert_eq!(token.next_poll_in(), Some(wait), "{hint:?}");
+        assert_eq!(token.next_poll_hinted(), hinted, "{hint:?}");
+        let back = ResumeToken::from_json(&token.to_json()).unwrap();
+        assert_eq!(back.next_poll_in(), Some(wait), "it survives the JSON");
+        // A step's token: the same wait as the step's `poll_in`.
+        let Step::Running(next) = service.step(token).await.unwrap() else {
+            panic!("still running");
+        };
+        assert_eq!(next.token().next_poll_in(), Some(next.poll_in()));
+        assert_eq!(next.poll_in(), Duration::from_secs(7));
+        assert!(next.token().next_poll_hinted());
+        // A transient failure's backoff is the layer's, not the server's.
+        let Step::Running(retry) = service.step(next.into_token()).await.unwrap() else {
+            panic!("a 503 is retried");
+        };
+        // Tokens keep whole milliseconds.
+        let kept = retry.token().next_poll_in().map(|wait| wait.as_millis());
+        assert_eq!(kept, Some(retry.poll_in().as_millis()));
+        assert!(!retry.token().next_poll_hinted());
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn transient_failures_are_running_steps_and_their_count_survives_the_token() {
     let script = Script::new(|n, _, _| match n {
         0 => started(),

@@ -15,6 +15,19 @@ pub enum FleetErrorKind {
     Start,
     /// A setting is out of range (the message says which).
     Config,
+    /// Not an [`OperationId`](crate::OperationId) (a ULID).
+    InvalidId,
+    /// The store holds no step of an operation with that id in the fleet's queue (never
+    /// tracked, tracked on another queue, or its rows were deleted).
+    NotFound,
+    /// The operation is no longer in flight: its outcome was delivered, or its job failed and
+    /// is kept ([`Fleet::status`](crate::Fleet::status) says which).
+    Ended,
+    /// The operation cannot be canceled: its dialect has no cancel request and none was
+    /// attached, its token cannot be read, or the server refused an earlier cancel.
+    CancelUnsupported,
+    /// The operation's step stayed in a worker's hands for a whole lease; try again.
+    Busy,
 }
 
 /// Why a fleet call failed.

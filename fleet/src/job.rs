@@ -5,6 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use tower_lro::{Error, ResumeToken};
 
+use crate::error::{FleetError, FleetErrorKind};
+use crate::status::CancelState;
+
 /// The identity of a tracked operation: unique across processes and machines (a ULID), given by
 /// [`Fleet::track`](crate::Fleet::track) and [`Fleet::start`](crate::Fleet::start) and handed to
 /// the handler with the outcome, so the handler can tell a second delivery from a first.
@@ -19,13 +22,39 @@ use tower_lro::{Error, ResumeToken};
 pub struct OperationId(String);
 
 impl OperationId {
-    pub(crate) fn generate() -> OperationId {
+    /// A new id. Make one yourself, keep it with your own record of the request, and pass it
+    /// to [`Fleet::start_as`](crate::Fleet::start_as) or
+    /// [`Fleet::track_as`](crate::Fleet::track_as): a retry with the same id never forks the
+    /// operation.
+    ///
+    /// ```
+    /// let id = tower_lro_fleet::OperationId::generate();
+    /// let again: tower_lro_fleet::OperationId = id.as_str().parse()?;
+    /// assert_eq!(id, again);
+    /// # Ok::<(), tower_lro_fleet::FleetError>(())
+    /// ```
+    pub fn generate() -> OperationId {
         OperationId(ulid::Ulid::generate().to_string())
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Reads an id as [`as_str`](OperationId::as_str) wrote it: a ULID (case-insensitive), so ids
+/// stay sortable by creation time and the store can find an operation's steps by its id.
+impl std::str::FromStr for OperationId {
+    type Err = FleetError;
+
+    fn from_str(text: &str) -> Result<OperationId, FleetError> {
+        ulid::Ulid::from_string(text)
+            .map(|ulid| OperationId(ulid.to_string()))
+            .map_err(|e| {
+                FleetError::new(FleetErrorKind::InvalidId, "an operation id is a ULID")
+                    .with_source(Box::new(e))
+            })
     }
 }
 
@@ -56,6 +85,15 @@ pub(crate) struct Job {
     /// Steps in a row that ended with an error the fleet retries.
     #[serde(default)]
     pub(crate) failures: u32,
+    /// Where a cancel asked for with `Fleet::cancel` stands; carried along the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cancel: Option<CancelState>,
+    /// The last `percentComplete` the server reported, for `Fleet::status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) percent_complete: Option<f64>,
+    /// Why the step before this one failed (retried), or why a cancel was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_error: Option<String>,
 }
 
 /// The version of [`Job`] this fleet writes and reads.
@@ -74,10 +112,14 @@ impl Job {
             token: token_value(token),
             step: 0,
             failures: 0,
+            cancel: None,
+            percent_complete: None,
+            last_error: None,
         }
     }
 
-    /// The job after this one, continuing from `token`.
+    /// The job after this one, continuing from `token`; what it knows of the operation (the
+    /// last error included, until a later one replaces it) carries on.
     pub(crate) fn next(&self, token: &ResumeToken, failures: u32) -> Job {
         Job {
             version: PAYLOAD_VERSION,
@@ -86,7 +128,16 @@ impl Job {
             token: token_value(token),
             step: self.step.saturating_add(1),
             failures,
+            cancel: self.cancel,
+            percent_complete: self.percent_complete,
+            last_error: self.last_error.clone(),
         }
+    }
+
+    /// The payload as the stores keep it (apalis's JSON codec).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // A struct of strings, numbers and a JSON value always serialises.
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
     /// Unique per operation and step: enqueueing the same step twice is a no-op.

@@ -91,6 +91,20 @@
 //!   then the job stays in the store as failed, token included.
 //! - **Duplicate polls are bounded**: only a step that was running when its worker died is
 //!   polled again, once, after the lease.
+//! - **A retried start never forks an operation** when it names the operation: with an id of
+//!   yours ([`OperationId::generate`], kept with your own record), [`Fleet::start_as`] sends
+//!   the request only if the store holds no step of that operation (else
+//!   [`Started::AlreadyTracked`]), and [`Fleet::track_as`] enqueues nothing new. This assumes
+//!   the store acknowledges only durable commits (the databases' defaults: keep
+//!   `synchronous_commit` on); two calls with one id at the same moment may both send.
+//! - **No poll before the server's hint**: the first step waits for the initial response's
+//!   hint ([`ResumeToken::next_poll_in`]) as every later step waits for its poll's, rounded
+//!   up to the store's whole second; [jitter](FleetBuilder::jitter) only ever adds to a hint.
+//! - **A cancel is sent once**: [`Fleet::cancel`] marks the operation's waiting step, and the
+//!   worker that takes it marks it sent in the store before sending the dialect's cancel
+//!   request through the layer; a worker that dies after that mark leaves it unsent rather
+//!   than sent twice. The outcome (`Canceled`, or the final response if the operation
+//!   completed first) reaches the handler as any other.
 //!
 //! # Errors that carry a token
 //!
@@ -105,7 +119,17 @@
 //! # Operating a fleet
 //!
 //! - **Scheduling**: the stores schedule in whole seconds, so a step runs at the first whole
-//!   second at or after the time the server asked for: rounded up, never early.
+//!   second at or after the time the server asked for: rounded up, never early. The first
+//!   step is due when the token says ([`ResumeToken::next_poll_in`]: the initial response's
+//!   hint, else the layer's first delay). Each wait is spread by
+//!   [`jitter`](FleetBuilder::jitter) (±10 % by default; a server's hint only grows), so
+//!   operations started together do not poll together.
+//! - **Seeing and steering**: [`Fleet::status`] (last reported state, percent complete, polls,
+//!   when the next step is due, the runs of its job, the last error, a cancel's state),
+//!   [`Fleet::in_flight`] (the operations in flight, a page at a time, by id) and
+//!   [`Fleet::cancel`]. They read the store (any process that reaches it can ask); on
+//!   PostgreSQL the fleet adds one index (`tower_lro_fleet_chains`) to find an operation's
+//!   steps by its id.
 //! - **Bad rows**: a stored token that is corrupt or foreign (another version, another origin,
 //!   another dialect) becomes an [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken)
 //!   delivery for its operation. A row the fleet cannot step at all (a job id that is not a
@@ -159,9 +183,11 @@ pub struct ReadmeDoctests;
 mod backend;
 mod delivery;
 mod error;
+mod jitter;
 mod job;
 mod quarantine;
 mod settings;
+mod status;
 mod store;
 mod worker;
 
@@ -184,8 +210,10 @@ pub use delivery::Delivery;
 pub use error::{FleetError, FleetErrorKind};
 pub use job::OperationId;
 pub use quarantine::Quarantined;
+pub use status::{CancelState, OperationPage, OperationStatus, Phase};
 pub use store::Store;
 
+use jitter::Jitter;
 use job::Job;
 use quarantine::Quarantine;
 use settings::Settings;
@@ -204,6 +232,7 @@ pub struct Fleet<S, H, ReqBody, D = Azure> {
 struct Shared<S, H, ReqBody, D> {
     store: Store,
     settings: Settings,
+    jitter: Jitter,
     layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
@@ -241,6 +270,7 @@ impl<S, H, ReqBody, D: fmt::Debug> fmt::Debug for Fleet<S, H, ReqBody, D> {
 /// | [`step_retries`](Self::step_retries), [`step_retry_delay`](Self::step_retry_delay) | 5, 30 s doubling | an unreachable server is given about 15 minutes beyond the layer's own retries |
 /// | [`job_attempts`](Self::job_attempts), [`retry_backoff`](Self::retry_backoff) | 10, 1 s – 60 s | a failing handler (or store) is retried for a few minutes |
 /// | [`restart_delay`](Self::restart_delay) | 1 s | a worker whose database went away tries again every second |
+/// | [`jitter`](Self::jitter) | 0.1 | operations started together spread their polls over ±10 % of each wait (a server's hint only grows) |
 ///
 /// ```
 /// use std::time::Duration;
@@ -333,6 +363,16 @@ impl FleetBuilder {
         self
     }
 
+    /// How far each step's wait is spread at random, as a fraction of it (in `[0, 1)`; 0 turns
+    /// it off), so that operations started together do not poll together. A wait the server
+    /// asked for ([`ResumeToken::next_poll_hinted`]) is a floor: it only grows, up to
+    /// `wait × (1 + fraction)`. The layer's own schedule and the fleet's retry delays move
+    /// either way, within `wait × (1 ± fraction)`. Then the store rounds up to its whole second.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.settings.jitter = fraction;
+        self
+    }
+
     /// The fleet: steps go through `layer` over `inner` (the same stack `LongRunningLayer` would
     /// wrap), deliveries to `handler`. The layer's dialect is the fleet's: any
     /// `LongRunningLayer<D>` (`LongRunningLayer::new()` for Azure,
@@ -359,6 +399,7 @@ impl FleetBuilder {
             shared: Arc::new(Shared {
                 store: self.store,
                 settings: self.settings,
+                jitter: Jitter::random(),
                 layer,
                 inner,
                 handler,
@@ -384,6 +425,13 @@ pub enum Started<B> {
     /// The response did not start an operation (a plain `200`, a `400`, an operation that was
     /// already over): nothing to track, and the handler will not hear of it.
     NotLongRunning(Response<ResponseBody<B>>),
+    /// [`Fleet::start_as`] found operation `id` already in the store: an earlier call with
+    /// that id got as far as the enqueue (its answer was lost, say). Nothing was sent; the
+    /// handler hears of the operation once, as for any other.
+    AlreadyTracked {
+        /// The operation's identity, as given.
+        id: OperationId,
+    },
 }
 
 impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
@@ -414,27 +462,238 @@ impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
     }
 
     /// Tracks the operation `token` describes under your `key`, from now on: a worker takes its
-    /// first step at once. Returns the operation's id once the job is in the store. Each call
-    /// tracks a new operation (a new id), whatever the key.
+    /// first step when the token says its next poll is due
+    /// ([`ResumeToken::next_poll_in`]: for the token of a `Polling::AcceptOnly` response, the
+    /// initial response's hint), spread by [`jitter`](FleetBuilder::jitter), rounded up to the
+    /// store's whole second; at once for a token that does not say. Returns the operation's id
+    /// once the job is in the store. Each call tracks a new operation (a new id), whatever the
+    /// key: to retry safely, use [`track_as`](Self::track_as).
     pub async fn track(
         &self,
         key: impl Into<String>,
         token: ResumeToken,
     ) -> Result<OperationId, FleetError> {
-        let id = OperationId::generate();
-        let job = Job::first(id.clone(), key.into(), &token);
-        let settings = &self.shared.settings;
+        self.enqueue_first(OperationId::generate(), key.into(), token)
+            .await
+    }
+
+    /// [`track`](Self::track) under an id you chose ([`OperationId::generate`], kept with your
+    /// own record), idempotently: when the store already holds a step of operation `id` (an
+    /// earlier call committed and its answer was lost), nothing is enqueued and `id` is
+    /// returned. Retrying after an error never forks the operation.
+    ///
+    /// ```no_run
+    /// # async fn run<S, H, B, D>(fleet: tower_lro_fleet::Fleet<S, H, B, D>, token: tower_lro::ResumeToken) -> Result<(), tower_lro_fleet::FleetError> {
+    /// let id = tower_lro_fleet::OperationId::generate(); // saved with the order first
+    /// let mut tries = 0;
+    /// while let Err(error) = fleet.track_as(id.clone(), "order-17", token.clone()).await {
+    ///     tries += 1;
+    ///     if tries == 5 {
+    ///         return Err(error);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The store must acknowledge only durable commits (PostgreSQL's and SQLite's defaults):
+    /// an acknowledged enqueue the database then loses is an operation nobody tracks.
+    pub async fn track_as(
+        &self,
+        id: OperationId,
+        key: impl Into<String>,
+        token: ResumeToken,
+    ) -> Result<OperationId, FleetError> {
+        let queue = &self.shared.settings.queue;
+        let known = self.shared.store.latest(queue, id.as_str()).await;
+        match known {
+            Ok(Some(_)) => Ok(id),
+            Ok(None) => self.enqueue_first(id, key.into(), token).await,
+            Err(error) => Err(error.with_untracked(token)),
+        }
+    }
+
+    async fn enqueue_first(
+        &self,
+        id: OperationId,
+        key: String,
+        token: ResumeToken,
+    ) -> Result<OperationId, FleetError> {
+        let wait = token.next_poll_in().unwrap_or_default();
+        let job = Job::first(id.clone(), key, &token);
+        // A second enqueue of step 0 of the same id (a retry racing the first) is a no-op.
         match self
             .shared
-            .store
-            .enqueue(&settings.queue, job, Duration::ZERO, settings.job_attempts)
+            .enqueue(job, wait, token.next_poll_hinted())
             .await
         {
             Ok(()) => Ok(id),
             Err(error) => Err(error.with_untracked(token)),
         }
     }
+
+    /// Where operation `id` stands: its last reported state and percent complete, polls, when
+    /// its next step is due, the runs of its current step, the last error; from its latest step
+    /// in the store. Fails with [`FleetErrorKind::NotFound`] when the fleet's queue holds no
+    /// step of it.
+    pub async fn status(&self, id: &OperationId) -> Result<OperationStatus, FleetError> {
+        let queue = &self.shared.settings.queue;
+        let row = self.shared.store.latest(queue, id.as_str()).await?;
+        row.as_ref()
+            .and_then(OperationStatus::of)
+            .ok_or_else(|| FleetError::new(FleetErrorKind::NotFound, "no such operation"))
+    }
+
+    /// The operations in flight (a step due or under way), by id, up to `limit` (at most
+    /// 1,000) after the operation `after` (`None`: from the first). Page on with the returned
+    /// [`next`](OperationPage::next).
+    ///
+    /// ```no_run
+    /// # async fn run<S, H, B, D>(fleet: tower_lro_fleet::Fleet<S, H, B, D>) -> Result<(), tower_lro_fleet::FleetError> {
+    /// let mut after = None;
+    /// loop {
+    ///     let page = fleet.in_flight(after.as_ref(), 100).await?;
+    ///     for operation in &page.operations {
+    ///         println!("{} {} {:?} {:?}", operation.id, operation.key, operation.phase, operation.state);
+    ///     }
+    ///     match page.next {
+    ///         Some(next) => after = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn in_flight(
+        &self,
+        after: Option<&OperationId>,
+        limit: usize,
+    ) -> Result<OperationPage, FleetError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        // An operation has one live step, two for the moment between enqueueing a step's
+        // successor and acknowledging the step: twice the page always holds `limit` of them.
+        let fetch = limit * 2 + 1;
+        let queue = &self.shared.settings.queue;
+        let rows = self
+            .shared
+            .store
+            .in_flight(queue, after.map(OperationId::as_str), fetch)
+            .await?;
+        let full = rows.len() == fetch;
+        let mut latest: Vec<store::Row> = Vec::new();
+        for row in rows {
+            let id = |row: &store::Row| row.idempotency_key.split('/').next().map(str::to_owned);
+            match latest.last_mut() {
+                Some(last) if id(last) == id(&row) => {
+                    if (row.idempotency_key.len(), &row.idempotency_key)
+                        > (last.idempotency_key.len(), &last.idempotency_key)
+                    {
+                        *last = row;
+                    }
+                }
+                _ => latest.push(row),
+            }
+        }
+        let mut more = latest.len() > limit;
+        latest.truncate(limit);
+        if full && !more && latest.len() > 1 {
+            // The last operation's rows may go on past this batch: it opens the next page.
+            latest.pop();
+            more = true;
+        }
+        let next = if more || full {
+            latest
+                .last()
+                .and_then(|row| row.idempotency_key.split('/').next())
+                .and_then(|id| id.parse().ok())
+        } else {
+            None
+        };
+        Ok(OperationPage {
+            operations: latest.iter().filter_map(OperationStatus::of).collect(),
+            next,
+        })
+    }
+
+    /// Asks for operation `id` to be canceled: the worker that takes its next step (made due
+    /// now) sends the dialect's cancel request (the token's
+    /// [`into_cancel_request`](ResumeToken::into_cancel_request), through the fleet's layer)
+    /// once, and the operation's outcome reaches the handler as usual: a `Canceled` error, or
+    /// its final response if it completed first. Returns [`CancelState::Requested`], or
+    /// [`CancelState::Sent`] when an earlier call's cancel already went out; calling again
+    /// never sends a second.
+    ///
+    /// Fails with [`FleetErrorKind::NotFound`] (no such operation),
+    /// [`FleetErrorKind::Ended`] (its outcome was delivered, or its job failed),
+    /// [`FleetErrorKind::CancelUnsupported`] (its dialect has no cancel and none was attached,
+    /// or the server refused an earlier one) and [`FleetErrorKind::Busy`] (a worker held its
+    /// step for a whole lease).
+    pub async fn cancel(&self, id: &OperationId) -> Result<CancelState, FleetError> {
+        let settings = &self.shared.settings;
+        let deadline = tokio::time::Instant::now() + settings.lease();
+        loop {
+            let row = self
+                .shared
+                .store
+                .latest(&settings.queue, id.as_str())
+                .await?;
+            let Some(row) = row else {
+                return Err(FleetError::new(
+                    FleetErrorKind::NotFound,
+                    "no such operation",
+                ));
+            };
+            let job: Job = serde_json::from_slice(&row.job).map_err(|e| {
+                FleetError::new(
+                    FleetErrorKind::NotFound,
+                    "the operation's step is not a fleet job",
+                )
+                .with_source(Box::new(e))
+            })?;
+            if !row.in_flight() {
+                return Err(FleetError::new(
+                    FleetErrorKind::Ended,
+                    "the operation is no longer in flight",
+                ));
+            }
+            match job.cancel {
+                Some(CancelState::Refused) => {
+                    let why = "the server refused an earlier cancel of this operation";
+                    return Err(FleetError::new(FleetErrorKind::CancelUnsupported, why));
+                }
+                Some(state) => return Ok(state),
+                None => {}
+            }
+            let token = job.token().map_err(|e| {
+                FleetError::new(
+                    FleetErrorKind::CancelUnsupported,
+                    "the operation's token cannot be read",
+                )
+                .with_source(Box::new(e))
+            })?;
+            if !token.can_cancel() {
+                let why = "the operation's dialect has no cancel request, and none was attached";
+                return Err(FleetError::new(FleetErrorKind::CancelUnsupported, why));
+            }
+            let mut asked = job;
+            asked.cancel = Some(CancelState::Requested);
+            let store = &self.shared.store;
+            if store
+                .replace_waiting(&settings.queue, &row.idempotency_key, &asked)
+                .await?
+            {
+                return Ok(CancelState::Requested);
+            }
+            // A worker holds the step: its successor (or its end) comes within a step's time.
+            if tokio::time::Instant::now() >= deadline {
+                let why = "a worker held the operation's step for a whole lease";
+                return Err(FleetError::new(FleetErrorKind::Busy, why));
+            }
+            tokio::time::sleep(settings.fetch_interval.max(Duration::from_millis(20))).await;
+        }
+    }
 }
+
+/// The most operations [`Fleet::in_flight`] returns at once.
+const MAX_PAGE: usize = 1_000;
 
 impl<S, H, ReqBody, ResBody, D> Fleet<S, H, ReqBody, D>
 where
@@ -442,7 +701,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    ReqBody: Default + Send + 'static,
+    ReqBody: Default + From<bytes::Bytes> + Send + 'static,
     ResBody: Body<Data = bytes::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
     H: Service<Delivery<ResBody>> + Clone + Send + Sync + 'static,
@@ -451,8 +710,10 @@ where
 {
     /// Sends `request` (exactly once) with [`Polling::AcceptOnly`] through the fleet's layer and
     /// service, and when its response starts an operation, tracks it under `key` before
-    /// returning. Answer your own caller only after this returns: then every operation your
-    /// callers were told about is in the store.
+    /// returning (its first step due when the initial response's hint says, see
+    /// [`track`](Self::track)). Answer your own caller only after this returns: then every
+    /// operation your callers were told about is in the store. Each call is a new operation: to
+    /// retry safely, use [`start_as`](Self::start_as).
     ///
     /// Fails with [`FleetErrorKind::Start`] when the request itself failed (nothing to track),
     /// and with [`FleetErrorKind::Store`] when the server accepted but the enqueue failed: the
@@ -460,6 +721,46 @@ where
     pub async fn start(
         &self,
         key: impl Into<String>,
+        request: Request<ReqBody>,
+    ) -> Result<Started<ResBody>, FleetError> {
+        self.send_and_track(OperationId::generate(), key.into(), request)
+            .await
+    }
+
+    /// [`start`](Self::start) under an id you chose ([`OperationId::generate`], kept with your
+    /// own record of the request), so that a retry never forks the operation: when the store
+    /// already holds a step of operation `id` (an earlier call's enqueue committed and its
+    /// answer was lost), the request is **not** sent again and the answer is
+    /// [`Started::AlreadyTracked`]. After a [`FleetErrorKind::Store`] error that carries the
+    /// token ([`FleetError::untracked`]), retry with [`track_as`](Self::track_as) and that token
+    /// rather than sending the request again.
+    ///
+    /// Two calls with the same id at the same moment may both send the request: the check is
+    /// for retries, not a lock. The store must acknowledge only durable commits (the databases'
+    /// defaults).
+    pub async fn start_as(
+        &self,
+        id: OperationId,
+        key: impl Into<String>,
+        request: Request<ReqBody>,
+    ) -> Result<Started<ResBody>, FleetError> {
+        let queue = &self.shared.settings.queue;
+        if self
+            .shared
+            .store
+            .latest(queue, id.as_str())
+            .await?
+            .is_some()
+        {
+            return Ok(Started::AlreadyTracked { id });
+        }
+        self.send_and_track(id, key.into(), request).await
+    }
+
+    async fn send_and_track(
+        &self,
+        id: OperationId,
+        key: String,
         mut request: Request<ReqBody>,
     ) -> Result<Started<ResBody>, FleetError> {
         request.extensions_mut().insert(Polling::AcceptOnly);
@@ -471,7 +772,7 @@ where
         let Some(token) = response.extensions().get::<ResumeToken>().cloned() else {
             return Ok(Started::NotLongRunning(response));
         };
-        let id = self.track(key, token).await?;
+        let id = self.enqueue_first(id, key, token).await?;
         Ok(Started::Tracked { id, response })
     }
 
@@ -508,7 +809,7 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + Sync + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
-    ReqBody: Default + Send + 'static,
+    ReqBody: Default + From<bytes::Bytes> + Send + 'static,
     ResBody: Body<Data = bytes::Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
     H: Service<Delivery<ResBody>> + Clone + Send + Sync + 'static,
@@ -520,20 +821,89 @@ where
             Ok(token) => token,
             Err(error) => return self.deliver(&job, Err(error)).await,
         };
-        match self.step(token).await {
-            Ok(Step::Done(response)) => self.deliver(&job, Ok(response)).await,
-            Ok(Step::Running(next)) => {
-                let wait = next.poll_in();
-                self.enqueue(job.next(&next.into_token(), 0), wait).await
+        let (job, cancelling) = self.take_cancel(job).await?;
+        let stepped = if cancelling {
+            self.cancel_step(token.clone()).await
+        } else {
+            self.step(token.clone()).await
+        };
+        match stepped {
+            Ok(Stepped::Done(response)) => self.deliver(&job, Ok(response)).await,
+            Ok(Stepped::Running {
+                token,
+                wait,
+                hinted,
+                percent_complete,
+            }) => {
+                let mut next = job.next(&token, 0);
+                next.percent_complete = percent_complete.or(job.percent_complete);
+                self.enqueue(next, wait, hinted).await.map_err(Into::into)
+            }
+            // The server (or the token) has no cancel: the operation goes on, polled at once.
+            Err(error) if cancelling && error.kind() == ErrorKind::CancelUnsupported => {
+                let token = error.resume_token().cloned().unwrap_or(token);
+                let mut next = job.next(&token, job.failures);
+                next.cancel = Some(CancelState::Refused);
+                next.last_error = Some(error.to_string());
+                self.enqueue(next, Duration::ZERO, false)
+                    .await
+                    .map_err(Into::into)
             }
             Err(error) => match self.retry(&job, &error) {
                 Some((token, wait)) => {
                     let failures = job.failures.saturating_add(1);
-                    self.enqueue(job.next(&token, failures), wait).await
+                    let mut next = job.next(&token, failures);
+                    next.last_error = Some(error.to_string());
+                    self.enqueue(next, wait, false).await.map_err(Into::into)
                 }
                 None => self.deliver(&job, Err(error)).await,
             },
         }
+    }
+}
+
+/// Where one step left the operation: [`Step`], with what the fleet keeps of it.
+// Returned once per step and matched at once, as the core's `Step` is: a box would be an
+// allocation per step.
+#[allow(clippy::large_enum_variant)]
+enum Stepped<R> {
+    Done(R),
+    Running {
+        token: ResumeToken,
+        wait: Duration,
+        hinted: bool,
+        percent_complete: Option<f64>,
+    },
+}
+
+impl<S, H, ReqBody, D> Shared<S, H, ReqBody, D> {
+    /// Enqueues `job` after `wait`, spread by the jitter (a `hinted` wait only grows).
+    async fn enqueue(&self, job: Job, wait: Duration, hinted: bool) -> Result<(), FleetError> {
+        let settings = &self.settings;
+        let wait = jitter::spread(wait, hinted, settings.jitter, self.jitter.unit());
+        self.store
+            .enqueue(&settings.queue, job, wait, settings.job_attempts)
+            .await
+    }
+
+    /// Whether this run of `job` sends a cancel: the job asks for one and its stored row does
+    /// not say it was sent. The row is marked sent first, so that a run that dies, or that the
+    /// engine repeats (from the payload it fetched), never sends a second.
+    async fn take_cancel(&self, job: Job) -> Result<(Job, bool), FleetError> {
+        if job.cancel != Some(CancelState::Requested) {
+            return Ok((job, false));
+        }
+        let mut sent = job;
+        sent.cancel = Some(CancelState::Sent);
+        let key = sent.idempotency_key();
+        let before = self
+            .store
+            .swap_held(&self.settings.queue, &key, &sent)
+            .await?;
+        let asked = before
+            .and_then(|payload| serde_json::from_slice::<Job>(&payload).ok())
+            .is_some_and(|stored| stored.cancel == Some(CancelState::Requested));
+        Ok((sent, asked))
     }
 }
 
@@ -542,7 +912,7 @@ impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
     async fn step<ResBody>(
         &self,
         token: ResumeToken,
-    ) -> Result<Step<Response<ResponseBody<ResBody>>>, Error>
+    ) -> Result<Stepped<Response<ResponseBody<ResBody>>>, Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
         S::Error: Into<BoxError>,
@@ -550,7 +920,63 @@ impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
         ResBody: Body<Data = bytes::Bytes>,
         ResBody::Error: Into<BoxError>,
     {
-        self.layer.layer(self.inner.clone()).step(token).await
+        Ok(
+            match self.layer.layer(self.inner.clone()).step(token).await? {
+                Step::Done(response) => Stepped::Done(response),
+                Step::Running(next) => Stepped::Running {
+                    wait: next.poll_in(),
+                    hinted: next.token().next_poll_hinted(),
+                    percent_complete: next.operation().percent_complete,
+                    token: next.into_token(),
+                },
+            },
+        )
+    }
+
+    /// The cancel request of the operation `token` describes, sent once through the layer,
+    /// then the operation followed up to its first wait: a step that begins with a cancel.
+    /// The layer's cancel follows to the end; its progress updates say when it first waits,
+    /// with the token and the wait, and the step ends there.
+    async fn cancel_step<ResBody>(
+        &self,
+        token: ResumeToken,
+    ) -> Result<Stepped<Response<ResponseBody<ResBody>>>, Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        S::Error: Into<BoxError>,
+        ReqBody: Default + From<bytes::Bytes>,
+        ResBody: Body<Data = bytes::Bytes>,
+        ResBody::Error: Into<BoxError>,
+    {
+        let (sender, mut updates) = tower_lro::progress::channel();
+        let mut request = token.into_cancel_request::<ReqBody>();
+        request.extensions_mut().insert(sender);
+        let call = self.layer.layer(self.inner.clone()).oneshot(request);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut call => return result.map(Stepped::Done),
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        // The operation ended: the call has its outcome.
+                        return call.await.map(Stepped::Done);
+                    }
+                    let waiting = updates.borrow_and_update().as_ref().and_then(|progress| {
+                        let wait = progress.next_poll_in.filter(|_| !progress.finished)?;
+                        Some(Stepped::Running {
+                            hinted: progress.resume_token.next_poll_hinted(),
+                            percent_complete: progress.operation.percent_complete,
+                            token: progress.resume_token.clone(),
+                            wait,
+                        })
+                    });
+                    if let Some(waiting) = waiting {
+                        return Ok(waiting);
+                    }
+                }
+            }
+        }
     }
 
     /// Whether a step that ended with `error` is taken again, from which token and when.
@@ -560,14 +986,6 @@ impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
             return None;
         }
         Some((token.clone(), self.settings.step_retry_wait(job.failures)))
-    }
-
-    async fn enqueue(&self, job: Job, wait: Duration) -> Result<(), BoxDynError> {
-        let settings = &self.settings;
-        self.store
-            .enqueue(&settings.queue, job, wait, settings.job_attempts)
-            .await
-            .map_err(Into::into)
     }
 
     async fn deliver<B>(

@@ -18,6 +18,7 @@ pub(crate) struct Settings {
     pub(crate) job_attempts: usize,
     pub(crate) retry_backoff: (Duration, Duration),
     pub(crate) restart_delay: Duration,
+    pub(crate) jitter: f64,
 }
 
 impl Default for Settings {
@@ -34,6 +35,7 @@ impl Default for Settings {
             job_attempts: 10,
             retry_backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             restart_delay: Duration::from_secs(1),
+            jitter: 0.1,
         }
     }
 }
@@ -61,6 +63,9 @@ impl Settings {
         let (min, max) = self.retry_backoff;
         if min.is_zero() || min > max {
             return bad("retry_backoff needs 0 < min <= max");
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return bad("jitter must be a fraction in [0, 1)");
         }
         if self.queue.is_empty() {
             return bad("the queue name must not be empty");

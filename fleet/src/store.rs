@@ -233,6 +233,240 @@ impl Store {
     }
 }
 
+/// One stored step of an operation, as `Fleet::status` reads it.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) max_attempts: i64,
+    /// Seconds since the Unix epoch.
+    pub(crate) run_at: i64,
+    pub(crate) last_result: Option<String>,
+    pub(crate) job: Vec<u8>,
+    pub(crate) idempotency_key: String,
+}
+
+type RawRow = (String, i64, i64, i64, Option<String>, Vec<u8>, String);
+
+impl From<RawRow> for Row {
+    fn from(r: RawRow) -> Row {
+        Row {
+            status: r.0,
+            attempts: r.1,
+            max_attempts: r.2,
+            run_at: r.3,
+            last_result: r.4,
+            job: r.5,
+            idempotency_key: r.6,
+        }
+    }
+}
+
+impl Row {
+    /// Whether the engine will run this row again (a step due or under way).
+    pub(crate) fn in_flight(&self) -> bool {
+        match self.status.as_str() {
+            "Done" | "Killed" => false,
+            "Failed" => self.attempts < self.max_attempts,
+            _ => true,
+        }
+    }
+}
+
+// The queries below are built from these constants only; every value is bound.
+const SQLITE_COLUMNS: &str =
+    "status, attempts, max_attempts, run_at, last_result, job, idempotency_key";
+const POSTGRES_COLUMNS: &str = "status, attempts::bigint, max_attempts::bigint, \
+     EXTRACT(EPOCH FROM run_at)::bigint, last_result::text, job, idempotency_key";
+
+/// The range of idempotency keys of one operation's steps: `id/0`, `id/1`, … sort between `id/`
+/// and `id0` in byte order ('0' follows '/'); ids are ULIDs, which hold neither.
+fn chain_range(id: &str) -> (String, String) {
+    (format!("{id}/"), format!("{id}0"))
+}
+
+fn store_error(e: sqlx::Error) -> FleetError {
+    FleetError::store("cannot read or update the fleet's jobs", e)
+}
+
+impl Store {
+    /// The latest step (the highest number) of operation `id`, whatever its status.
+    pub(crate) async fn latest(&self, queue: &str, id: &str) -> Result<Option<Row>, FleetError> {
+        let (from, to) = chain_range(id);
+        // Step numbers are decimal: a longer key is a later step, then byte order.
+        let row: Option<RawRow> = match &self.inner {
+            Inner::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {SQLITE_COLUMNS} FROM Jobs WHERE job_type = ?1 \
+                     AND idempotency_key >= ?2 AND idempotency_key < ?3 \
+                     ORDER BY length(idempotency_key) DESC, idempotency_key DESC LIMIT 1"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(queue)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_optional(pool)
+                    .await
+            }
+            Inner::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {POSTGRES_COLUMNS} FROM apalis.jobs WHERE job_type = $1 \
+                     AND idempotency_key COLLATE \"C\" >= $2 AND idempotency_key COLLATE \"C\" < $3 \
+                     ORDER BY length(idempotency_key) DESC, idempotency_key COLLATE \"C\" DESC LIMIT 1"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(queue)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_optional(pool)
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        Ok(row.map(Row::from))
+    }
+
+    /// Up to `limit` in-flight rows of operations whose ids follow `after`, in id order (an
+    /// operation's rows together).
+    pub(crate) async fn in_flight(
+        &self,
+        queue: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Row>, FleetError> {
+        // Past every step of `after`; "" is before every key.
+        let from = after.map(|id| chain_range(id).1).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<RawRow> = match &self.inner {
+            Inner::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {SQLITE_COLUMNS} FROM Jobs WHERE job_type = ?1 \
+                     AND idempotency_key >= ?2 AND status NOT IN ('Done', 'Killed') \
+                     AND NOT (status = 'Failed' AND attempts >= max_attempts) \
+                     ORDER BY idempotency_key LIMIT ?3"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(queue)
+                    .bind(from)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+            Inner::Postgres(pool) => {
+                let sql = format!(
+                    "SELECT {POSTGRES_COLUMNS} FROM apalis.jobs WHERE job_type = $1 \
+                     AND idempotency_key COLLATE \"C\" >= $2 AND status NOT IN ('Done', 'Killed') \
+                     AND NOT (status = 'Failed' AND attempts >= max_attempts) \
+                     ORDER BY idempotency_key COLLATE \"C\" LIMIT $3"
+                );
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(queue)
+                    .bind(from)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        Ok(rows.into_iter().map(Row::from).collect())
+    }
+
+    /// Replaces the payload of the step `idempotency_key` if it is still waiting, and makes it
+    /// due now; `false` when a worker holds it (or it ended) meanwhile.
+    pub(crate) async fn replace_waiting(
+        &self,
+        queue: &str,
+        idempotency_key: &str,
+        job: &Job,
+    ) -> Result<bool, FleetError> {
+        let payload = job.encode();
+        let done = match &self.inner {
+            Inner::Sqlite(pool) => sqlx::query(
+                "UPDATE Jobs SET job = ?1, run_at = min(run_at, strftime('%s', 'now')) \
+                 WHERE job_type = ?2 AND idempotency_key = ?3 AND status = 'Pending'",
+            )
+            .bind(payload)
+            .bind(queue)
+            .bind(idempotency_key)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+            Inner::Postgres(pool) => sqlx::query(
+                "UPDATE apalis.jobs SET job = $1, run_at = LEAST(run_at, now()) \
+                 WHERE job_type = $2 AND idempotency_key = $3 AND status = 'Pending'",
+            )
+            .bind(payload)
+            .bind(queue)
+            .bind(idempotency_key)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        }
+        .map_err(store_error)?;
+        Ok(done == 1)
+    }
+
+    /// The stored payload of step `idempotency_key`, and then `job` in its place: what a worker
+    /// holding the step reads and writes (the engine re-runs a step from the payload it fetched,
+    /// so the row is the truth about what was already done).
+    pub(crate) async fn swap_held(
+        &self,
+        queue: &str,
+        idempotency_key: &str,
+        job: &Job,
+    ) -> Result<Option<Vec<u8>>, FleetError> {
+        let payload = job.encode();
+        let old: Option<(Vec<u8>,)> = match &self.inner {
+            Inner::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(store_error)?;
+                let old = sqlx::query_as(
+                    "SELECT job FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2",
+                )
+                .bind(queue)
+                .bind(idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                sqlx::query(
+                    "UPDATE Jobs SET job = ?1 WHERE job_type = ?2 AND idempotency_key = ?3",
+                )
+                .bind(payload)
+                .bind(queue)
+                .bind(idempotency_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                tx.commit().await.map_err(store_error)?;
+                old
+            }
+            Inner::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(store_error)?;
+                let old = sqlx::query_as(
+                    "SELECT job FROM apalis.jobs WHERE job_type = $1 AND idempotency_key = $2 \
+                     FOR UPDATE",
+                )
+                .bind(queue)
+                .bind(idempotency_key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                sqlx::query(
+                    "UPDATE apalis.jobs SET job = $1 WHERE job_type = $2 AND idempotency_key = $3",
+                )
+                .bind(payload)
+                .bind(queue)
+                .bind(idempotency_key)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+                tx.commit().await.map_err(store_error)?;
+                old
+            }
+        };
+        Ok(old.map(|(job,)| job))
+    }
+}
+
 /// The first whole second at or after `after` from now: the stores schedule in whole seconds,
 /// and a server's hint must not be undercut.
 fn run_at(after: Duration) -> u64 {

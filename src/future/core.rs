@@ -701,7 +701,8 @@ impl<D: Dialect> Follower<D> {
         let elapsed = self.clock.elapsed();
         let token = ledger
             .token(&self.dialect, &self.original, &self.config, elapsed)
-            .after(poll_in);
+            .after(poll_in)
+            .with_next_poll(poll_in, ledger.hinted);
         NextStep {
             token,
             poll_in,

@@ -37,6 +37,9 @@ pub(crate) struct Ledger<M> {
     pub(crate) retries: u32,
     /// Waits without a server hint, which the default delay doubles over.
     pub(crate) unhinted_waits: u32,
+    /// Whether the wait scheduled last is the server's hint (clamped), not the layer's own
+    /// delay or a retry backoff: what a token's `next_poll_hinted` reports.
+    pub(crate) hinted: bool,
     pub(crate) observed: Observed,
     pub(crate) last_http_status: Option<StatusCode>,
     pub(crate) final_uri: Option<Uri>,
@@ -65,6 +68,7 @@ impl<M> Ledger<M> {
             polls: 0,
             retries: 0,
             unhinted_waits: 0,
+            hinted: false,
             observed: Observed::default(),
             last_http_status: None,
             final_uri: None,

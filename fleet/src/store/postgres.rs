@@ -22,7 +22,7 @@ use crate::settings::Settings;
 
 /// One transaction, under an advisory lock: processes starting together must not race each
 /// other's `CREATE ... IF NOT EXISTS` (PostgreSQL can fail the loser with a duplicate).
-const SETUP: [&str; 4] = [
+const SETUP: [&str; 5] = [
     "SELECT pg_advisory_xact_lock(hashtext('tower_lro_fleet.quarantine'))",
     "CREATE SCHEMA IF NOT EXISTS tower_lro_fleet",
     "CREATE TABLE IF NOT EXISTS tower_lro_fleet.quarantine (
@@ -36,6 +36,11 @@ const SETUP: [&str; 4] = [
         quarantined_at TIMESTAMPTZ NOT NULL DEFAULT now()
     )",
     "CREATE INDEX IF NOT EXISTS quarantine_queue ON tower_lro_fleet.quarantine (queue, seq)",
+    // An operation's steps are found by the prefix of their idempotency keys ("id/"), in byte
+    // order whatever the database's collation: apalis's own index on the key follows the
+    // collation, which may ignore the '/'.
+    "CREATE INDEX IF NOT EXISTS tower_lro_fleet_chains \
+     ON apalis.jobs (job_type, (idempotency_key COLLATE \"C\"))",
 ];
 
 /// The engine's claim (the same function apalis-postgres's `fetch_next` calls), with the

@@ -197,11 +197,15 @@ impl<D: Dialect> Follower<D> {
             return;
         };
         let elapsed = self.clock.elapsed();
+        let mut resume_token = ledger.token(&self.dialect, &self.original, &self.config, elapsed);
+        if let Some(wait) = next_poll_in {
+            resume_token = resume_token.with_next_poll(wait, ledger.hinted);
+        }
         let progress = Progress {
             operation: ledger.info(elapsed),
             next_poll_in,
             finished,
-            resume_token: ledger.token(&self.dialect, &self.original, &self.config, elapsed),
+            resume_token,
         };
         sender.send(progress);
     }
@@ -252,9 +256,18 @@ impl<D: Dialect> Follower<D> {
                 OpeningBody::Read(bytes, trailers) => ResponseBody::buffered(bytes, trailers),
                 OpeningBody::Partial(prefix, body) => ResponseBody::resumed(prefix, body),
             };
+            // The first poll's wait, as the layer would have scheduled it (PROTOCOL §2), rides
+            // in the token: whoever resumes it (a fleet's first step) can honour the hint. The
+            // count of unhinted waits is left as it was: a token resumed at once (the caller's
+            // choice) waits the layer's first delay after its first poll.
+            let hint = self.dialect.wait_hint(&parts.headers);
+            let wait = self.config.delays.next_poll(hint, ledger.unhinted_waits);
+            ledger.hinted = hint.is_some();
             let mut response = Response::from_parts(parts, body);
             let elapsed = self.clock.elapsed();
-            let token = ledger.token(&self.dialect, &self.original, &self.config, elapsed);
+            let token = ledger
+                .token(&self.dialect, &self.original, &self.config, elapsed)
+                .with_next_poll(wait, ledger.hinted);
             response.extensions_mut().insert(token);
             response.extensions_mut().insert(ledger.info(elapsed));
             return Begin::Finish(Ok(response));

@@ -224,6 +224,7 @@ impl<D: Dialect> Follower<D> {
         if hint.is_none() {
             ledger.unhinted_waits = ledger.unhinted_waits.saturating_add(1);
         }
+        ledger.hinted = hint.is_some();
         self.telemetry.waiting(hint, delay, &ledger.observed);
         self.wait(ledger, delay)
     }
@@ -268,6 +269,7 @@ impl<D: Dialect> Follower<D> {
             self.config
                 .delays
                 .retry(hint, ledger.retries, crate::protocol::schedule::jitter());
+        ledger.hinted = hint.is_some();
         if self.telemetry.records_retries() {
             let error = failure(self);
             self.telemetry.retrying(ledger.retries, &error, delay);
