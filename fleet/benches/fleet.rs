@@ -1,12 +1,15 @@
 //! Operations in flight in PostgreSQL: 1,000, then 10,000, then 100,000 operations that never
-//! finish, stepped by M workers in this process against a simulator in a child process (so its
-//! request log is not in the figures). For each stage: the workers' resident set size, polls
-//! per second and per CPU-second of this process, and the store's rows and bytes per
-//! operation. Run by hand (it takes a few minutes and starts its own PostgreSQL 15):
+//! finish (and 1,000,000 when asked), stepped by M workers in this process against a simulator
+//! in a child process (so its request log is not in the figures). For each stage: the workers'
+//! resident set size, polls per second and per CPU-second of this process, the store's rows and
+//! bytes per operation (finished steps pruned as soon as the fleet allows: retention 0 s, so
+//! three leases, 30 s; a pass every second), and the database's size. Run by hand (it takes a few minutes and starts its own
+//! PostgreSQL 15; the settings it runs with are printed first):
 //!
 //! ```text
 //! cargo bench -p tower-lro-fleet --bench fleet            # M = 2 workers
 //! FLEET_BENCH_WORKERS=4 cargo bench -p tower-lro-fleet --bench fleet
+//! FLEET_BENCH_MILLION=1 cargo bench -p tower-lro-fleet --bench fleet   # and 1,000,000
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -29,6 +32,8 @@ use tower_lro_sim::{Monitor, RetryAfter, Scenario, Simulator};
 use support::{client, Postgres, Recorder};
 
 const STAGES: [usize; 3] = [1_000, 10_000, 100_000];
+/// The stage `FLEET_BENCH_MILLION=1` adds.
+const MILLION: usize = 1_000_000;
 /// How long the workers run at each stage.
 const WINDOW: Duration = Duration::from_secs(15);
 
@@ -43,11 +48,15 @@ fn main() {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or(2);
+    let mut stages = STAGES.to_vec();
+    if std::env::var("FLEET_BENCH_MILLION").is_ok_and(|v| v == "1") {
+        stages.push(MILLION);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(workers));
+    runtime.block_on(run(workers, &stages));
 }
 
 /// The simulator, in a process of its own: prints its address, serves until stdin closes.
@@ -79,7 +88,7 @@ fn simulator_child() {
     });
 }
 
-async fn run(workers: usize) {
+async fn run(workers: usize, stages: &[usize]) {
     let pg = Postgres::start();
     let store = Store::postgres(&pg.url()).await.unwrap();
     let mut sim = Command::new(std::env::current_exe().unwrap())
@@ -122,18 +131,34 @@ async fn run(workers: usize) {
         .fetch_interval(Duration::from_millis(100))
         .batch_size(100)
         .concurrency(256)
+        // Every finished step's row goes as soon as the fleet allows (three leases, 30 s): the
+        // rows left are those in flight and those finished within the last 30 s or so.
+        .retention(Duration::ZERO)
+        .prune_interval(Duration::from_secs(1))
         .build(layer, counted, Recorder::default().handler())
         .unwrap();
     let pool = store.postgres_pool().unwrap().clone();
 
+    let mut durability = Vec::new();
+    for setting in ["fsync", "synchronous_commit", "full_page_writes"] {
+        let (value,): (String,) = sqlx::query_as("SELECT current_setting($1)")
+            .bind(setting)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        durability.push(format!("{setting}={value}"));
+    }
     println!(
-        "{workers} workers, one tokio runtime on {} threads; PostgreSQL 15 on 127.0.0.1 (fsync off)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "{workers} workers, one tokio runtime on {} threads; PostgreSQL 15 on 127.0.0.1 ({}); \
+         retention 0 s (three leases: {:?}), pruned every 1 s",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        durability.join(", "),
+        fleet.lease() * 3,
     );
-    println!("| in flight | worker RSS | polls/s | polls per CPU-second | job rows per operation (live / all) | jobs table bytes per operation |");
-    println!("|---|---|---|---|---|---|");
+    println!("| in flight | worker RSS | polls/s | polls per CPU-second | job rows per operation (live / all) | jobs table bytes per operation | database |");
+    println!("|---|---|---|---|---|---|---|");
     let mut tracked = 0;
-    for stage in STAGES {
+    for &stage in stages {
         let begun = Instant::now();
         stream::iter(tracked..stage)
             .map(|i| {
@@ -182,18 +207,21 @@ async fn run(workers: usize) {
         .fetch_one(&pool)
         .await
         .unwrap();
-        let (bytes,): (i64,) = sqlx::query_as("SELECT pg_total_relation_size('apalis.jobs')")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let (bytes, database): (i64, i64) = sqlx::query_as(
+            "SELECT pg_total_relation_size('apalis.jobs'), pg_database_size(current_database())",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         println!(
-            "| {stage} | {:.1} MB | {:.0} | {:.0} | {:.2} / {:.2} | {:.0} |",
+            "| {stage} | {:.1} MB | {:.0} | {:.0} | {:.2} / {:.2} | {:.0} | {:.0} MB |",
             rss as f64 / 1e6,
             polled as f64 / wall,
             polled as f64 / cpu,
             live as f64 / stage as f64,
             all as f64 / stage as f64,
             bytes as f64 / stage as f64,
+            database as f64 / 1e6,
         );
         eprintln!(
             "  (enqueued {} in {enqueued:.1?}; {polled} polls in {wall:.1} s, {cpu:.1} CPU-s)",

@@ -50,7 +50,10 @@
 //! names it. Tokens are resumed only by a layer of the dialect that issued them, so a token of
 //! another dialect given to [`Fleet::track`] is delivered as an
 //! [`InvalidResumeToken`](tower_lro::ErrorKind::InvalidResumeToken) error. For operations of
-//! several dialects, build one fleet per dialect, each on its own [`queue`](FleetBuilder::queue).
+//! several dialects, build one fleet whose dialect is their [`Dialect::or`] when their initial
+//! answers differ (Azure, Google, FHIR Bulk Data and the `JsonJob` presets do), and one fleet per
+//! dialect, each on its own [`queue`](FleetBuilder::queue), for dialects that start alike (Durable
+//! Functions, Request-Reply and OData all answer `202` with a `Location`, as Azure may).
 //!
 //! ```no_run
 //! # use bytes::Bytes;
@@ -151,10 +154,11 @@
 //!   (`fsync`, `synchronous_commit`, `full_page_writes` on; the fleet's tests run with them)
 //!   and SQLite's (`synchronous` not `OFF`). With `synchronous_commit=off`, an immediate
 //!   PostgreSQL stop lost operations that `start` had reported tracked.
-//! - **Finished rows**: each operation has exactly one live job row, but apalis keeps every
-//!   finished step's row (about 2 KB with its indexes) until it is deleted: SQLite stores offer
-//!   apalis's `Vacuum`; on PostgreSQL, delete `apalis.jobs` rows with status `Done` older than you
-//!   care to keep.
+//! - **Finished rows**: each operation has exactly one live job row; apalis keeps every finished
+//!   step's row (about 2 KB with its indexes) for inspection, and the workers prune them once
+//!   older than [`retention`](FleetBuilder::retention) (7 days by default): one background task
+//!   per fleet and worker process, in batches of 1,000 with pauses, touching only the `Done`
+//!   rows of the fleet's queue. Waiting, running and failed jobs stay until removed on purpose.
 //! - **TLS to a remote PostgreSQL** is your choice: enable `sqlx/tls-rustls` (or another TLS
 //!   feature of sqlx) in your own manifest.
 //!
@@ -186,6 +190,7 @@ mod error;
 mod jitter;
 mod job;
 mod quarantine;
+mod retention;
 mod settings;
 mod status;
 mod store;
@@ -194,6 +199,7 @@ mod worker;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,6 +242,8 @@ struct Shared<S, H, ReqBody, D> {
     layer: LongRunningLayer<D>,
     inner: S,
     handler: H,
+    /// Whether a worker of this fleet in this process runs the pruner.
+    pruning: Arc<AtomicBool>,
     quarantine: Arc<Quarantine>,
     _body: PhantomData<fn(ReqBody)>,
 }
@@ -270,6 +278,7 @@ impl<S, H, ReqBody, D: fmt::Debug> fmt::Debug for Fleet<S, H, ReqBody, D> {
 /// | [`step_retries`](Self::step_retries), [`step_retry_delay`](Self::step_retry_delay) | 5, 30 s doubling | an unreachable server is given about 15 minutes beyond the layer's own retries |
 /// | [`job_attempts`](Self::job_attempts), [`retry_backoff`](Self::retry_backoff) | 10, 1 s – 60 s | a failing handler (or store) is retried for a few minutes |
 /// | [`restart_delay`](Self::restart_delay) | 1 s | a worker whose database went away tries again every second |
+/// | [`retention`](Self::retention), [`prune_interval`](Self::prune_interval) | 7 days, 60 s | finished steps' rows are kept a week for inspection, then pruned in the background |
 /// | [`jitter`](Self::jitter) | 0.1 | operations started together spread their polls over ±10 % of each wait (a server's hint only grows) |
 ///
 /// ```
@@ -363,6 +372,34 @@ impl FleetBuilder {
         self
     }
 
+    /// How long the row of a finished step is kept (from when it finished) before the pruner
+    /// deletes it. Every worker process prunes its fleet's queue in the background: one task
+    /// per fleet and process, in batches of 1,000 rows with a pause after each, so stepping
+    /// never waits on it. Only finished (`Done`) rows of the fleet's queue are deleted; waiting,
+    /// running and failed jobs, and quarantined rows, stay until removed on purpose.
+    /// `Duration::MAX` keeps every row. Whatever the setting, a row is kept at least three
+    /// [leases](Fleet::lease): a step re-run after its worker died must still find its
+    /// successor's idempotency key, or it would enqueue that step again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # async fn run(store: tower_lro_fleet::Store) {
+    /// let builder = tower_lro_fleet::FleetBuilder::new(store)
+    ///     .retention(Duration::from_secs(24 * 3600)); // a day
+    /// # }
+    /// ```
+    pub fn retention(mut self, age: Duration) -> Self {
+        self.settings.retention = age;
+        self
+    }
+
+    /// How often the pruner looks for finished rows older than the [`retention`](Self::retention)
+    /// age (it goes on at once, with pauses, while it finds full batches).
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.settings.prune_interval = interval;
+        self
+    }
+
     /// How far each step's wait is spread at random, as a fraction of it (in `[0, 1)`; 0 turns
     /// it off), so that operations started together do not poll together. A wait the server
     /// asked for ([`ResumeToken::next_poll_hinted`]) is a floor: it only grows, up to
@@ -403,6 +440,7 @@ impl FleetBuilder {
                 layer,
                 inner,
                 handler,
+                pruning: Arc::new(AtomicBool::new(false)),
                 quarantine: Arc::default(),
                 _body: PhantomData,
             }),
@@ -782,8 +820,19 @@ where
     /// after `restart_delay`, for as long as it takes: it never gives up while `shutdown` is
     /// pending. Dropping the future stops the worker at once, as a crash would (its jobs come
     /// back after the lease).
+    ///
+    /// The first worker of the fleet running in this process also prunes the rows of finished
+    /// steps, in the background (see [`FleetBuilder::retention`]).
     pub async fn run_worker(&self, name: impl Into<String>, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let _pruner = retention::claim(&self.shared.pruning).map(|claim| {
+            retention::spawn(
+                claim,
+                self.shared.store.inner.clone(),
+                self.shared.settings.clone(),
+                stopped.clone(),
+            )
+        });
         let supervisor = worker::supervise(
             self.shared.clone(),
             self.shared.store.inner.clone(),

@@ -18,6 +18,8 @@ pub(crate) struct Settings {
     pub(crate) job_attempts: usize,
     pub(crate) retry_backoff: (Duration, Duration),
     pub(crate) restart_delay: Duration,
+    pub(crate) retention: Duration,
+    pub(crate) prune_interval: Duration,
     pub(crate) jitter: f64,
 }
 
@@ -35,6 +37,8 @@ impl Default for Settings {
             job_attempts: 10,
             retry_backoff: (Duration::from_secs(1), Duration::from_secs(60)),
             restart_delay: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(60),
             jitter: 0.1,
         }
     }
@@ -59,6 +63,9 @@ impl Settings {
         }
         if self.fetch_interval.is_zero() {
             return bad("fetch_interval must be more than zero");
+        }
+        if self.prune_interval.is_zero() {
+            return bad("prune_interval must be more than zero");
         }
         let (min, max) = self.retry_backoff;
         if min.is_zero() || min > max {
@@ -85,5 +92,41 @@ impl Settings {
         self.step_retry_delay
             .saturating_mul(1u32 << failures.min(16))
             .min(MAX_STEP_RETRY_DELAY)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        type Spoil = fn(&mut Settings);
+        let zero = Duration::ZERO;
+        let cases: [(&str, Spoil); 4] = [
+            ("heartbeat", |s| s.heartbeat = Duration::from_millis(999)),
+            ("fetch_interval", |s| s.fetch_interval = Duration::ZERO),
+            ("prune_interval", |s| s.prune_interval = Duration::ZERO),
+            ("queue", |s| s.queue.clear()),
+        ];
+        for (name, spoil) in cases {
+            let mut settings = Settings::default();
+            spoil(&mut settings);
+            let error = settings.check().unwrap_err();
+            assert_eq!(error.kind(), FleetErrorKind::Config, "{name}");
+        }
+        // A retention of zero prunes as soon as it may, and `Duration::MAX` keeps everything.
+        for retention in [zero, Duration::MAX] {
+            let settings = Settings {
+                retention,
+                ..Settings::default()
+            };
+            assert!(settings.check().is_ok());
+            // Never before three leases: a re-run step must find its successor's key.
+            assert_eq!(
+                crate::retention::age(&settings),
+                retention.max(3 * settings.lease())
+            );
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::settings::Settings;
 
 /// One transaction, under an advisory lock: processes starting together must not race each
 /// other's `CREATE ... IF NOT EXISTS` (PostgreSQL can fail the loser with a duplicate).
-const SETUP: [&str; 5] = [
+const SETUP: [&str; 6] = [
     "SELECT pg_advisory_xact_lock(hashtext('tower_lro_fleet.quarantine'))",
     "CREATE SCHEMA IF NOT EXISTS tower_lro_fleet",
     "CREATE TABLE IF NOT EXISTS tower_lro_fleet.quarantine (
@@ -41,6 +41,10 @@ const SETUP: [&str; 5] = [
     // collation, which may ignore the '/'.
     "CREATE INDEX IF NOT EXISTS tower_lro_fleet_chains \
      ON apalis.jobs (job_type, (idempotency_key COLLATE \"C\"))",
+    // The pruner's walk (src/retention.rs): finished rows by queue and age; apalis's own
+    // indexes cover only the rows waiting to run.
+    "CREATE INDEX IF NOT EXISTS tower_lro_fleet_done_at \
+     ON apalis.jobs (job_type, done_at) WHERE status = 'Done'",
 ];
 
 /// The engine's claim (the same function apalis-postgres's `fetch_next` calls), with the
