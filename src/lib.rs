@@ -68,6 +68,7 @@
 //! |---|---|---|
 //! | `tracing` | on | an `INFO` span per operation and per poll, a warning per transient retry (docs/OBSERVABILITY.md) |
 //! | `metrics` | off | operation metrics through the `metrics` facade (0.24): operations in flight, their durations and outcomes, polls, waits (docs/OBSERVABILITY.md) |
+//! | `opentelemetry` | off | the W3C trace context of an operation's start in its resume tokens, and links to it from the spans of the steps, resumptions and cancels that continue it, in any process (opentelemetry 0.33 through tracing-opentelemetry 0.34; enables `tracing`) |
 //! | `reqwest` | off | `ReqwestService`: a `reqwest::Client` (0.13) as the service below the layer |
 //! | `reqwest-middleware` | off | `LongRunningMiddleware`: the layer as a reqwest-middleware (0.5) `Middleware` (enables `reqwest`) |
 //!

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
+use crate::protocol::trace_context::TraceContext;
 use crate::protocol::{headers, redact};
 
 /// Everything needed to continue a long-running operation without its initial request: a small,
@@ -24,9 +25,11 @@ use crate::protocol::{headers, redact};
 /// headers polls repeat, how to cancel the operation when that is known, and the polls and time
 /// spent so far (which
 /// keep counting against the resuming layer's `max_polls` and `timeout`: resume a token from a
-/// [`TooManyPolls`](crate::ErrorKind::TooManyPolls) error with a layer that allows more). It
-/// never holds credentials (`Authorization`, `Cookie`, `Proxy-Authorization`): the resuming
-/// stack must apply its own authentication, below the layer. Treat a token as you treat a request
+/// [`TooManyPolls`](crate::ErrorKind::TooManyPolls) error with a layer that allows more), and
+/// the W3C trace context of the operation's start when there is one (see
+/// [`traceparent`](Self::traceparent)). It never holds credentials (`Authorization`, `Cookie`,
+/// `Proxy-Authorization`): the resuming stack must apply its own authentication, below the
+/// layer. Treat a token as you treat a request
 /// you build: it names the URLs the stack will call, so keep it where others cannot write.
 ///
 /// ```
@@ -65,6 +68,7 @@ impl fmt::Debug for ResumeToken {
             )
             .field("polls", &t.polls)
             .field("elapsed_ms", &t.elapsed_ms)
+            .field("traceparent", &t.traceparent)
             .field("next_poll", &t.next_poll)
             .field(
                 "cancel",
@@ -110,6 +114,20 @@ struct Fields {
     status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cancel: Option<CancelSpec>,
+    /// The W3C trace context of the operation's start. Read leniently: a value that is not a
+    /// well-formed string is dropped when the token is read, never an error.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_text"
+    )]
+    traceparent: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_text"
+    )]
+    tracestate: Option<String>,
     /// The wait before the next poll, as judged when the token was made; tokens without it
     /// (older ones, an error's) still read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,10 +143,23 @@ struct NextPoll {
     hinted: bool,
 }
 
+/// A string, or `None` for any other JSON value.
+fn lenient_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(text) => Some(text),
+        _ => None,
+    })
+}
+
 impl TryFrom<Fields> for ResumeToken {
     type Error = InvalidToken;
 
-    fn try_from(fields: Fields) -> Result<Self, InvalidToken> {
+    fn try_from(mut fields: Fields) -> Result<Self, InvalidToken> {
+        // A trace context is a hint for telemetry, not part of the operation: one that is not
+        // well formed is dropped, so that what a token carries on is always well formed.
+        let trace = fields.trace_context();
+        fields.traceparent = trace.as_ref().map(TraceContext::traceparent);
+        fields.tracestate = trace.and_then(|t| t.tracestate().map(str::to_owned));
         let token = ResumeToken(fields);
         token.common()?;
         Ok(token)
@@ -154,6 +185,12 @@ impl std::error::Error for InvalidToken {}
 impl InvalidToken {
     pub(crate) fn into_reason(self) -> String {
         self.0
+    }
+}
+
+impl Fields {
+    fn trace_context(&self) -> Option<TraceContext> {
+        TraceContext::parse(self.traceparent.as_deref()?, self.tracestate.as_deref())
     }
 }
 
@@ -192,6 +229,7 @@ pub(crate) struct Resumption<M> {
     pub(crate) elapsed: Duration,
     pub(crate) state: Option<String>,
     pub(crate) cancel: Option<CancelSpec>,
+    pub(crate) trace: Option<TraceContext>,
 }
 
 /// What a running operation knows, to make a token of.
@@ -211,6 +249,8 @@ pub(crate) struct Snapshot<'a> {
     pub(crate) elapsed: Duration,
     pub(crate) state: Option<&'a str>,
     pub(crate) cancel: Option<CancelSpec>,
+    /// The trace context of the operation's start.
+    pub(crate) trace: Option<&'a TraceContext>,
 }
 
 /// Marks the request of [`ResumeToken::into_request`]: sent through the layer, it resumes the
@@ -251,6 +291,8 @@ impl ResumeToken {
             elapsed_ms: u64::try_from(s.elapsed.as_millis()).unwrap_or(u64::MAX),
             status: s.state.map(str::to_owned),
             cancel: s.cancel,
+            traceparent: s.trace.map(TraceContext::traceparent),
+            tracestate: s.trace.and_then(|t| t.tracestate().map(str::to_owned)),
             next_poll: None,
         })
     }
@@ -359,6 +401,40 @@ impl ResumeToken {
         self.0.status.as_deref()
     }
 
+    /// The W3C `traceparent` of the operation's start: the trace and span the operation began
+    /// in, which the spans of the steps and resumptions that continue it link to (feature
+    /// `opentelemetry`). A token carries it from process to process whether or not that feature
+    /// is on.
+    ///
+    /// Only `traceparent` and `tracestate` are carried, never baggage. Both are checked
+    /// whenever a token is read: a `traceparent` that is not version `00` with lowercase hex
+    /// and non-zero ids is dropped (with its `tracestate`), and so is a `tracestate` that is
+    /// malformed or over 512 characters; neither makes the token invalid.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), tower_lro::Error> {
+    /// let saved = r#"{"version":2,"dialect":"google","monitor":{},
+    ///   "monitor_url":"https://x.example/v1/operations/7","method":"POST","uri":"https://x.example/v1/things",
+    ///   "traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","tracestate":"rojo=00f067aa0ba902b7"}"#;
+    /// let token = tower_lro::ResumeToken::from_json(saved)?;
+    /// assert_eq!(token.traceparent(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    /// assert_eq!(token.tracestate(), Some("rojo=00f067aa0ba902b7"));
+    ///
+    /// // Malformed: dropped, and the token is still good.
+    /// let token = tower_lro::ResumeToken::from_json(&saved.replace("00-4bf9", "zz-4bf9"))?;
+    /// assert_eq!((token.traceparent(), token.tracestate()), (None, None));
+    /// # Ok(()) }
+    /// ```
+    pub fn traceparent(&self) -> Option<&str> {
+        self.0.traceparent.as_deref()
+    }
+
+    /// The W3C `tracestate` that came with [`traceparent`](Self::traceparent), when there was a
+    /// well-formed one.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.0.tracestate.as_deref()
+    }
+
     /// How long after the token was made its operation's next poll is due, as the layer that
     /// made it judged: the server's hint (the dialect's
     /// [`wait_hint`](crate::dialect::Dialect::wait_hint)), else the layer's delay schedule,
@@ -441,6 +517,7 @@ impl ResumeToken {
             elapsed: Duration::from_millis(self.0.elapsed_ms),
             state: self.0.status.clone(),
             cancel: self.0.cancel.clone(),
+            trace: self.0.trace_context(),
         })
     }
 
@@ -587,6 +664,7 @@ mod tests {
             elapsed: Duration::from_millis(4_500),
             state: Some("InProgress"),
             cancel: None,
+            trace: None,
         })
     }
 
@@ -734,6 +812,73 @@ mod tests {
         ] {
             let err = resume_as_azure(&bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidResumeToken, "{bad}");
+        }
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_trace_context_is_carried_and_a_bad_one_dropped_without_error() {
+        let good: serde_json::Value = serde_json::from_str(&token().to_json()).unwrap();
+        assert!(good.get("traceparent").is_none(), "none was captured");
+        let with = |traceparent: serde_json::Value, tracestate: serde_json::Value| {
+            let mut v = good.clone();
+            v["traceparent"] = traceparent;
+            v["tracestate"] = tracestate;
+            ResumeToken::from_json(&v.to_string()).unwrap()
+        };
+
+        let carried = with(TRACEPARENT.into(), "rojo=00f067aa0ba902b7".into());
+        assert_eq!(carried.traceparent(), Some(TRACEPARENT));
+        assert_eq!(carried.tracestate(), Some("rojo=00f067aa0ba902b7"));
+        let again = ResumeToken::from_json(&carried.to_json()).unwrap();
+        assert_eq!(again, carried, "written and read back whole");
+        let resumption = again.resumption(&Azure::new()).unwrap();
+        let trace = resumption.trace.unwrap();
+        assert_eq!(
+            (trace.traceparent().as_str(), trace.tracestate()),
+            (TRACEPARENT, Some("rojo=00f067aa0ba902b7"))
+        );
+        // The steps' tokens carry it on.
+        let stepped = carried.clone().after(Duration::from_secs(5));
+        assert_eq!(stepped.traceparent(), Some(TRACEPARENT));
+
+        let oversized = format!("{TRACEPARENT}{}", "0".repeat(100_000));
+        for bad in [
+            serde_json::Value::from("00-not-a-traceparent"),
+            oversized.into(),
+            TRACEPARENT.to_uppercase().into(),
+            TRACEPARENT.replace("4bf9", "\n\u{0}").into(),
+            serde_json::json!(17),
+            serde_json::json!({"traceparent": TRACEPARENT}),
+            serde_json::json!([TRACEPARENT]),
+            serde_json::Value::Null,
+        ] {
+            let token = with(bad.clone(), "rojo=1".into());
+            assert_eq!(
+                (token.traceparent(), token.tracestate()),
+                (None, None),
+                "{bad}"
+            );
+            let json = token.to_json();
+            assert!(
+                !json.contains("traceparent") && !json.contains("rojo"),
+                "{json}"
+            );
+            assert!(token.resumption(&Azure::new()).unwrap().trace.is_none());
+        }
+        for bad in [
+            serde_json::Value::from("x".repeat(600)),
+            format!("rojo={}", "v".repeat(300)).into(),
+            "Not A Tracestate".into(),
+            serde_json::json!(["rojo=1"]),
+        ] {
+            let token = with(TRACEPARENT.into(), bad.clone());
+            assert_eq!(
+                (token.traceparent(), token.tracestate()),
+                (Some(TRACEPARENT), None),
+                "{bad}"
+            );
         }
     }
 

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::dialect::{Dialect, Observed};
 use crate::future::original::Original;
 use crate::info::OperationInfo;
+use crate::protocol::trace_context::TraceContext;
 use crate::protocol::url;
 use crate::token::{CancelSpec, ResumeToken, Snapshot};
 
@@ -46,6 +47,9 @@ pub(crate) struct Ledger<M> {
     /// `CancelVia` when it started, or its dialect's request then): kept for the tokens taken
     /// from now on.
     pub(crate) carried_cancel: Option<CancelSpec>,
+    /// The W3C trace context of the operation's start, which every token carries on: captured
+    /// when the operation started here, or the resumed token's.
+    pub(crate) trace: Option<TraceContext>,
 }
 
 impl<M> Ledger<M> {
@@ -69,6 +73,7 @@ impl<M> Ledger<M> {
             last_http_status: None,
             final_uri: None,
             carried_cancel: None,
+            trace: None,
         }
     }
 
@@ -119,6 +124,7 @@ impl<M> Ledger<M> {
             elapsed,
             state: self.observed.state.as_deref(),
             cancel: self.cancel(dialect, original),
+            trace: self.trace.as_ref(),
         })
     }
 

@@ -21,6 +21,10 @@ use crate::dialect::Observed;
 use crate::error::{Error, ErrorKind};
 #[cfg(feature = "tracing")]
 use crate::protocol::redact;
+use crate::protocol::trace_context::TraceContext;
+
+#[cfg(feature = "opentelemetry")]
+mod otel;
 
 #[cfg(feature = "metrics")]
 mod metrics;
@@ -227,6 +231,26 @@ impl Telemetry {
         } else {
             &self.request
         }
+    }
+
+    /// The W3C trace context of the operation's span, for its tokens to carry: `None` unless
+    /// feature `opentelemetry` is on and an OpenTelemetry layer records the span.
+    pub(crate) fn start_context(&self) -> Option<TraceContext> {
+        #[cfg(feature = "opentelemetry")]
+        {
+            otel::capture(&self.operation)
+        }
+        #[cfg(not(feature = "opentelemetry"))]
+        None
+    }
+
+    /// Links the operation's span (a resumption, a step, a cancel) to the span the operation
+    /// started in (feature `opentelemetry`).
+    pub(crate) fn link_to_start(&self, start: &TraceContext) {
+        #[cfg(feature = "opentelemetry")]
+        otel::link(&self.operation, start);
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = start;
     }
 
     /// Whether an operation is known.

@@ -99,6 +99,10 @@ impl<D: Dialect> Follower<D> {
         let name = self.dialect.name();
         let (method, uri) = (&self.original.method, &self.original.uri);
         self.telemetry = Telemetry::start(name, start, method, uri);
+        // Linked while the span is new, so that samplers see the link too.
+        if let Some(start) = &resumption.trace {
+            self.telemetry.link_to_start(start);
+        }
         self.clock.rewind(resumption.elapsed);
         // The URL's own error (its kind, the URL) is the cause; this error says where it was.
         let untrusted = |e: Error| {
@@ -124,6 +128,7 @@ impl<D: Dialect> Follower<D> {
         ledger.unhinted_waits = resumption.unhinted_waits;
         ledger.observed.state = resumption.state;
         ledger.carried_cancel = resumption.cancel;
+        ledger.trace = resumption.trace;
         self.trace(&ledger);
         if matches!(ledger.target, Target::Poll) {
             self.poll_budget(&ledger)
@@ -237,7 +242,9 @@ impl<D: Dialect> Follower<D> {
             PollAt::OriginalUri => None,
         };
         let kind = self.dialect.kind(&follow.monitor);
-        let ledger = Ledger::new(follow.monitor, kind, url, reference);
+        let mut ledger = Ledger::new(follow.monitor, kind, url, reference);
+        // The context of the span the operation started in, for every token to carry.
+        ledger.trace = self.telemetry.start_context();
         self.trace(&ledger);
         Ok(ledger)
     }
