@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -111,6 +111,10 @@ async fn main() -> Result<(), BoxError> {
         created.status(),
         google_done.status()
     );
+    // A span ends when its last handle goes: tower-http's request span lives in the response
+    // body until the body is read.
+    created.into_body().collect().await?;
+    google_done.into_body().collect().await?;
 
     println!("spans (INFO), as a tree:\n");
     tree.print();
@@ -212,9 +216,11 @@ impl SpanTree {
 
 fn print_node(tree: &Tree, at: usize, lead: &str, branch: &str) {
     let node = &tree.nodes[at];
+    // A span still open when this prints (one a pooled connection's task still holds) shows
+    // no duration.
     let took = node
         .took
-        .map_or_else(|| "open".to_owned(), |d| format!("{} ms", d.as_millis()));
+        .map_or_else(String::new, |d| format!(" ({} ms)", d.as_millis()));
     let fields: Vec<String> = node
         .fields
         .iter()
@@ -222,7 +228,7 @@ fn print_node(tree: &Tree, at: usize, lead: &str, branch: &str) {
         .filter(|(name, _)| !matches!(*name, "version"))
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
-    println!("{lead}{branch}{} ({took}) {}", node.name, fields.join(" "));
+    println!("{lead}{branch}{}{took} {}", node.name, fields.join(" "));
     let children: Vec<usize> = (0..tree.nodes.len())
         .filter(|&i| tree.nodes[i].parent == Some(at))
         .collect();

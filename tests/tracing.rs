@@ -11,6 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use http::Method;
 use support::{client, reply, request, stack, RawServer};
+
+/// The layer, of any dialect, over the in-memory client.
+fn stack_with<D: tower_lro::Dialect>(
+    layer: LongRunningLayer<D>,
+) -> tower_lro::LongRunning<support::HttpClient, D> {
+    ServiceBuilder::new().layer(layer).service(client())
+}
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use tower_lro::{LongRunningLayer, OperationInfo};
@@ -28,6 +35,7 @@ struct SpanRecord {
     parent: Option<String>,
     declared: BTreeSet<String>,
     values: BTreeMap<String, String>,
+    closed: bool,
 }
 
 /// One event: its name (a `name:` given, or the callsite's), level, span and fields.
@@ -76,6 +84,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
                 .map(|f| f.name().to_owned())
                 .collect(),
             values: BTreeMap::new(),
+            closed: false,
         };
         attrs.record(&mut Values(&mut record.values));
         let mut spans = self.spans.lock().unwrap();
@@ -89,6 +98,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
         let (all, open) = &mut *spans;
         if let Some(&at) = open.get(&id.into_u64()) {
             values.record(&mut Values(&mut all[at].values));
+        }
+    }
+
+    fn on_close(&self, id: Id, _: Context<'_, S>) {
+        let mut spans = self.spans.lock().unwrap();
+        let (all, open) = &mut *spans;
+        if let Some(at) = open.remove(&id.into_u64()) {
+            all[at].closed = true;
         }
     }
 
@@ -155,6 +172,18 @@ async fn an_operation_and_each_poll_are_info_spans_with_the_layers_below_nested_
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    drop(response);
+    // Nothing the layer made outlives the operation.
+    let open: Vec<_> = recorder
+        .spans
+        .lock()
+        .unwrap()
+        .0
+        .iter()
+        .filter(|s| !s.closed)
+        .cloned()
+        .collect();
+    assert!(open.is_empty(), "{open:#?}");
 
     let operations = recorder.spans("lro.operation");
     assert_eq!(operations.len(), 1, "{operations:#?}");
@@ -251,6 +280,31 @@ async fn an_operation_and_each_poll_are_info_spans_with_the_layers_below_nested_
     assert_eq!(ended.len(), 1, "{events:#?}");
     assert_eq!(ended[0].level, Level::INFO);
     expect(&ended[0].values, "lro.outcome", "succeeded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn behind_an_or_the_dialect_recorded_is_the_one_that_followed() {
+    use tower_lro::Dialect;
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(200, &[], r#"{"name":"operations/op-1","done":false}"#),
+        _ => reply(
+            200,
+            &[],
+            r#"{"name":"operations/op-1","done":true,"response":{}}"#,
+        ),
+    })
+    .await;
+    let dialect = tower_lro::Azure::new().or(tower_lro::Google::new());
+    stack_with(LongRunningLayer::with_dialect(dialect))
+        .oneshot(request(Method::POST, &server.url("/v1/things:create"), ""))
+        .await
+        .unwrap();
+    let op = &recorder.spans("lro.operation")[0].values;
+    assert_eq!(op["lro.dialect"], "google", "{op:#?}");
+    assert_eq!(op["lro.monitor.kind"], "google-operation");
 }
 
 #[tokio::test(start_paused = true)]
@@ -509,4 +563,38 @@ async fn span_and_field_names_are_the_documented_ones() {
         assert!(documented.contains_key(name), "{name} is not documented");
     }
     let _: OperationInfo;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_span_ends_once_the_final_response_is_dropped() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(201, &[("azure-asyncoperation", "/operations/5")], ""),
+        1 => reply(200, &[], r#"{"status":"Succeeded"}"#),
+        _ => reply(200, &[], r#"{"name":"vm5"}"#),
+    })
+    .await;
+    let service = ServiceBuilder::new()
+        .layer(LongRunningLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .service(client());
+    let response = service
+        .oneshot(request(Method::PUT, &server.url("/vms/5"), ""))
+        .await
+        .unwrap();
+    let polls = recorder.spans("lro.poll");
+    assert_eq!(polls.last().unwrap().values["lro.request"], "final");
+    assert_eq!(support::text(response).await, r#"{"name":"vm5"}"#);
+    let open: Vec<_> = recorder
+        .spans
+        .lock()
+        .unwrap()
+        .0
+        .iter()
+        .filter(|s| !s.closed)
+        .cloned()
+        .collect();
+    assert!(open.is_empty(), "{open:#?}");
 }

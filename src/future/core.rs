@@ -281,7 +281,7 @@ where
         let future = {
             // Spans of the layers below nest under the operation's.
             #[cfg(feature = "tracing")]
-            let _entered = telemetry.current().enter();
+            let _entered = telemetry.enter();
             service.call(req)
         };
         let mut follower = Follower::with(config, dialect, original, polling);
@@ -351,7 +351,7 @@ where
             Ok(ledger) => {
                 let future = {
                     #[cfg(feature = "tracing")]
-                    let _entered = follower.telemetry.current().enter();
+                    let _entered = follower.telemetry.enter();
                     service.call(req)
                 };
                 follower.clock.start_request();
@@ -382,7 +382,7 @@ where
         let mut this = self.project();
         let (service, follower) = (this.service, this.follower);
         #[cfg(feature = "tracing")]
-        let _entered = follower.telemetry.current().clone().entered();
+        let _entered = follower.telemetry.entered();
         loop {
             let begin = match this.state.as_mut().project() {
                 StateProj::Initial { future } => match future.poll(cx) {
@@ -505,7 +505,7 @@ impl<D: Dialect> Follower<D> {
                 StageProj::Requesting { future } => {
                     // What the layers below do while the request is in flight belongs to it.
                     #[cfg(feature = "tracing")]
-                    let entered = self.telemetry.current().clone().entered();
+                    let entered = self.telemetry.entered();
                     let polled = future.poll(cx);
                     #[cfg(feature = "tracing")]
                     drop(entered);
@@ -620,7 +620,7 @@ impl<D: Dialect> Follower<D> {
                 let request = self.next_request(ledger);
                 // Spans of the layers below nest under the request's.
                 #[cfg(feature = "tracing")]
-                let _entered = self.telemetry.current().enter();
+                let _entered = self.telemetry.enter();
                 Ok(service.call(request))
             }
             Poll::Ready(Err(e)) => {

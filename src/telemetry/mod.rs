@@ -170,9 +170,6 @@ pub(crate) struct Telemetry {
     followed: bool,
     /// Whether a poll or final GET was sent and its answer is not judged yet.
     pending: bool,
-    /// The dialect's name, for the metrics' labels.
-    #[cfg(feature = "metrics")]
-    dialect: &'static str,
     /// Whether the request in flight is the final GET, which `lro.client.polls` does not count
     /// (as `OperationInfo::polls` does not).
     #[cfg(feature = "metrics")]
@@ -196,8 +193,6 @@ impl Telemetry {
             followed: false,
             pending: false,
             #[cfg(feature = "metrics")]
-            dialect,
-            #[cfg(feature = "metrics")]
             final_get: false,
             #[cfg(feature = "metrics")]
             metrics: None,
@@ -215,12 +210,30 @@ impl Telemetry {
             followed: false,
             pending: false,
             #[cfg(feature = "metrics")]
-            dialect: "",
-            #[cfg(feature = "metrics")]
             final_get: false,
             #[cfg(feature = "metrics")]
             metrics: None,
         }
+    }
+
+    /// Whether anyone listens to the operation's span. Everything the spans record is behind
+    /// this one check, so that an operation no subscriber wants costs next to nothing.
+    #[cfg(feature = "tracing")]
+    fn traced(&self) -> bool {
+        !self.operation.is_disabled()
+    }
+
+    /// The span the future is in while it runs (the request's in flight, else the
+    /// operation's), entered; `None` when nobody listens.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn entered(&self) -> Option<tracing::span::EnteredSpan> {
+        self.traced().then(|| self.current().clone().entered())
+    }
+
+    /// As [`entered`](Self::entered), for a scope that borrows the telemetry.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn enter(&self) -> Option<tracing::span::Entered<'_>> {
+        self.traced().then(|| self.current().enter())
     }
 
     /// The span to enter while the future runs: the request's in flight, else the operation's.
@@ -260,24 +273,30 @@ impl Telemetry {
 
     /// The operation is known: its monitor, where it is polled, and the polls a token says were
     /// sent before.
-    pub(crate) fn followed(&mut self, kind: &'static str, monitor_url: &Uri, polls: u32) {
+    /// `dialect` is the one that follows it: within a `dialect::Or`, the one that took it.
+    pub(crate) fn followed(
+        &mut self,
+        dialect: &'static str,
+        kind: &'static str,
+        monitor_url: &Uri,
+        polls: u32,
+    ) {
         self.followed = true;
         #[cfg(feature = "metrics")]
         if self.metrics.is_none() {
-            self.metrics = Some(metrics::OperationMetrics::followed(self.dialect, kind));
+            self.metrics = Some(metrics::OperationMetrics::followed(dialect, kind));
         }
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             let span = &self.operation;
-            if !span.is_disabled() {
-                span.record("lro.monitor.kind", kind);
-                let url = monitor_url.to_string();
-                span.record("lro.monitor.url", redact::url(&url).as_ref());
-                span.record("lro.polls", polls);
-            }
+            span.record("lro.dialect", dialect);
+            span.record("lro.monitor.kind", kind);
+            let url = monitor_url.to_string();
+            span.record("lro.monitor.url", redact::url(&url).as_ref());
+            span.record("lro.polls", polls);
         }
         #[cfg(not(feature = "tracing"))]
-        let _ = (kind, monitor_url, polls);
+        let _ = (dialect, kind, monitor_url, polls);
     }
 
     /// A poll (`final_get` false, `attempt` its number) or the final GET is about to be sent.
@@ -288,7 +307,7 @@ impl Telemetry {
             self.final_get = final_get;
         }
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             self.request = spans::poll(&self.operation, attempt, final_get);
         }
         #[cfg(not(feature = "tracing"))]
@@ -298,7 +317,7 @@ impl Telemetry {
     /// The request in flight was answered with `status`.
     pub(crate) fn answer_status(&mut self, status: StatusCode) {
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             self.request
                 .record("http.response.status_code", status.as_u16());
             self.operation
@@ -319,7 +338,7 @@ impl Telemetry {
             metrics.poll(result);
         }
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             let span = &self.request;
             span.record("lro.poll.result", result.as_str());
             if let Some(state) = observed.state.as_deref() {
@@ -346,7 +365,7 @@ impl Telemetry {
             metrics.wait(delay);
         }
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             // The wait follows the answer of the request in flight, or the initial response.
             let span = self.current();
             if let Some(hint) = hint {
@@ -421,7 +440,7 @@ impl Telemetry {
         #[cfg(not(feature = "metrics"))]
         let _ = elapsed;
         #[cfg(feature = "tracing")]
-        {
+        if self.traced() {
             let span = &self.operation;
             span.record("lro.outcome", outcome.as_str());
             if let Some(error) = error {

@@ -142,8 +142,9 @@ impl<D: Dialect> Follower<D> {
     }
 
     pub(super) fn trace(&mut self, ledger: &Ledger<D::Monitor>) {
+        let dialect = self.dialect.token_dialect(&ledger.monitor);
         self.telemetry
-            .followed(ledger.kind, &ledger.url, ledger.polls);
+            .followed(dialect, ledger.kind, &ledger.url, ledger.polls);
     }
 
     /// The future ends before following an operation to its end: a response that is not an
