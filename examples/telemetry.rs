@@ -214,6 +214,18 @@ impl SpanTree {
     }
 }
 
+/// `value` as printed: URLs without the simulator's address, long fractions rounded.
+fn shown(value: &str) -> String {
+    let path = value
+        .strip_prefix("http://")
+        .and_then(|rest| rest.find('/').map(|at| &rest[at..]));
+    match (path, value.parse::<f64>()) {
+        (Some(path), _) => path.to_owned(),
+        (None, Ok(number)) if value.len() > 6 => format!("{number:.1}"),
+        _ => value.to_owned(),
+    }
+}
+
 fn print_node(tree: &Tree, at: usize, lead: &str, branch: &str) {
     let node = &tree.nodes[at];
     // A span still open when this prints (one a pooled connection's task still holds) shows
@@ -224,9 +236,9 @@ fn print_node(tree: &Tree, at: usize, lead: &str, branch: &str) {
     let fields: Vec<String> = node
         .fields
         .iter()
-        // tower-http's own span fields besides the URI add nothing here.
-        .filter(|(name, _)| !matches!(*name, "version"))
-        .map(|(name, value)| format!("{name}={value}"))
+        // Defaults and tower-http's protocol version say nothing here.
+        .filter(|(name, value)| !matches!((*name, value.as_str()), ("version", _) | (_, "false")))
+        .map(|(name, value)| format!("{name}={}", shown(value)))
         .collect();
     println!("{lead}{branch}{}{took} {}", node.name, fields.join(" "));
     let children: Vec<usize> = (0..tree.nodes.len())

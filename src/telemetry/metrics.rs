@@ -265,6 +265,10 @@ pub(crate) struct OperationMetrics {
     /// Held while the operation counts as active: the recorder it was counted in is the one it
     /// leaves, on whatever thread the future ends.
     active: Option<Gauge>,
+    /// The handles of the instruments recorded more than once, registered on first use: a
+    /// later poll or wait costs an increment, not a look-up of the recorder.
+    polls: [Option<Counter>; 4],
+    wait: Option<Histogram>,
 }
 
 impl OperationMetrics {
@@ -276,23 +280,31 @@ impl OperationMetrics {
         OperationMetrics {
             keys,
             active: Some(active),
+            polls: [None, None, None, None],
+            wait: None,
         }
     }
 
     /// A poll was answered.
-    pub(crate) fn poll(&self, result: PollResult) {
+    pub(crate) fn poll(&mut self, result: PollResult) {
         let i = match result {
             PollResult::Running => 0,
             PollResult::Done => 1,
             PollResult::Transient => 2,
             PollResult::Unexpected => 3,
         };
-        counter(&self.keys.polls[i]).increment(1);
+        let keys = self.keys;
+        self.polls[i]
+            .get_or_insert_with(|| counter(&keys.polls[i]))
+            .increment(1);
     }
 
     /// The next poll is sent after `delay`.
-    pub(crate) fn wait(&self, delay: Duration) {
-        histogram(&self.keys.wait).record(delay.as_secs_f64());
+    pub(crate) fn wait(&mut self, delay: Duration) {
+        let keys = self.keys;
+        self.wait
+            .get_or_insert_with(|| histogram(&keys.wait))
+            .record(delay.as_secs_f64());
     }
 
     /// The future ended with `outcome`, `duration` after the operation's original request. An

@@ -334,7 +334,7 @@ impl Telemetry {
             return;
         }
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = self.metrics.as_ref().filter(|_| !self.final_get) {
+        if let Some(metrics) = self.metrics.as_mut().filter(|_| !self.final_get) {
             metrics.poll(result);
         }
         #[cfg(feature = "tracing")]
@@ -361,7 +361,7 @@ impl Telemetry {
     pub(crate) fn waiting(&mut self, hint: Option<Duration>, delay: Duration, observed: &Observed) {
         self.poll_result(PollResult::Running, observed);
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &mut self.metrics {
             metrics.wait(delay);
         }
         #[cfg(feature = "tracing")]
