@@ -37,7 +37,8 @@ pub struct OperationStatus {
     pub polls: u32,
     /// The number of the latest step (0 for the first).
     pub step: u32,
-    /// When the next step is due ([`Phase::Waiting`]): the store's whole second.
+    /// When the next step is due ([`Phase::Waiting`]): the store's whole second (`None` when
+    /// the store holds a time that is not one, as PostgreSQL's `'infinity'`).
     pub next_poll_at: Option<SystemTime>,
     /// Runs of the latest step's job so far: more than one means the handler or the store
     /// failed it and the engine ran it again.
@@ -113,9 +114,10 @@ impl OperationStatus {
             phase,
             percent_complete: job.percent_complete,
             step: job.step,
-            next_poll_at: (phase == Phase::Waiting).then(|| {
-                UNIX_EPOCH + Duration::from_secs(u64::try_from(row.run_at).unwrap_or_default())
-            }),
+            next_poll_at: row
+                .run_at
+                .filter(|_| phase == Phase::Waiting)
+                .map(|at| UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or_default())),
             attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
             failures: job.failures,
             last_error: engine_error.or(job.last_error),

@@ -241,14 +241,23 @@ pub(crate) struct Row {
     pub(crate) status: String,
     pub(crate) attempts: i64,
     pub(crate) max_attempts: i64,
-    /// Seconds since the Unix epoch.
-    pub(crate) run_at: i64,
+    /// Seconds since the Unix epoch; `None` for a time that has none (PostgreSQL's
+    /// `'infinity'`, written by something other than the fleet).
+    pub(crate) run_at: Option<i64>,
     pub(crate) last_result: Option<String>,
     pub(crate) job: Vec<u8>,
     pub(crate) idempotency_key: String,
 }
 
-type RawRow = (String, i64, i64, i64, Option<String>, Vec<u8>, String);
+type RawRow = (
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Vec<u8>,
+    String,
+);
 
 impl From<RawRow> for Row {
     fn from(r: RawRow) -> Row {
@@ -280,8 +289,10 @@ impl Row {
 const SQLITE_COLUMNS: &str =
     "status, attempts, max_attempts, run_at, last_result, job, idempotency_key";
 #[cfg(feature = "postgres")]
+// An infinite `run_at` has no seconds: NULL, so that one such row fails no listing.
 const POSTGRES_COLUMNS: &str = "status, attempts::bigint, max_attempts::bigint, \
-     EXTRACT(EPOCH FROM run_at)::bigint, last_result::text, job, idempotency_key";
+     CASE WHEN isfinite(run_at) THEN EXTRACT(EPOCH FROM run_at)::bigint END, \
+     last_result::text, job, idempotency_key";
 
 /// The range of idempotency keys of one operation's steps: `id/0`, `id/1`, … sort between `id/`
 /// and `id0` in byte order ('0' follows '/'); ids are ULIDs, which hold neither.
@@ -379,8 +390,8 @@ impl Store {
         Ok(rows.into_iter().map(Row::from).collect())
     }
 
-    /// Replaces the payload of the step `idempotency_key` if it is still waiting, and makes it
-    /// due now; `false` when a worker holds it (or it ended) meanwhile.
+    /// Replaces the payload of the step `idempotency_key` if it is still waiting (to run, or to
+    /// run again after a failed run), and makes it due now; `false` when a worker holds it (or it ended) meanwhile.
     pub(crate) async fn replace_waiting(
         &self,
         queue: &str,
@@ -391,8 +402,12 @@ impl Store {
         let done = match &self.inner {
             #[cfg(feature = "sqlite")]
             Inner::Sqlite(pool) => sqlx::query(
-                "UPDATE Jobs SET job = ?1, run_at = min(run_at, strftime('%s', 'now')) \
-                 WHERE job_type = ?2 AND idempotency_key = ?3 AND status = 'Pending'",
+                // strftime is TEXT, which SQLite orders after every INTEGER: cast, or `min`
+                // keeps the old time.
+                "UPDATE Jobs SET job = ?1, \
+                 run_at = min(run_at, CAST(strftime('%s', 'now') AS INTEGER)) \
+                 WHERE job_type = ?2 AND idempotency_key = ?3 \
+                 AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
             )
             .bind(payload)
             .bind(queue)
@@ -403,7 +418,8 @@ impl Store {
             #[cfg(feature = "postgres")]
             Inner::Postgres(pool) => sqlx::query(
                 "UPDATE apalis.jobs SET job = $1, run_at = LEAST(run_at, now()) \
-                 WHERE job_type = $2 AND idempotency_key = $3 AND status = 'Pending'",
+                 WHERE job_type = $2 AND idempotency_key = $3 \
+                 AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
             )
             .bind(payload)
             .bind(queue)

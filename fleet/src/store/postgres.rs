@@ -48,9 +48,13 @@ const SETUP: [&str; 6] = [
 ];
 
 /// The engine's claim (the same function apalis-postgres's `fetch_next` calls), with the
-/// timestamps as seconds so that reading them cannot fail.
+/// timestamps as seconds so that reading them cannot fail: an infinite one (`'-infinity'` is
+/// due at once) has no seconds and reads as NULL, which quarantines the row instead of failing
+/// the whole claim, again and again, for every worker.
 const FETCH: &str = "SELECT id, job_type, job, status, attempts, max_attempts,
-    EXTRACT(EPOCH FROM run_at)::bigint AS run_at, EXTRACT(EPOCH FROM lock_at)::bigint AS lock_at,
+    CASE WHEN isfinite(run_at) THEN EXTRACT(EPOCH FROM run_at)::bigint END AS run_at,
+    CASE WHEN isfinite(lock_at) THEN EXTRACT(EPOCH FROM lock_at)::bigint END AS lock_at,
+    lock_at IS NOT NULL AND NOT isfinite(lock_at) AS lock_at_infinite,
     lock_by, priority, idempotency_key, metadata
 FROM apalis.get_jobs($1, $2, $3)";
 
@@ -182,8 +186,9 @@ fn read(row: &PgRow) -> Row {
     {
         row.try_get(name).map_err(|e| format!("column {name}: {e}"))
     }
-    let required = |name: &str| -> Result<i64, String> {
-        column::<Option<i64>>(row, name)?.ok_or_else(|| format!("column {name} is NULL"))
+    let time = |name: &str| -> Result<i64, String> {
+        column::<Option<i64>>(row, name)?
+            .ok_or_else(|| format!("column {name} is NULL or not a finite time"))
     };
     let integer = |name: &str| -> Result<i64, String> {
         column::<Option<i32>>(row, name)?
@@ -197,8 +202,11 @@ fn read(row: &PgRow) -> Row {
         status: column(row, "status"),
         attempts: integer("attempts"),
         max_attempts: integer("max_attempts"),
-        run_at: required("run_at"),
-        lock_at: column(row, "lock_at"),
+        run_at: time("run_at"),
+        lock_at: match column::<Option<bool>>(row, "lock_at_infinite") {
+            Ok(Some(true)) => Err("column lock_at is not a finite time".to_owned()),
+            _ => column(row, "lock_at"),
+        },
         lock_by: column(row, "lock_by"),
         priority: integer("priority"),
         idempotency_key: column(row, "idempotency_key"),
