@@ -94,6 +94,14 @@ pub(crate) struct Job {
     /// Why the step before this one failed (retried), or why a cancel was refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) last_error: Option<String>,
+    /// When this step was due (seconds since the Unix epoch) before `Fleet::cancel` made it
+    /// due now: a refused cancel goes back to that schedule, not to a poll at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) due_at: Option<u64>,
+    /// The server's last wait hint (milliseconds), carried along retried steps, whose error
+    /// tokens hold none: a retry never polls sooner than the server asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hint_ms: Option<u64>,
 }
 
 /// The version of [`Job`] this fleet writes and reads.
@@ -115,6 +123,8 @@ impl Job {
             cancel: None,
             percent_complete: None,
             last_error: None,
+            due_at: None,
+            hint_ms: None,
         }
     }
 
@@ -131,7 +141,19 @@ impl Job {
             cancel: self.cancel,
             percent_complete: self.percent_complete,
             last_error: self.last_error.clone(),
+            due_at: None,
+            hint_ms: None,
         }
+    }
+
+    /// The last wait the server asked for that this step knows of: its token's, else the one
+    /// carried from before a failed step.
+    pub(crate) fn hint(&self) -> Option<std::time::Duration> {
+        let token = self.token().ok();
+        token
+            .filter(ResumeToken::next_poll_hinted)
+            .and_then(|token| token.next_poll_in())
+            .or(self.hint_ms.map(std::time::Duration::from_millis))
     }
 
     /// The payload as the stores keep it (apalis's JSON codec).

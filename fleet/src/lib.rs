@@ -201,7 +201,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use apalis_core::error::BoxDynError;
 use http::{Request, Response};
@@ -713,6 +713,7 @@ impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
             }
             let mut asked = job;
             asked.cancel = Some(CancelState::Requested);
+            asked.due_at = row.run_at.and_then(|at| u64::try_from(at).ok());
             let store = &self.shared.store;
             if store
                 .replace_waiting(&settings.queue, &row.idempotency_key, &asked)
@@ -728,6 +729,11 @@ impl<S, H, ReqBody, D> Fleet<S, H, ReqBody, D> {
             tokio::time::sleep(settings.fetch_interval.max(Duration::from_millis(20))).await;
         }
     }
+}
+
+/// A wait as the job keeps it.
+fn millis(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The most operations [`Fleet::in_flight`] returns at once.
@@ -888,22 +894,32 @@ where
                 next.percent_complete = percent_complete.or(job.percent_complete);
                 self.enqueue(next, wait, hinted).await.map_err(Into::into)
             }
-            // The server (or the token) has no cancel: the operation goes on, polled at once.
+            // The server (or the token) has no cancel: the operation goes on, polled when it
+            // was due before the cancel made it due now, so a server's hint still holds.
             Err(error) if cancelling && error.kind() == ErrorKind::CancelUnsupported => {
+                let hinted = token.next_poll_hinted();
                 let token = error.resume_token().cloned().unwrap_or(token);
                 let mut next = job.next(&token, job.failures);
                 next.cancel = Some(CancelState::Refused);
                 next.last_error = Some(error.to_string());
-                self.enqueue(next, Duration::ZERO, false)
-                    .await
-                    .map_err(Into::into)
+                next.hint_ms = job.hint().map(millis);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                let wait = job.due_at.map_or(Duration::ZERO, |at| {
+                    Duration::from_secs(at).saturating_sub(now)
+                });
+                self.enqueue(next, wait, hinted).await.map_err(Into::into)
             }
             Err(error) => match self.retry(&job, &error) {
-                Some((token, wait)) => {
+                Some((token, wait, hint)) => {
                     let failures = job.failures.saturating_add(1);
                     let mut next = job.next(&token, failures);
                     next.last_error = Some(error.to_string());
-                    self.enqueue(next, wait, false).await.map_err(Into::into)
+                    next.hint_ms = hint.map(millis);
+                    self.enqueue(next, wait, hint.is_some())
+                        .await
+                        .map_err(Into::into)
                 }
                 None => self.deliver(&job, Err(error)).await,
             },
@@ -1028,13 +1044,19 @@ impl<S, H, ReqBody, D: Dialect> Shared<S, H, ReqBody, D> {
         }
     }
 
-    /// Whether a step that ended with `error` is taken again, from which token and when.
-    fn retry(&self, job: &Job, error: &Error) -> Option<(ResumeToken, Duration)> {
+    /// Whether a step that ended with `error` is taken again, from which token, when, and the
+    /// server's last hint: an error's token holds none, and the retry waits no less than it.
+    fn retry(&self, job: &Job, error: &Error) -> Option<(ResumeToken, Duration, Option<Duration>)> {
         let token = error.resume_token()?;
         if error.kind() == ErrorKind::TooManyPolls || job.failures >= self.settings.step_retries {
             return None;
         }
-        Some((token.clone(), self.settings.step_retry_wait(job.failures)))
+        let hint = job.hint();
+        let wait = self
+            .settings
+            .step_retry_wait(job.failures)
+            .max(hint.unwrap_or_default());
+        Some((token.clone(), wait, hint))
     }
 
     async fn deliver<B>(
