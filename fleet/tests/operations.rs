@@ -471,3 +471,124 @@ async fn postgres_operations_are_listed_inspected_and_canceled() {
     let store = Store::postgres(&pg.url()).await.unwrap();
     operations_are_listed_inspected_and_canceled(store).await;
 }
+
+/// Steps due in an hour: a cancel makes one due now (its request goes out within seconds), and
+/// reaches one waiting for the engine's retry of a failed run; a cancel the server refuses puts
+/// its step back on the hour it was due, never polled before the server's hint.
+async fn a_cancel_does_not_wait_for_a_step_due_in_an_hour(store: Store) {
+    let hour = Duration::from_secs(3_600);
+    let sim = Simulator::start().await.unwrap();
+    for (project, cancelable) in [("soon", true), ("retried", true), ("refuses", false)] {
+        sim.add(
+            Scenario::new(Method::POST, instances(project), Monitor::GoogleOperation)
+                .retry_after(RetryAfter::Seconds(3_600))
+                .completes_after_polls(1_000)
+                .cancelable(cancelable)
+                .resource_body(r#"{"name":"instance"}"#),
+        );
+    }
+    let recorder = Recorder::default();
+    let fleet = fleet(
+        store.clone(),
+        LongRunningLayer::with_dialect(Google::new()).max_delay(hour),
+        &recorder,
+    );
+    let mut ids = HashMap::new();
+    for project in ["soon", "retried", "refuses"] {
+        let url = sim.url(&format!("{}?instanceId=i", instances(project)));
+        let Started::Tracked { id, .. } = fleet
+            .start(project, request(Method::POST, url))
+            .await
+            .unwrap()
+        else {
+            panic!("{project} was not tracked");
+        };
+        ids.insert(project, id);
+    }
+    // A run of this step failed (the handler, say): the engine runs it again when it is due.
+    let key = format!("{}/0", ids["retried"]);
+    if let Some(pool) = store.postgres_pool() {
+        sqlx::query(
+            "UPDATE apalis.jobs SET status = 'Failed', attempts = 1 WHERE idempotency_key = $1",
+        )
+        .bind(&key)
+        .execute(pool)
+        .await
+        .unwrap();
+    } else {
+        sqlx::query("UPDATE Jobs SET status = 'Failed', attempts = 1 WHERE idempotency_key = ?1")
+            .bind(&key)
+            .execute(store.sqlite_pool().unwrap())
+            .await
+            .unwrap();
+    }
+    let asked = tokio::time::Instant::now();
+    for project in ["soon", "retried", "refuses"] {
+        assert_eq!(
+            fleet.cancel(&ids[project]).await.unwrap(),
+            CancelState::Requested,
+            "{project}"
+        );
+    }
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "no cancel waited for a lease"
+    );
+    let (stop, workers) = spawn_workers(&fleet, &["a", "b"]);
+
+    let cancels = |project: &str| {
+        sim.requests()
+            .iter()
+            .filter(|r| {
+                r.method == Method::POST
+                    && r.uri.path().ends_with(":cancel")
+                    && r.uri.path().contains(&format!("/projects/{project}/"))
+            })
+            .count()
+    };
+    let refused = async {
+        for _ in 0..200 {
+            let refused = fleet.status(&ids["refuses"]).await.unwrap();
+            if ["soon", "retried"].iter().all(|p| cancels(p) == 1)
+                && refused.cancel == Some(CancelState::Refused)
+            {
+                return refused;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cancels did not go out within 10 s");
+    }
+    .await;
+    let records = recorder.wait_for(2, Duration::from_secs(10)).await;
+    stop_workers(stop, workers).await;
+    assert_eq!(records.len(), 2, "{records:#?}");
+    for record in &records {
+        assert_eq!(record.result, Err(ErrorKind::Canceled), "{record:?}");
+    }
+    // Back on the hour it was due, and not polled meanwhile.
+    assert_eq!(cancels("refuses"), 1);
+    assert_eq!(
+        (refused.phase, refused.polls),
+        (Phase::Waiting, 0),
+        "{refused:?}"
+    );
+    let due = refused.next_poll_at.unwrap();
+    assert!(
+        due > std::time::SystemTime::now() + hour - Duration::from_secs(60),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_cancel_does_not_wait_for_a_step_due_in_an_hour() {
+    let dir = TempDir::new("sqlite");
+    let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
+    a_cancel_does_not_wait_for_a_step_due_in_an_hour(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_cancel_does_not_wait_for_a_step_due_in_an_hour() {
+    let pg = Postgres::start();
+    let store = Store::postgres(&pg.url()).await.unwrap();
+    a_cancel_does_not_wait_for_a_step_due_in_an_hour(store).await;
+}
