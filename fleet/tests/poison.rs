@@ -222,6 +222,7 @@ async fn assert_quarantined(fleet: &TestFleet, poisons: &[Poison]) {
         let expected = match poison.name {
             "id not a ULID" => "not a ULID",
             "payload of another version" => "version 2",
+            "run_at -infinity" => "column run_at is NULL or not a finite time",
             name if name.starts_with("metadata") => "metadata",
             _ => "not a fleet job",
         };
@@ -262,14 +263,58 @@ async fn in_jobs_table(store: &Store, id: &str) -> bool {
 async fn postgres_poisoned_rows_are_quarantined_and_stop_nothing() {
     let pg = Postgres::start();
     let store = Store::postgres(&pg.url()).await.unwrap();
-    let poisons = poisons(vec![Poison {
-        name: "metadata holding a NULL value",
-        id: ulid::Ulid::generate().to_string(),
-        payload: job_payload("poison-metadata"),
-        metadata: Some("trace => NULL"),
-    }]);
+    let poisons = poisons(vec![
+        Poison {
+            name: "metadata holding a NULL value",
+            id: ulid::Ulid::generate().to_string(),
+            payload: job_payload("poison-metadata"),
+            metadata: Some("trace => NULL"),
+        },
+        Poison {
+            name: "run_at -infinity",
+            id: ulid::Ulid::generate().to_string(),
+            payload: job_payload("poison-run-at"),
+            metadata: None,
+        },
+    ]);
     poison_postgres(&store, &poisons).await;
+    let pool = store.postgres_pool().unwrap();
+    // Due before anything else, with no seconds to read: the claim takes it.
+    let infinite = poisons
+        .iter()
+        .find(|p| p.name == "run_at -infinity")
+        .unwrap();
+    sqlx::query("UPDATE apalis.jobs SET run_at = '-infinity' WHERE id = $1")
+        .bind(&infinite.id)
+        .execute(pool)
+        .await
+        .unwrap();
+    // A step due at the end of time: never claimed, but listed and inspected.
+    let forever = tower_lro_fleet::OperationId::generate();
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "id": forever.as_str(), "key": "forever",
+        "token": {"version": 1, "monitor": "location"}, "step": 0
+    }))
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO apalis.jobs (id, job_type, job, status, attempts, max_attempts, run_at, priority, idempotency_key)
+         VALUES ($1, 'tower-lro-fleet', $2, 'Pending', 0, 25, 'infinity', 0, $3)",
+    )
+    .bind(ulid::Ulid::generate().to_string())
+    .bind(payload)
+    .bind(format!("{forever}/0"))
+    .execute(pool)
+    .await
+    .unwrap();
     let fleet = real_operations_finish_beside(store.clone(), &poisons).await;
+    let status = fleet.status(&forever).await.unwrap();
+    assert_eq!(
+        (status.key.as_str(), status.phase, status.next_poll_at),
+        ("forever", tower_lro_fleet::Phase::Waiting, None),
+        "{status:?}"
+    );
+    let listed = fleet.in_flight(None, 100).await.unwrap();
+    assert_eq!(listed.operations, vec![status]);
     for poison in &poisons {
         assert!(!in_jobs_table(&store, &poison.id).await, "{}", poison.name);
     }
