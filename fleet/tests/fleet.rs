@@ -565,6 +565,52 @@ async fn a_server_that_stays_away_is_retried_then_its_error_delivered_with_a_tok
     );
 }
 
+/// A server that asked for `Retry-After: 3` and then went away: the retried step waits the
+/// hint again, not the fleet's 100 ms retry delay (its error's token holds no hint).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_step_waits_no_less_than_the_servers_last_hint() {
+    let sim = Simulator::start().await.unwrap();
+    sim.add(
+        Scenario::new(
+            Method::POST,
+            "/vms/gone/start",
+            Monitor::AzureAsyncOperation,
+        )
+        .retry_after(RetryAfter::Seconds(3))
+        .completes_after_polls(1),
+    );
+    let dir = TempDir::new("sqlite");
+    let store = Store::sqlite(dir.path().join("fleet.db")).await.unwrap();
+    let recorder = Recorder::default();
+    let fleet = fleet(
+        quick(store)
+            .step_retries(1)
+            .step_retry_delay(Duration::from_millis(100)),
+        LongRunningLayer::new().max_transient_retries(0),
+        &recorder,
+    );
+    let begun = std::time::Instant::now();
+    let started = fleet
+        .start("gone", request(Method::POST, sim.url("/vms/gone/start")))
+        .await
+        .unwrap();
+    assert!(matches!(started, Started::Tracked { .. }));
+    drop(sim);
+
+    let (stop, workers) = spawn_workers(&fleet, &["a"]);
+    let records = recorder.wait_for(1, Duration::from_secs(30)).await;
+    stop_workers(stop, workers).await;
+
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0].result, Err(ErrorKind::Service), "{records:?}");
+    // The first step after the hint, its retry after the hint again.
+    assert!(
+        begun.elapsed() >= Duration::from_secs(6),
+        "{:?}",
+        begun.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_going_away_and_coming_back_loses_nothing() {
     let pg = Postgres::start();
