@@ -347,7 +347,8 @@ impl FleetBuilder {
         self
     }
 
-    /// The wait before the first retried step, doubling for each further one (at most an hour).
+    /// The wait before the first retried step, doubling for each further one (at most an hour);
+    /// never less than the server's last hint.
     pub fn step_retry_delay(mut self, delay: Duration) -> Self {
         self.settings.step_retry_delay = delay;
         self
