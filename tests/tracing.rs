@@ -598,3 +598,31 @@ async fn every_span_ends_once_the_final_response_is_dropped() {
         .collect();
     assert!(open.is_empty(), "{open:#?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_refused_for_its_polls_reports_them() {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let server = RawServer::start(|n, _| match n {
+        0 => reply(202, &[("azure-asyncoperation", "/operations/6")], ""),
+        _ => reply(200, &[], r#"{"status":"Running"}"#),
+    })
+    .await;
+    let error = stack(LongRunningLayer::new().max_polls(3))
+        .oneshot(request(Method::POST, &server.url("/start"), ""))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), tower_lro::ErrorKind::TooManyPolls);
+    let token = error.resume_token().unwrap().clone();
+    let refused = stack(LongRunningLayer::new().max_polls(2))
+        .resume(token)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), tower_lro::ErrorKind::TooManyPolls);
+    let resumed = recorder.spans("lro.operation");
+    let resumed = resumed.last().unwrap();
+    assert_eq!(resumed.values["lro.resumed"], "true");
+    assert_eq!(resumed.values["lro.polls"], "3", "{resumed:#?}");
+    assert_eq!(resumed.values["lro.outcome"], "error");
+}

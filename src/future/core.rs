@@ -27,6 +27,7 @@ use crate::future::original::Original;
 use crate::future::{NextStep, Step};
 use crate::options::Polling;
 use crate::progress::ProgressSender;
+use crate::protocol::redact;
 use crate::telemetry::{Outcome, Start, Telemetry};
 use crate::token::{Cancelling, ResumeToken, Resuming};
 
@@ -755,8 +756,11 @@ where
             .field("state", &state)
             .field("dialect", &self.follower.dialect)
             .field("method", &self.follower.original.method)
-            .field("uri", &self.follower.original.uri)
-            .field("monitor", &ledger.map(|l| (l.kind, &l.url)))
+            .field("uri", &redact::url(&self.follower.original.uri.to_string()))
+            .field(
+                "monitor",
+                &ledger.map(|l| (l.kind, redact::url(&l.url.to_string()).into_owned())),
+            )
             .field("polls", &ledger.map(|l| l.polls))
             .finish()
     }

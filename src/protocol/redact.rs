@@ -89,13 +89,15 @@ pub(crate) fn text(text: &str) -> Cow<'_, str> {
     while let Some(at) = find_scheme(rest) {
         shown.push_str(&rest[..at]);
         let candidate = &rest[at..];
-        // A URL ends where text that cannot be part of one begins.
+        // A URL ends where text that cannot be part of one begins; `,`, `)`, `'` and the like
+        // can be inside one (`?ids=1,2`, OData's `Products(1)`), so only a trailing run of them
+        // is taken for the text around it.
         let end = candidate
-            .find(|c: char| {
-                c.is_whitespace()
-                    || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']' | '}' | ',')
-            })
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | '`'))
             .unwrap_or(candidate.len());
+        let end = candidate[..end]
+            .trim_end_matches(['.', ',', ')', ']', '}', '\'', ';', ':', '!', '?'])
+            .len();
         shown.push_str(&url(&candidate[..end]));
         rest = &candidate[end..];
     }
@@ -183,13 +185,25 @@ mod tests {
             ),
             (
                 "see HTTPS://u:p@a.example/x?code=k and http://b.example/y?token=t.",
-                "see HTTPS://a.example/x?code=REDACTED and http://b.example/y?token=REDACTED",
+                "see HTTPS://a.example/x?code=REDACTED and http://b.example/y?token=REDACTED.",
             ),
             (
                 "\"https://a.example/x?sig=1\",",
                 "\"https://a.example/x?sig=REDACTED\",",
             ),
             ("xhttps://a.example/x?sig=1", "xhttps://a.example/x?sig=1"),
+            (
+                "(https://a.example/op?ids=1,2&sig=s3cr3t)",
+                "(https://a.example/op?ids=REDACTED&sig=REDACTED)",
+            ),
+            (
+                r#"url: "https://svc/odata/Products(1)/x?sig=s3cr3t""#,
+                r#"url: "https://svc/odata/Products(1)/x?sig=REDACTED""#,
+            ),
+            (
+                "https://a.example/x?f='a'&code=s3cr3t.",
+                "https://a.example/x?f=REDACTED&code=REDACTED.",
+            ),
             ("://?sig=1 https://", "://?sig=1 https://"),
         ] {
             assert_eq!(text(given), shown, "{given}");

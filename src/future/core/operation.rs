@@ -157,13 +157,13 @@ impl<D: Dialect> Follower<D> {
         };
         let observed = Default::default();
         let elapsed = self.clock.elapsed();
-        self.telemetry.ended(
-            outcome,
-            result.as_ref().err().copied(),
-            0,
-            &observed,
-            elapsed,
-        );
+        let error = result.as_ref().err().copied();
+        // An error after a token was adopted counts the token's polls; nothing else has any.
+        let polls = error
+            .and_then(Error::operation)
+            .map_or(0, |info| info.polls);
+        self.telemetry
+            .ended(outcome, error, polls, &observed, elapsed);
     }
 
     /// Attaches what happened so far to an error that ends the operation and, unless the
