@@ -122,6 +122,22 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
 }
 
 impl Recorder {
+    /// A recorder of every span and event, the subscriber of this thread until the guard drops.
+    fn installed() -> (Recorder, tracing::subscriber::DefaultGuard) {
+        let recorder = Recorder::default();
+        let subscriber = tracing_subscriber::registry().with(recorder.clone());
+        (
+            recorder.clone(),
+            tracing::subscriber::set_default(subscriber),
+        )
+    }
+
+    /// The spans not closed yet.
+    fn open(&self) -> Vec<SpanRecord> {
+        let spans = self.spans.lock().unwrap();
+        spans.0.iter().filter(|s| !s.closed).cloned().collect()
+    }
+
     fn spans(&self, name: &str) -> Vec<SpanRecord> {
         let spans = self.spans.lock().unwrap();
         spans.0.iter().filter(|s| s.name == name).cloned().collect()
@@ -174,15 +190,7 @@ async fn an_operation_and_each_poll_are_info_spans_with_the_layers_below_nested_
     assert_eq!(response.status(), 200);
     drop(response);
     // Nothing the layer made outlives the operation.
-    let open: Vec<_> = recorder
-        .spans
-        .lock()
-        .unwrap()
-        .0
-        .iter()
-        .filter(|s| !s.closed)
-        .cloned()
-        .collect();
+    let open = recorder.open();
     assert!(open.is_empty(), "{open:#?}");
 
     let operations = recorder.spans("lro.operation");
@@ -285,9 +293,7 @@ async fn an_operation_and_each_poll_are_info_spans_with_the_layers_below_nested_
 #[tokio::test(start_paused = true)]
 async fn behind_an_or_the_dialect_recorded_is_the_one_that_followed() {
     use tower_lro::Dialect;
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|n, _| match n {
         0 => reply(200, &[], r#"{"name":"operations/op-1","done":false}"#),
         _ => reply(
@@ -309,9 +315,7 @@ async fn behind_an_or_the_dialect_recorded_is_the_one_that_followed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_operation_marks_its_span_as_an_error() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|n, _| match n {
         0 => reply(202, &[("operation-location", "/operations/2")], ""),
         _ => reply(
@@ -337,9 +341,7 @@ async fn a_failed_operation_marks_its_span_as_an_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_response_that_is_not_an_operation_says_so_and_has_no_polls() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|_, _| reply(200, &[], r#"{"name":"x"}"#)).await;
     stack(LongRunningLayer::new())
         .oneshot(request(Method::GET, &server.url("/things/1"), ""))
@@ -356,9 +358,7 @@ async fn a_response_that_is_not_an_operation_says_so_and_has_no_polls() {
 
 #[tokio::test(start_paused = true)]
 async fn resumed_stepped_and_canceled_operations_have_their_own_spans() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|n, req| match (n, req.method.as_str()) {
         (0, _) => reply(202, &[("azure-asyncoperation", "/operations/3")], ""),
         (_, "POST") => reply(202, &[], ""),
@@ -516,9 +516,7 @@ fn documented() -> BTreeMap<String, BTreeSet<String>> {
 #[tokio::test(start_paused = true)]
 async fn span_and_field_names_are_the_documented_ones() {
     let documented = documented();
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = azure_operation().await;
     stack(LongRunningLayer::new())
         .oneshot(request(Method::POST, &server.url("/start"), ""))
@@ -567,9 +565,7 @@ async fn span_and_field_names_are_the_documented_ones() {
 
 #[tokio::test(start_paused = true)]
 async fn every_span_ends_once_the_final_response_is_dropped() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|n, _| match n {
         0 => reply(201, &[("azure-asyncoperation", "/operations/5")], ""),
         1 => reply(200, &[], r#"{"status":"Succeeded"}"#),
@@ -587,23 +583,13 @@ async fn every_span_ends_once_the_final_response_is_dropped() {
     let polls = recorder.spans("lro.poll");
     assert_eq!(polls.last().unwrap().values["lro.request"], "final");
     assert_eq!(support::text(response).await, r#"{"name":"vm5"}"#);
-    let open: Vec<_> = recorder
-        .spans
-        .lock()
-        .unwrap()
-        .0
-        .iter()
-        .filter(|s| !s.closed)
-        .cloned()
-        .collect();
+    let open = recorder.open();
     assert!(open.is_empty(), "{open:#?}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_token_refused_for_its_polls_reports_them() {
-    let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (recorder, _guard) = Recorder::installed();
     let server = RawServer::start(|n, _| match n {
         0 => reply(202, &[("azure-asyncoperation", "/operations/6")], ""),
         _ => reply(200, &[], r#"{"status":"Running"}"#),
